@@ -1,0 +1,279 @@
+//! The verification outcome vocabulary: one stable machine code per way a request can fail.
+//!
+//! Codes are part of the product's interface (response bodies, logs, metrics) and never change
+//! meaning. [`AuthError::status`] is the one place that maps a code to an HTTP status.
+
+use std::fmt;
+
+/// Why a request was not authenticated. Each variant has a stable [`code`](AuthError::code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token where the provider looks for one.
+    TokenMissing,
+    /// The token (or the header carrying it) is over `max_token_bytes`.
+    TokenTooLarge { limit: usize },
+    /// More than one distinct token, or a repeated `Authorization` header.
+    MultipleTokens,
+    /// The header carrying the token does not have the configured shape (e.g. `Basic …`).
+    BadScheme,
+    /// Five segments: an encrypted JWT (JWE), which jwt-edge does not accept.
+    TokenIsJwe,
+    /// Not three non-empty dot-separated segments (signature may not be empty).
+    Malformed(String),
+    /// A segment is not canonical, unpadded base64url.
+    BadBase64(&'static str),
+    /// Header or payload is not a JSON object (or is nested too deep, or not UTF-8).
+    BadJson(&'static str),
+    /// A JSON member name appears twice (RFC 7515 §4 / RFC 8725 §3.2).
+    DuplicateMember(&'static str),
+    /// The header has no `alg`, or it is not a string.
+    AlgMissing,
+    /// The token's `alg` is not on the provider's allow-list (this includes `none`).
+    AlgNotAllowed(String),
+    /// `crit` names an extension jwt-edge does not implement, or is malformed.
+    CritUnsupported,
+    /// The token names a `kid` the key set does not have.
+    UnknownKid(String),
+    /// No key in the set fits the token's `alg` (for a token without `kid`), or the key with
+    /// the token's `kid` is of another type or restricted to another algorithm or use.
+    NoMatchingKey(String),
+    /// The signature does not verify.
+    BadSignature,
+    /// A time claim or other registered claim has the wrong JSON type.
+    ClaimMalformed(&'static str),
+    /// `exp` is required and absent.
+    ExpMissing,
+    /// `exp` is in the past (beyond clock skew).
+    Expired,
+    /// `nbf` is in the future (beyond clock skew).
+    NotYetValid,
+    /// The token's lifetime is longer than `max_lifetime` allows.
+    LifetimeTooLong,
+    /// `iss` is absent or not the configured issuer.
+    IssuerMismatch,
+    /// `aud` does not contain any configured audience.
+    AudienceMismatch,
+    /// `sub` does not match the configured subject matcher.
+    SubjectMismatch,
+    /// The key set for the provider is not available (never fetched, or fetch failed).
+    JwksUnavailable,
+    /// Valid token, but a required scope is missing.
+    InsufficientScope { required: String },
+    /// Valid token, but a required claim value is missing.
+    ClaimMismatch(String),
+    /// The token's `jti` or `sub` is on the deny-list.
+    TokenRevoked,
+}
+
+/// How a failure is answered: status and the RFC 6750 `error` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 401 without `error=` (RFC 6750 §3.1: no credentials given).
+    Unauthorized,
+    /// 401 with `error="invalid_token"`.
+    InvalidToken,
+    /// 403 with `error="insufficient_scope"`.
+    Forbidden,
+    /// 503: the key set is unavailable. Not the client's fault, and not a forgery.
+    Unavailable,
+}
+
+impl Status {
+    /// The HTTP status code.
+    pub fn http_code(self) -> u32 {
+        match self {
+            Status::Unauthorized | Status::InvalidToken => 401,
+            Status::Forbidden => 403,
+            Status::Unavailable => 503,
+        }
+    }
+}
+
+impl AuthError {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::TokenMissing => "token_missing",
+            AuthError::TokenTooLarge { .. } => "token_too_large",
+            AuthError::MultipleTokens => "multiple_tokens",
+            AuthError::BadScheme => "bad_scheme",
+            AuthError::TokenIsJwe => "token_is_jwe",
+            AuthError::Malformed(_) => "token_malformed",
+            AuthError::BadBase64(_) => "bad_base64",
+            AuthError::BadJson(_) => "bad_json",
+            AuthError::DuplicateMember(_) => "duplicate_member",
+            AuthError::AlgMissing => "alg_missing",
+            AuthError::AlgNotAllowed(_) => "alg_not_allowed",
+            AuthError::CritUnsupported => "crit_unsupported",
+            AuthError::UnknownKid(_) => "unknown_kid",
+            AuthError::NoMatchingKey(_) => "no_matching_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::ClaimMalformed(_) => "claim_malformed",
+            AuthError::ExpMissing => "exp_missing",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
+            AuthError::IssuerMismatch => "issuer_mismatch",
+            AuthError::AudienceMismatch => "audience_mismatch",
+            AuthError::SubjectMismatch => "subject_mismatch",
+            AuthError::JwksUnavailable => "jwks_unavailable",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::ClaimMismatch(_) => "claim_mismatch",
+            AuthError::TokenRevoked => "token_revoked",
+        }
+    }
+
+    /// The one mapping from outcome to response class.
+    pub fn status(&self) -> Status {
+        match self {
+            AuthError::TokenMissing | AuthError::BadScheme => Status::Unauthorized,
+            AuthError::AudienceMismatch
+            | AuthError::SubjectMismatch
+            | AuthError::InsufficientScope { .. }
+            | AuthError::ClaimMismatch(_) => Status::Forbidden,
+            AuthError::JwksUnavailable => Status::Unavailable,
+            AuthError::TokenTooLarge { .. }
+            | AuthError::MultipleTokens
+            | AuthError::TokenIsJwe
+            | AuthError::Malformed(_)
+            | AuthError::BadBase64(_)
+            | AuthError::BadJson(_)
+            | AuthError::DuplicateMember(_)
+            | AuthError::AlgMissing
+            | AuthError::AlgNotAllowed(_)
+            | AuthError::CritUnsupported
+            | AuthError::UnknownKid(_)
+            | AuthError::NoMatchingKey(_)
+            | AuthError::BadSignature
+            | AuthError::ClaimMalformed(_)
+            | AuthError::ExpMissing
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::LifetimeTooLong
+            | AuthError::IssuerMismatch
+            | AuthError::TokenRevoked => Status::InvalidToken,
+        }
+    }
+
+    /// True when the failure says nothing about a token's validity (none was presented).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, AuthError::TokenMissing)
+    }
+
+    /// The `WWW-Authenticate` value for this failure (RFC 6750 §3), or `None` for 503.
+    ///
+    /// `realm` is written as given after escaping; the description never contains token bytes.
+    pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        let realm = quote(realm);
+        match self.status() {
+            Status::Unauthorized => Some(format!("Bearer realm=\"{realm}\"")),
+            Status::InvalidToken => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                quote(&self.to_string())
+            )),
+            Status::Forbidden => {
+                let scope = match self {
+                    AuthError::InsufficientScope { required } => {
+                        format!(", scope=\"{}\"", quote(required))
+                    }
+                    _ => String::new(),
+                };
+                Some(format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"{scope}",
+                    quote(&self.to_string())
+                ))
+            }
+            Status::Unavailable => None,
+        }
+    }
+}
+
+/// Keeps a quoted-string value inside its quotes: drops `"`, `\` and control characters.
+fn quote(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::TokenMissing => f.write_str("no token in the request"),
+            AuthError::TokenTooLarge { limit } => {
+                write!(f, "token is larger than {limit} bytes")
+            }
+            AuthError::MultipleTokens => f.write_str("the request carries more than one token"),
+            AuthError::BadScheme => {
+                f.write_str("the credentials do not use the expected scheme (Bearer)")
+            }
+            AuthError::TokenIsJwe => f.write_str("encrypted tokens (JWE) are not accepted"),
+            AuthError::Malformed(why) => write!(f, "token is not a JWS compact serialization: {why}"),
+            AuthError::BadBase64(part) => {
+                write!(f, "token {part} is not unpadded base64url")
+            }
+            AuthError::BadJson(part) => write!(f, "token {part} is not a JSON object"),
+            AuthError::DuplicateMember(part) => {
+                write!(f, "token {part} has a duplicate member name")
+            }
+            AuthError::AlgMissing => f.write_str("token header has no alg"),
+            AuthError::AlgNotAllowed(_) => f.write_str("the token's algorithm is not allowed"),
+            AuthError::CritUnsupported => {
+                f.write_str("token header crit names an unsupported extension")
+            }
+            AuthError::UnknownKid(_) => f.write_str("the key set has no key with the token's kid"),
+            AuthError::NoMatchingKey(why) => write!(f, "no key fits the token: {why}"),
+            AuthError::BadSignature => f.write_str("signature verification failed"),
+            AuthError::ClaimMalformed(claim) => write!(f, "claim {claim} has the wrong type"),
+            AuthError::ExpMissing => f.write_str("token has no exp claim"),
+            AuthError::Expired => f.write_str("token is expired"),
+            AuthError::NotYetValid => f.write_str("token is not yet valid"),
+            AuthError::LifetimeTooLong => f.write_str("token lifetime exceeds max_lifetime"),
+            AuthError::IssuerMismatch => f.write_str("issuer is not accepted"),
+            AuthError::AudienceMismatch => f.write_str("audience is not accepted"),
+            AuthError::SubjectMismatch => f.write_str("subject is not accepted"),
+            AuthError::JwksUnavailable => f.write_str("signing keys are not available"),
+            AuthError::InsufficientScope { required } => {
+                write!(f, "token lacks required scope {required}")
+            }
+            AuthError::ClaimMismatch(claim) => {
+                write!(f, "claim {claim} does not have a required value")
+            }
+            AuthError::TokenRevoked => f.write_str("token has been revoked"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(AuthError::TokenMissing.status().http_code(), 401);
+        assert_eq!(AuthError::Expired.status().http_code(), 401);
+        assert_eq!(AuthError::AudienceMismatch.status().http_code(), 403);
+        assert_eq!(AuthError::JwksUnavailable.status().http_code(), 503);
+    }
+
+    #[test]
+    fn www_authenticate_shapes() {
+        assert_eq!(
+            AuthError::TokenMissing.www_authenticate("api").as_deref(),
+            Some("Bearer realm=\"api\"")
+        );
+        assert_eq!(
+            AuthError::Expired.www_authenticate("a\"b").as_deref(),
+            Some("Bearer realm=\"ab\", error=\"invalid_token\", error_description=\"token is expired\"")
+        );
+        assert_eq!(
+            AuthError::InsufficientScope { required: "risk:score".into() }
+                .www_authenticate("api")
+                .as_deref(),
+            Some("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"token lacks required scope risk:score\", scope=\"risk:score\"")
+        );
+        assert_eq!(AuthError::JwksUnavailable.www_authenticate("api"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! The compiled policy: what `config::compile` produces from the operator's JSON and what the
+//! authenticator reads. Everything here is already validated; no field needs checking again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::authn::alg::Algorithm;
+use crate::authn::jwk::KeySet;
+use crate::authn::matcher::{RouteMatch, StringMatcher};
+
+/// Index of a provider in [`Policy::providers`].
+pub type ProviderId = usize;
+/// Index of a key source in [`Policy::jwks_sources`].
+pub type JwksId = usize;
+
+/// Default `max_token_bytes` (an extension to jwt_authn).
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// jwt_authn's default `clock_skew_seconds`.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+/// jwt_authn's default `cache_duration` for remote key sets.
+pub const DEFAULT_CACHE_DURATION_SECONDS: u64 = 600;
+/// Default `http_uri.timeout` for key-set fetches.
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
+
+/// The whole filter policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub providers: Vec<Provider>,
+    /// Distinct key sources; providers with the same remote URI and cluster share one.
+    pub jwks_sources: Vec<JwksSource>,
+    /// Ordered rules; the first whose match fits decides.
+    pub rules: Vec<Rule>,
+    /// Extension: requirement chosen by the host's route name (Envoy `xds.route_name`).
+    /// Looked up before `rules`.
+    pub per_route: BTreeMap<String, RouteOverride>,
+    pub bypass_cors_preflight: bool,
+    pub strip_failure_response: bool,
+    /// Every header the filter can set, lower-case: removed from every incoming request.
+    pub identity_headers: Vec<String>,
+}
+
+/// What a named route requires (jwt_authn's `PerRouteConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteOverride {
+    /// No authentication on this route.
+    Disabled,
+    /// The requirement from `requirement_map`.
+    Require(Requirement),
+}
+
+/// One provider (`JwtProvider`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub subjects: Option<StringMatcher>,
+    pub require_expiration: bool,
+    /// Seconds; a token whose `exp - iat` (or `exp - now` without `iat`) exceeds it is refused.
+    pub max_lifetime: Option<u64>,
+    pub clock_skew_seconds: u64,
+    /// Allowed `alg` values; a token with any other `alg` is refused before key selection.
+    pub algorithms: Vec<Algorithm>,
+    pub jwks: JwksId,
+    /// Keep the token in the request sent upstream (only for header locations).
+    pub forward: bool,
+    /// Where to look for the token, in order.
+    pub locations: Vec<TokenLocation>,
+    pub forward_payload_header: Option<String>,
+    pub pad_forward_payload_header: bool,
+    pub claim_to_headers: Vec<ClaimToHeader>,
+    pub max_token_bytes: usize,
+}
+
+/// Where a token is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    /// A request header, lower-case name; `value_prefix` is stripped (the `Bearer ` scheme of
+    /// `authorization` is matched case-insensitively).
+    Header { name: String, value_prefix: String },
+    /// A query parameter.
+    Param(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// Copy one claim into one request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    /// Lower-case header name.
+    pub header_name: String,
+    /// Claim path, split on `.`.
+    pub claim_path: Vec<String>,
+}
+
+/// A key source.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// `local_jwks.inline_string`: parsed once at configure time.
+    Local(Arc<KeySet>),
+    /// `remote_jwks`: fetched through a host cluster.
+    Remote(RemoteJwks),
+}
+
+/// `remote_jwks` after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub uri: String,
+    pub cluster: String,
+    /// `:authority` for the fetch (from the URI).
+    pub authority: String,
+    /// `:path` for the fetch (from the URI).
+    pub path: String,
+    pub timeout_ms: u64,
+    pub cache_duration_seconds: u64,
+}
+
+/// One rule (`RequirementRule`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub matcher: RouteMatch,
+    /// `None`: the route needs no token.
+    pub requires: Option<Requirement>,
+}
+
+/// A requirement tree (`JwtRequirement`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requirement {
+    /// A valid token from this provider, with the provider's audiences or these overrides.
+    Provider {
+        provider: ProviderId,
+        audiences: Option<Vec<String>>,
+    },
+    /// Any one child passes.
+    Any(Vec<Requirement>),
+    /// Every child passes.
+    All(Vec<Requirement>),
+    /// Passes without a token; a present token must be valid for some provider.
+    AllowMissing,
+    /// Always passes; a valid token still yields identity headers.
+    AllowMissingOrFailed,
+}
