@@ -15,8 +15,6 @@ pub enum AuthError {
     TokenTooLarge { limit: usize },
     /// More than one distinct token, or a repeated `Authorization` header.
     MultipleTokens,
-    /// The header carrying the token does not have the configured shape (e.g. `Basic …`).
-    BadScheme,
     /// Five segments: an encrypted JWT (JWE), which jwt-edge does not accept.
     TokenIsJwe,
     /// Not three non-empty dot-separated segments (signature may not be empty).
@@ -97,7 +95,6 @@ impl AuthError {
             AuthError::TokenMissing => "token_missing",
             AuthError::TokenTooLarge { .. } => "token_too_large",
             AuthError::MultipleTokens => "multiple_tokens",
-            AuthError::BadScheme => "bad_scheme",
             AuthError::TokenIsJwe => "token_is_jwe",
             AuthError::Malformed(_) => "token_malformed",
             AuthError::BadBase64(_) => "bad_base64",
@@ -127,7 +124,7 @@ impl AuthError {
     /// The one mapping from outcome to response class.
     pub fn status(&self) -> Status {
         match self {
-            AuthError::TokenMissing | AuthError::BadScheme => Status::Unauthorized,
+            AuthError::TokenMissing => Status::Unauthorized,
             AuthError::AudienceMismatch
             | AuthError::SubjectMismatch
             | AuthError::InsufficientScope { .. }
@@ -204,9 +201,6 @@ impl fmt::Display for AuthError {
                 write!(f, "token is larger than {limit} bytes")
             }
             AuthError::MultipleTokens => f.write_str("the request carries more than one token"),
-            AuthError::BadScheme => {
-                f.write_str("the credentials do not use the expected scheme (Bearer)")
-            }
             AuthError::TokenIsJwe => f.write_str("encrypted tokens (JWE) are not accepted"),
             AuthError::Malformed(why) => write!(f, "token is not a JWS compact serialization: {why}"),
             AuthError::BadBase64(part) => {

@@ -70,6 +70,8 @@ pub struct Provider {
     pub pad_forward_payload_header: bool,
     pub claim_to_headers: Vec<ClaimToHeader>,
     pub max_token_bytes: usize,
+    /// `jwt_cache_config.jwt_cache_size`: verified tokens kept per VM (0: no cache).
+    pub jwt_cache_size: usize,
 }
 
 /// Where a token is read from.

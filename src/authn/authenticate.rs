@@ -1,0 +1,520 @@
+//! The decision: which requirement applies to a request, and whether the request meets it.
+//!
+//! [`decide`] is the core's one entry point for a request. It needs the compiled policy, the
+//! request, a view of the key sets, and `now`; it returns a [`Decision`] that the adapter
+//! carries out. It never blocks: when a key set is still being fetched it says so
+//! ([`Decision::WaitForKeys`]) and the adapter asks again later.
+
+use std::collections::BTreeMap;
+
+use crate::authn::b64;
+use crate::authn::claims;
+use crate::authn::error::AuthError;
+use crate::authn::extract::{extract, Found, FoundAt};
+use crate::authn::jwk::KeySet;
+use crate::authn::jws::{UntrustedToken, VerifiedToken};
+use crate::authn::policy::{JwksId, Policy, ProviderId, Requirement, RouteOverride};
+use crate::authn::request::RequestView;
+
+/// Longest realm echoed in `WWW-Authenticate` (jwt_authn's limit).
+pub const MAX_REALM_LEN: usize = 256;
+
+/// What the key cache can say about a key source right now.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyState<'a> {
+    /// Usable keys (fresh, or stale within the allowed age).
+    Ready(&'a KeySet),
+    /// No keys yet; a fetch is under way or due.
+    Pending,
+    /// No keys, and none are coming soon (fetches failed).
+    Unavailable,
+}
+
+/// The adapter's view of every key source.
+pub trait KeyLookup {
+    /// The state of key source `id`.
+    fn keys(&self, id: JwksId) -> KeyState<'_>;
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Let it through, after these header changes.
+    Allow(Allow),
+    /// Answer it locally.
+    Deny(Denial),
+    /// Ask again when one of these key sources has keys (or has failed).
+    WaitForKeys(Vec<JwksId>),
+}
+
+/// Changes to make to an accepted request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Allow {
+    /// Headers to set (replacing any value).
+    pub set_headers: Vec<(String, String)>,
+    /// Headers to remove (tokens not forwarded).
+    pub remove_headers: Vec<String>,
+    /// A new `:path` without token query parameters, when one was removed.
+    pub new_path: Option<String>,
+    /// The providers whose tokens verified, with log-safe facts about them.
+    pub identities: Vec<Identity>,
+    /// Why the request was allowed (for logs and metrics).
+    pub reason: AllowReason,
+}
+
+/// Why a request was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllowReason {
+    /// A token satisfied the requirement.
+    #[default]
+    Verified,
+    /// No requirement applies to this request.
+    NoRequirement,
+    /// CORS preflight bypass.
+    CorsPreflight,
+    /// `allow_missing` / `allow_missing_or_failed` let it through without a valid token.
+    Allowed,
+}
+
+/// Log-safe facts about a verified token: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub provider: String,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub kid: Option<String>,
+}
+
+/// A local reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub error: AuthError,
+    /// The provider whose check produced `error`, if one did.
+    pub provider: Option<String>,
+    /// Log-safe facts from the token's (unverified) header and claims, if it parsed.
+    pub kid: Option<String>,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Decides a request. `route_name` in `req` selects `per_route` entries.
+pub fn decide(policy: &Policy, req: &RequestView<'_>, keys: &dyn KeyLookup, now: u64) -> Decision {
+    if policy.bypass_cors_preflight && req.is_cors_preflight() {
+        return Decision::Allow(Allow {
+            reason: AllowReason::CorsPreflight,
+            ..Allow::default()
+        });
+    }
+    let Some(requirement) = requirement_for(policy, req) else {
+        return Decision::Allow(Allow {
+            reason: AllowReason::NoRequirement,
+            ..Allow::default()
+        });
+    };
+    let mut eval = Evaluation {
+        policy,
+        req,
+        keys,
+        now,
+        results: BTreeMap::new(),
+    };
+    match eval.check(requirement) {
+        Ok(lenient) => Decision::Allow(eval.allow(lenient)),
+        Err(Fail::Pending(ids)) => Decision::WaitForKeys(ids),
+        Err(Fail::Auth(provider, error)) => {
+            Decision::Deny(eval.deny(provider, error))
+        }
+    }
+}
+
+/// The requirement for a request: `per_route` by route name first, then the first rule.
+pub fn requirement_for<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Option<&'p Requirement> {
+    if let Some(over) = req.route_name().and_then(|r| policy.per_route.get(r)) {
+        return match over {
+            RouteOverride::Disabled => None,
+            RouteOverride::Require(r) => Some(r),
+        };
+    }
+    policy
+        .rules
+        .iter()
+        .find(|rule| rule.matcher.matches(req))
+        .and_then(|rule| rule.requires.as_ref())
+}
+
+/// Why a requirement did not pass (yet).
+enum Fail {
+    Pending(Vec<JwksId>),
+    Auth(Option<ProviderId>, AuthError),
+}
+
+/// One provider's outcome on this request, computed at most once.
+enum ProviderResult {
+    Missing,
+    Verified { token: VerifiedToken, found: Found },
+    Failed(AuthError, Facts),
+    Pending(JwksId),
+}
+
+#[derive(Default, Clone)]
+struct Facts {
+    kid: Option<String>,
+    iss: Option<String>,
+    sub: Option<String>,
+}
+
+struct Evaluation<'a, 'r> {
+    policy: &'a Policy,
+    req: &'a RequestView<'r>,
+    keys: &'a dyn KeyLookup,
+    now: u64,
+    results: BTreeMap<ProviderId, ProviderResult>,
+}
+
+impl Evaluation<'_, '_> {
+    /// `Ok(lenient)`: passed; `lenient` when an allow-missing branch passed it.
+    fn check(&mut self, r: &Requirement) -> Result<bool, Fail> {
+        match r {
+            Requirement::Provider { provider, audiences } => {
+                self.check_provider(*provider, audiences.as_deref()).map(|()| false)
+            }
+            Requirement::Any(children) => {
+                let mut pending = Vec::new();
+                let mut best: Option<(Option<ProviderId>, AuthError)> = None;
+                for child in children {
+                    match self.check(child) {
+                        Ok(lenient) => return Ok(lenient),
+                        Err(Fail::Pending(ids)) => pending.extend(ids),
+                        Err(Fail::Auth(p, e)) => {
+                            if best.as_ref().is_none_or(|(_, b)| rank(&e) > rank(b)) {
+                                best = Some((p, e));
+                            }
+                        }
+                    }
+                }
+                if !pending.is_empty() {
+                    return Err(Fail::Pending(dedup(pending)));
+                }
+                let (p, e) = best.unwrap_or((None, AuthError::TokenMissing));
+                Err(Fail::Auth(p, e))
+            }
+            Requirement::All(children) => {
+                let mut pending = Vec::new();
+                let mut lenient = false;
+                for child in children {
+                    match self.check(child) {
+                        Ok(l) => lenient |= l,
+                        Err(Fail::Pending(ids)) => pending.extend(ids),
+                        Err(fail @ Fail::Auth(..)) => return Err(fail),
+                    }
+                }
+                if pending.is_empty() {
+                    Ok(lenient)
+                } else {
+                    Err(Fail::Pending(dedup(pending)))
+                }
+            }
+            Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {
+                let or_failed = matches!(r, Requirement::AllowMissingOrFailed);
+                let mut pending = Vec::new();
+                let mut failure = None;
+                let mut verified = false;
+                for id in 0..self.policy.providers.len() {
+                    match self.provider_result(id) {
+                        ProviderResult::Missing => {}
+                        ProviderResult::Verified { .. } => verified = true,
+                        ProviderResult::Pending(j) => pending.push(*j),
+                        ProviderResult::Failed(e, _) => {
+                            let e = e.clone();
+                            if failure.as_ref().is_none_or(|(_, b)| rank(&e) > rank(b)) {
+                                failure = Some((Some(id), e));
+                            }
+                        }
+                    }
+                }
+                if verified || or_failed && pending.is_empty() {
+                    return Ok(true);
+                }
+                if !pending.is_empty() {
+                    return Err(Fail::Pending(dedup(pending)));
+                }
+                match failure {
+                    // The only failures were other providers' issuers: the token is simply
+                    // not for them, and not for anyone here.
+                    None => Ok(true),
+                    Some((p, e)) => Err(Fail::Auth(p, e)),
+                }
+            }
+        }
+    }
+
+    fn check_provider(&mut self, id: ProviderId, audiences: Option<&[String]>) -> Result<(), Fail> {
+        let provider_audiences = self
+            .policy
+            .providers
+            .get(id)
+            .map(|p| p.audiences.as_slice())
+            .unwrap_or(&[]);
+        let audiences = audiences.unwrap_or(provider_audiences);
+        match self.provider_result(id) {
+            ProviderResult::Missing => Err(Fail::Auth(Some(id), AuthError::TokenMissing)),
+            ProviderResult::Pending(j) => Err(Fail::Pending(vec![*j])),
+            ProviderResult::Failed(e, _) => Err(Fail::Auth(Some(id), e.clone())),
+            ProviderResult::Verified { token, .. } => claims::check_audience(token.claims(), audiences)
+                .map_err(|e| Fail::Auth(Some(id), e)),
+        }
+    }
+
+    fn provider_result(&mut self, id: ProviderId) -> &ProviderResult {
+        if !self.results.contains_key(&id) {
+            let r = self.compute(id);
+            self.results.insert(id, r);
+        }
+        // Just inserted when absent; the fallback keeps this panic-free regardless.
+        self.results.get(&id).unwrap_or(&ProviderResult::Missing)
+    }
+
+    fn compute(&self, id: ProviderId) -> ProviderResult {
+        let Some(p) = self.policy.providers.get(id) else {
+            return ProviderResult::Missing;
+        };
+        let found = match extract(self.req, p) {
+            Ok(Some(f)) => f,
+            Ok(None) => return ProviderResult::Missing,
+            Err(e) => return ProviderResult::Failed(e, Facts::default()),
+        };
+        let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
+            Ok(t) => t,
+            Err(e) => return ProviderResult::Failed(e, Facts::default()),
+        };
+        let facts = Facts {
+            kid: token.header().kid.clone(),
+            iss: string_claim(token.unverified_claims(), "iss"),
+            sub: string_claim(token.unverified_claims(), "sub"),
+        };
+        let fail = |e| ProviderResult::Failed(e, facts.clone());
+        // Cheap checks first: a token refused here costs no signature verification.
+        if let Err(e) = token.allowed_alg(&p.algorithms) {
+            return fail(e);
+        }
+        if let Err(e) = claims::check_issuer(token.unverified_claims(), p) {
+            return fail(e);
+        }
+        if let Err(e) = claims::check_times(token.unverified_claims(), p, self.now) {
+            return fail(e);
+        }
+        let keys = match self.keys.keys(p.jwks) {
+            KeyState::Ready(keys) => keys,
+            KeyState::Pending => return ProviderResult::Pending(p.jwks),
+            KeyState::Unavailable => return fail(AuthError::JwksUnavailable),
+        };
+        let verified = match token.verify(keys, &p.algorithms) {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = claims::check_subject(verified.claims(), p) {
+            return fail(e);
+        }
+        ProviderResult::Verified {
+            token: verified,
+            found,
+        }
+    }
+
+    fn allow(&self, lenient: bool) -> Allow {
+        let mut allow = Allow {
+            reason: if lenient {
+                AllowReason::Allowed
+            } else {
+                AllowReason::Verified
+            },
+            ..Allow::default()
+        };
+        let mut removed_params: Vec<&str> = Vec::new();
+        for (id, result) in &self.results {
+            let (ProviderResult::Verified { token, found }, Some(p)) =
+                (result, self.policy.providers.get(*id))
+            else {
+                continue;
+            };
+            let claims = token.claims();
+            allow.identities.push(Identity {
+                provider: p.name.clone(),
+                iss: string_claim(claims, "iss"),
+                sub: string_claim(claims, "sub"),
+                kid: token.header().kid.clone(),
+            });
+            if let Some(name) = &p.forward_payload_header {
+                let value = if p.pad_forward_payload_header {
+                    b64::decode(token.payload_segment())
+                        .map(|bytes| b64::encode_padded(&bytes))
+                        .unwrap_or_default()
+                } else {
+                    token.payload_segment().to_owned()
+                };
+                set_header(&mut allow.set_headers, name, value);
+            }
+            for c in &p.claim_to_headers {
+                if let Some(v) = claims::claim_at(claims, &c.claim_path).and_then(claims::claim_header_value) {
+                    set_header(&mut allow.set_headers, &c.header_name, v);
+                }
+            }
+            if !p.forward {
+                for at in &found.at {
+                    match at {
+                        FoundAt::Header(h) => {
+                            if !allow.remove_headers.contains(h) {
+                                allow.remove_headers.push(h.clone());
+                            }
+                        }
+                        FoundAt::Param(name) => removed_params.push(name),
+                        // jwt_authn's `forward` covers headers only; a cookie header carries
+                        // other cookies and is left as it is.
+                        FoundAt::Cookie(_) => {}
+                    }
+                }
+            }
+        }
+        if !removed_params.is_empty() {
+            allow.new_path = Some(remove_query_params(self.req.path(), &removed_params));
+        }
+        allow
+    }
+
+    fn deny(&self, provider: Option<ProviderId>, error: AuthError) -> Denial {
+        let facts = provider
+            .and_then(|id| match self.results.get(&id) {
+                Some(ProviderResult::Failed(_, facts)) => Some(facts.clone()),
+                Some(ProviderResult::Verified { token, .. }) => Some(Facts {
+                    kid: token.header().kid.clone(),
+                    iss: string_claim(token.claims(), "iss"),
+                    sub: string_claim(token.claims(), "sub"),
+                }),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let status = error.status().http_code();
+        let (headers, body) = if self.policy.strip_failure_response {
+            (Vec::new(), String::new())
+        } else {
+            let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+            if let Some(v) = error.www_authenticate(&realm(self.req)) {
+                headers.push(("www-authenticate".to_owned(), v));
+            }
+            let body = serde_json::json!({
+                "error": error.code(),
+                "error_description": error.to_string(),
+            })
+            .to_string();
+            (headers, body)
+        };
+        Denial {
+            provider: provider
+                .and_then(|id| self.policy.providers.get(id))
+                .map(|p| p.name.clone()),
+            kid: facts.kid,
+            iss: facts.iss,
+            sub: facts.sub,
+            status,
+            headers,
+            body,
+            error,
+        }
+    }
+}
+
+/// How informative an error is when several requirements failed: a real token problem beats
+/// "not this provider's issuer", which beats "no token".
+fn rank(e: &AuthError) -> u8 {
+    match e {
+        AuthError::TokenMissing => 0,
+        AuthError::IssuerMismatch => 1,
+        _ => 2,
+    }
+}
+
+fn dedup(mut ids: Vec<JwksId>) -> Vec<JwksId> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn string_claim(claims: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
+    claims.get(name).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+    match headers.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = value,
+        None => headers.push((name.to_owned(), value)),
+    }
+}
+
+/// The realm for `WWW-Authenticate`: the request URL without its query (which may hold a
+/// token), at most [`MAX_REALM_LEN`] bytes.
+pub fn realm(req: &RequestView<'_>) -> String {
+    let scheme = req.header_values(":scheme").next().unwrap_or("http");
+    let authority = req
+        .header_values(":authority")
+        .next()
+        .or_else(|| req.header_values("host").next())
+        .unwrap_or("");
+    let mut realm = format!("{scheme}://{authority}{}", req.path_without_query());
+    if realm.len() > MAX_REALM_LEN {
+        let mut cut = MAX_REALM_LEN;
+        while !realm.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        realm.truncate(cut);
+    }
+    realm
+}
+
+/// `path` with every query parameter named in `names` removed.
+fn remove_query_params(path: &str, names: &[&str]) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            let key = crate::authn::request::percent_decode(key).unwrap_or_default();
+            !names.contains(&key.as_str())
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_removal() {
+        assert_eq!(remove_query_params("/a?access_token=x&b=1", &["access_token"]), "/a?b=1");
+        assert_eq!(remove_query_params("/a?access_token=x", &["access_token"]), "/a");
+        assert_eq!(remove_query_params("/a?b=1&access%5Ftoken=x", &["access_token"]), "/a?b=1");
+        assert_eq!(remove_query_params("/a", &["access_token"]), "/a");
+    }
+
+    #[test]
+    fn realm_never_carries_the_query() {
+        let hs: Vec<(String, String)> = vec![
+            (":scheme".into(), "https".into()),
+            (":authority".into(), "api.example.com".into()),
+            (":path".into(), "/v1/x?access_token=secret".into()),
+        ];
+        assert_eq!(realm(&RequestView::new(&hs, None)), "https://api.example.com/v1/x");
+        let long: Vec<(String, String)> = vec![(":path".into(), format!("/{}", "é".repeat(300)))];
+        let r = realm(&RequestView::new(&long, None));
+        assert!(r.len() <= MAX_REALM_LEN);
+    }
+}

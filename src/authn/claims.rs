@@ -1,0 +1,250 @@
+//! Registered-claim checks: `exp`, `nbf`, `iat` types and times, `iss`, `aud`, `sub`.
+//!
+//! Time claims must be JSON numbers (RFC 7519 NumericDate); a numeric string is malformed.
+//! Clock skew is applied once, here.
+
+use serde_json::{Map, Value};
+
+use crate::authn::error::AuthError;
+use crate::authn::policy::Provider;
+
+/// A claim read as a NumericDate: absent, or a JSON number.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or(AuthError::ClaimMalformed(name)),
+        Some(_) => Err(AuthError::ClaimMalformed(name)),
+    }
+}
+
+/// Checks `exp`, `nbf`, `iat` and `max_lifetime` against `now` (seconds since the epoch).
+pub fn check_times(claims: &Map<String, Value>, p: &Provider, now: u64) -> Result<(), AuthError> {
+    let exp = numeric_date(claims, "exp")?;
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
+    let now = now as f64;
+    let skew = p.clock_skew_seconds as f64;
+    match exp {
+        Some(exp) if now > exp + skew => return Err(AuthError::Expired),
+        Some(_) => {}
+        None if p.require_expiration || p.max_lifetime.is_some() => {
+            return Err(AuthError::ExpMissing)
+        }
+        None => {}
+    }
+    if let Some(nbf) = nbf {
+        if nbf > now + skew {
+            return Err(AuthError::NotYetValid);
+        }
+    }
+    if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
+        let start = iat.unwrap_or(now);
+        if exp - start > max as f64 {
+            return Err(AuthError::LifetimeTooLong);
+        }
+    }
+    Ok(())
+}
+
+/// Checks `iss` against the provider's issuer (exact match, no normalisation).
+pub fn check_issuer(claims: &Map<String, Value>, p: &Provider) -> Result<(), AuthError> {
+    let Some(want) = &p.issuer else {
+        return Ok(());
+    };
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss == want => Ok(()),
+        Some(Value::String(_)) | None => Err(AuthError::IssuerMismatch),
+        Some(_) => Err(AuthError::ClaimMalformed("iss")),
+    }
+}
+
+/// Checks that `aud` (a string or an array of strings) contains any of `audiences`.
+/// An empty `audiences` list means no audience check.
+pub fn check_audience(claims: &Map<String, Value>, audiences: &[String]) -> Result<(), AuthError> {
+    if audiences.is_empty() {
+        return Ok(());
+    }
+    let hit = match claims.get("aud") {
+        None => false,
+        Some(Value::String(a)) => audiences.iter().any(|w| w == a),
+        Some(Value::Array(items)) => {
+            let mut hit = false;
+            for item in items {
+                match item {
+                    Value::String(a) => hit |= audiences.iter().any(|w| w == a),
+                    _ => return Err(AuthError::ClaimMalformed("aud")),
+                }
+            }
+            hit
+        }
+        Some(_) => return Err(AuthError::ClaimMalformed("aud")),
+    };
+    if hit {
+        Ok(())
+    } else {
+        Err(AuthError::AudienceMismatch)
+    }
+}
+
+/// Checks `sub` against the provider's subject matcher.
+pub fn check_subject(claims: &Map<String, Value>, p: &Provider) -> Result<(), AuthError> {
+    let Some(matcher) = &p.subjects else {
+        return Ok(());
+    };
+    match claims.get("sub") {
+        Some(Value::String(sub)) if matcher.matches(sub) => Ok(()),
+        Some(Value::String(_)) | None => Err(AuthError::SubjectMismatch),
+        Some(_) => Err(AuthError::ClaimMalformed("sub")),
+    }
+}
+
+/// Looks up a claim by a `.`-separated path (`a.b.c`).
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut v = claims.get(first)?;
+    for part in rest {
+        v = v.as_object()?.get(part)?;
+    }
+    Some(v)
+}
+
+/// Renders a claim as a header value: strings as-is, numbers and booleans as JSON text,
+/// arrays of those joined with `,`. Objects, nulls and values with control characters give
+/// `None` (the header is not set).
+pub fn claim_header_value(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match i {
+                    Value::Array(_) => None,
+                    other => claim_header_value(other),
+                })
+                .collect();
+            parts?.join(",")
+        }
+        Value::Null | Value::Object(_) => return None,
+    };
+    (!s.chars().any(|c| c.is_control())).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::matcher::{StringMatcher, StringPattern};
+    use serde_json::json;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "p".into(),
+            issuer: Some("https://issuer".into()),
+            audiences: vec![],
+            subjects: None,
+            require_expiration: true,
+            max_lifetime: None,
+            clock_skew_seconds: 60,
+            algorithms: vec![],
+            jwks: 0,
+            forward: false,
+            locations: vec![],
+            forward_payload_header: None,
+            pad_forward_payload_header: false,
+            claim_to_headers: vec![],
+            max_token_bytes: 8192,
+            jwt_cache_size: 0,
+        }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn times(v: Value, p: &Provider, now: u64) -> &'static str {
+        match check_times(&obj(v), p, now) {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn time_table() {
+        let p = provider();
+        let now = 1_000_000;
+        let cases = [
+            (json!({"exp": now + 10}), "ok"),
+            (json!({"exp": now - 60}), "ok"),
+            (json!({"exp": now - 61}), "token_expired"),
+            (json!({"exp": 0}), "token_expired"),
+            (json!({"exp": -5}), "token_expired"),
+            (json!({"exp": (now + 1) as f64 + 0.5}), "ok"),
+            (json!({"exp": "9999999999"}), "claim_malformed"),
+            (json!({"exp": null}), "claim_malformed"),
+            (json!({"exp": true}), "claim_malformed"),
+            (json!({}), "exp_missing"),
+            (json!({"exp": now + 10, "nbf": now + 60}), "ok"),
+            (json!({"exp": now + 10, "nbf": now + 61}), "token_not_yet_valid"),
+            (json!({"exp": now + 10, "nbf": "1"}), "claim_malformed"),
+            (json!({"exp": now + 10, "iat": "1"}), "claim_malformed"),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(times(claims.clone(), &p, now), want, "{claims}");
+        }
+        let lax = Provider { require_expiration: false, ..provider() };
+        assert_eq!(times(json!({}), &lax, now), "ok");
+        let capped = Provider { max_lifetime: Some(3600), require_expiration: false, ..provider() };
+        assert_eq!(times(json!({}), &capped, now), "exp_missing");
+        assert_eq!(times(json!({"iat": now, "exp": now + 3600}), &capped, now), "ok");
+        assert_eq!(times(json!({"iat": now, "exp": now + 3601}), &capped, now), "lifetime_too_long");
+        assert_eq!(times(json!({"exp": now + 7200}), &capped, now), "lifetime_too_long");
+    }
+
+    #[test]
+    fn issuer_audience_subject() {
+        let p = provider();
+        let code = |r: Result<(), AuthError>| r.err().map(|e| e.code()).unwrap_or("ok");
+        assert_eq!(code(check_issuer(&obj(json!({"iss": "https://issuer"})), &p)), "ok");
+        assert_eq!(code(check_issuer(&obj(json!({"iss": "https://issuer/"})), &p)), "issuer_mismatch");
+        assert_eq!(code(check_issuer(&obj(json!({})), &p)), "issuer_mismatch");
+        assert_eq!(code(check_issuer(&obj(json!({"iss": ["https://issuer"]})), &p)), "claim_malformed");
+
+        let auds = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(code(check_audience(&obj(json!({"aud": "b"})), &auds)), "ok");
+        assert_eq!(code(check_audience(&obj(json!({"aud": ["x", "a"]})), &auds)), "ok");
+        assert_eq!(code(check_audience(&obj(json!({"aud": ["x"]})), &auds)), "audience_mismatch");
+        assert_eq!(code(check_audience(&obj(json!({})), &auds)), "audience_mismatch");
+        assert_eq!(code(check_audience(&obj(json!({"aud": "A"})), &auds)), "audience_mismatch");
+        assert_eq!(code(check_audience(&obj(json!({"aud": [1]})), &auds)), "claim_malformed");
+        assert_eq!(code(check_audience(&obj(json!({"aud": 1})), &auds)), "claim_malformed");
+        assert_eq!(code(check_audience(&obj(json!({})), &[])), "ok");
+
+        let sp = Provider {
+            subjects: Some(StringMatcher { pattern: StringPattern::Prefix("spiffe://".into()), ignore_case: false }),
+            ..provider()
+        };
+        assert_eq!(code(check_subject(&obj(json!({"sub": "spiffe://x"})), &sp)), "ok");
+        assert_eq!(code(check_subject(&obj(json!({"sub": "x"})), &sp)), "subject_mismatch");
+        assert_eq!(code(check_subject(&obj(json!({})), &sp)), "subject_mismatch");
+    }
+
+    #[test]
+    fn header_values() {
+        let c = obj(json!({"a": {"b": "x"}, "n": 5, "f": 1.5, "t": true, "arr": ["r", 1, false], "o": {}, "bad": "a\nb"}));
+        let path = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
+        let v = |p: &str| claim_at(&c, &path(p)).and_then(claim_header_value);
+        assert_eq!(v("a.b").as_deref(), Some("x"));
+        assert_eq!(v("n").as_deref(), Some("5"));
+        assert_eq!(v("f").as_deref(), Some("1.5"));
+        assert_eq!(v("t").as_deref(), Some("true"));
+        assert_eq!(v("arr").as_deref(), Some("r,1,false"));
+        assert_eq!(v("o"), None);
+        assert_eq!(v("bad"), None);
+        assert_eq!(v("a.c"), None);
+        assert_eq!(v("n.x"), None);
+    }
+}

@@ -1,0 +1,218 @@
+//! Token extraction: finds the one token a provider accepts in a request.
+//!
+//! A provider looks in its configured locations, in order. Finding nothing is
+//! `token_missing`; finding two different tokens, or a repeated header, is `multiple_tokens`
+//! (a request must not be able to present one token to the filter and another upstream).
+
+use crate::authn::error::AuthError;
+use crate::authn::policy::{Provider, TokenLocation};
+use crate::authn::request::RequestView;
+
+/// Where a token was found, so that it can be removed before forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoundAt {
+    Header(String),
+    Param(String),
+    Cookie(String),
+}
+
+/// The token a provider found, and every place it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: String,
+    pub at: Vec<FoundAt>,
+}
+
+/// Finds the provider's token. `Ok(None)` when there is none.
+pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, AuthError> {
+    let mut found: Option<Found> = None;
+    for location in &p.locations {
+        let (candidates, at) = match location {
+            TokenLocation::Header { name, value_prefix } => {
+                let values: Vec<&str> = req.header_values(name).collect();
+                if values.len() > 1 {
+                    return Err(AuthError::MultipleTokens);
+                }
+                let mut tokens = Vec::new();
+                for v in values {
+                    // A header far over the token cap is refused before it is scanned.
+                    if v.len() > p.max_token_bytes + value_prefix.len() + 64 {
+                        return Err(AuthError::TokenTooLarge {
+                            limit: p.max_token_bytes,
+                        });
+                    }
+                    if let Some(t) = strip_prefix(v, value_prefix)? {
+                        tokens.push(t.to_owned());
+                    }
+                }
+                (tokens, FoundAt::Header(name.clone()))
+            }
+            TokenLocation::Param(name) => {
+                (req.query_values(name), FoundAt::Param(name.clone()))
+            }
+            TokenLocation::Cookie(name) => (
+                req.cookie_values(name)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                FoundAt::Cookie(name.clone()),
+            ),
+        };
+        for token in candidates {
+            if token.is_empty() {
+                continue;
+            }
+            if token.len() > p.max_token_bytes {
+                return Err(AuthError::TokenTooLarge {
+                    limit: p.max_token_bytes,
+                });
+            }
+            match &mut found {
+                Some(f) if f.token != token => return Err(AuthError::MultipleTokens),
+                Some(f) => {
+                    if !f.at.contains(&at) {
+                        f.at.push(at.clone());
+                    }
+                }
+                None => {
+                    found = Some(Found {
+                        token,
+                        at: vec![at.clone()],
+                    })
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Strips `prefix` from a header value. The prefix's scheme word is compared
+/// case-insensitively (RFC 7235 §2.1: `bearer` = `Bearer`), and any run of spaces after it
+/// is accepted (`1*SP`). `Ok(None)` when the value does not start with the prefix (another
+/// scheme, e.g. `Basic`). A value that starts with it but carries more than one
+/// space-separated word is malformed.
+fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, AuthError> {
+    let value = value.trim_matches([' ', '\t']);
+    if prefix.is_empty() {
+        return check_token68(value).map(Some);
+    }
+    let trimmed_prefix = prefix.trim_end();
+    let Some(head) = value.get(..trimmed_prefix.len()) else {
+        return Ok(None);
+    };
+    if !head.eq_ignore_ascii_case(trimmed_prefix) {
+        return Ok(None);
+    }
+    let rest = value.get(trimmed_prefix.len()..).unwrap_or("");
+    if trimmed_prefix.len() != prefix.len() {
+        // The prefix ends in a space ("Bearer "): at least one space must follow the word.
+        if !rest.starts_with(' ') {
+            return Ok(None);
+        }
+    }
+    check_token68(rest.trim_start_matches(' ')).map(Some)
+}
+
+/// A token must be one word of JWS characters; anything else is not ours to guess at.
+fn check_token68(t: &str) -> Result<&str, AuthError> {
+    let ok = t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'+' | b'/' | b'~'));
+    if ok {
+        Ok(t)
+    } else {
+        Err(AuthError::Malformed(
+            "the credentials are not a single token".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(locations: Vec<TokenLocation>) -> Provider {
+        Provider {
+            name: "p".into(),
+            issuer: None,
+            audiences: vec![],
+            subjects: None,
+            require_expiration: true,
+            max_lifetime: None,
+            clock_skew_seconds: 60,
+            algorithms: vec![],
+            jwks: 0,
+            forward: false,
+            locations,
+            forward_payload_header: None,
+            pad_forward_payload_header: false,
+            claim_to_headers: vec![],
+            max_token_bytes: 100,
+            jwt_cache_size: 0,
+        }
+    }
+
+    fn default_locations() -> Vec<TokenLocation> {
+        vec![
+            TokenLocation::Header {
+                name: "authorization".into(),
+                value_prefix: "Bearer ".into(),
+            },
+            TokenLocation::Param("access_token".into()),
+        ]
+    }
+
+    fn run(headers: &[(&str, &str)], locations: Vec<TokenLocation>) -> Result<Option<String>, &'static str> {
+        let mut hs: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !hs.iter().any(|(k, _)| k == ":path") {
+            hs.push((":path".into(), "/".into()));
+        }
+        let req = RequestView::new(&hs, None);
+        extract(&req, &provider(locations))
+            .map(|f| f.map(|f| f.token))
+            .map_err(|e| e.code())
+    }
+
+    #[test]
+    fn default_locations_table() {
+        let d = default_locations;
+        let big = format!("Bearer {}", "a".repeat(101));
+        let huge = format!("Bearer {}", "a".repeat(10_000));
+        let some = |s: &str| Ok(Some(s.to_string()));
+        let cases: Vec<(Vec<(&str, &str)>, Result<Option<String>, &str>)> = vec![
+            (vec![("authorization", "Bearer a.b.c")], some("a.b.c")),
+            (vec![("authorization", "bearer a.b.c")], some("a.b.c")),
+            (vec![("authorization", "BEARER   a.b.c ")], some("a.b.c")),
+            (vec![("authorization", "Bearer")], Ok(None)),
+            (vec![("authorization", "Bearera.b.c")], Ok(None)),
+            (vec![("authorization", "Basic dXNlcjpwYXNz")], Ok(None)),
+            (vec![("authorization", "Bearer a.b.c extra")], Err("token_malformed")),
+            (vec![("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")], Err("multiple_tokens")),
+            (vec![("authorization", "Bearer a.b.c"), ("authorization", "Basic x")], Err("multiple_tokens")),
+            (vec![(":path", "/x?access_token=q.r.s")], some("q.r.s")),
+            (vec![(":path", "/x?access_token=a.b.c"), ("authorization", "Bearer a.b.c")], some("a.b.c")),
+            (vec![(":path", "/x?access_token=q.r.s"), ("authorization", "Bearer a.b.c")], Err("multiple_tokens")),
+            (vec![(":path", "/x?access_token=a.b.c&access_token=d.e.f")], Err("multiple_tokens")),
+            (vec![(":path", "/x?access_token=")], Ok(None)),
+            (vec![("authorization", &big)], Err("token_too_large")),
+            (vec![("authorization", &huge)], Err("token_too_large")),
+            (vec![], Ok(None)),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(run(&headers, d()), want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn configured_locations() {
+        let hdr = vec![TokenLocation::Header { name: "x-token".into(), value_prefix: "".into() }];
+        assert_eq!(run(&[("x-token", "a.b.c")], hdr.clone()), Ok(Some("a.b.c".into())));
+        assert_eq!(run(&[("authorization", "Bearer a.b.c")], hdr), Ok(None));
+        let cookie = vec![TokenLocation::Cookie("jwt".into())];
+        assert_eq!(run(&[("cookie", "a=1; jwt=a.b.c")], cookie.clone()), Ok(Some("a.b.c".into())));
+        assert_eq!(run(&[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")], cookie), Err("multiple_tokens"));
+        let custom = vec![TokenLocation::Header { name: "authorization".into(), value_prefix: "JWT ".into() }];
+        assert_eq!(run(&[("authorization", "jwt a.b.c")], custom), Ok(Some("a.b.c".into())));
+    }
+}
