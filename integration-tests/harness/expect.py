@@ -1,0 +1,94 @@
+"""What a denial from jwt-edge must look like (mirrors src/authn/error.rs)."""
+
+from __future__ import annotations
+
+import re
+
+from .client import Response
+
+# error code -> HTTP status and response class (AuthError::status).
+UNAUTHORIZED = {"token_missing", "bad_scheme"}
+FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
+UNAVAILABLE = {"jwks_unavailable"}
+
+# error code -> full-match pattern of the description (AuthError's Display).
+DESCRIPTIONS = {
+    "token_missing": re.escape("no token in the request"),
+    "token_too_large": r"token is larger than \d+ bytes",
+    "multiple_tokens": re.escape("the request carries more than one token"),
+    "bad_scheme": re.escape("the credentials do not use the expected scheme (Bearer)"),
+    "token_is_jwe": re.escape("encrypted tokens (JWE) are not accepted"),
+    "token_malformed": r"token is not a JWS compact serialization: .+",
+    "bad_base64": r"token \w+ is not unpadded base64url",
+    "bad_json": r"token \w+ is not a JSON object",
+    "duplicate_member": r"token \w+ has a duplicate member name",
+    "alg_missing": re.escape("token header has no alg"),
+    "alg_not_allowed": re.escape("the token's algorithm is not allowed"),
+    "crit_unsupported": re.escape("token header crit names an unsupported extension"),
+    "unknown_kid": re.escape("the key set has no key with the token's kid"),
+    "no_matching_key": r"no key fits the token: .+",
+    "bad_signature": re.escape("signature verification failed"),
+    "claim_malformed": r"claim \S+ has the wrong type",
+    "exp_missing": re.escape("token has no exp claim"),
+    "token_expired": re.escape("token is expired"),
+    "token_not_yet_valid": re.escape("token is not yet valid"),
+    "lifetime_too_long": re.escape("token lifetime exceeds max_lifetime"),
+    "issuer_mismatch": re.escape("issuer is not accepted"),
+    "audience_mismatch": re.escape("audience is not accepted"),
+    "subject_mismatch": re.escape("subject is not accepted"),
+    "jwks_unavailable": re.escape("signing keys are not available"),
+    "insufficient_scope": r"token lacks required scope .+",
+    "claim_mismatch": r"claim \S+ does not have a required value",
+}
+
+
+def status_for(code: str) -> int:
+    if code in FORBIDDEN:
+        return 403
+    if code in UNAVAILABLE:
+        return 503
+    return 401
+
+
+def realm(authority: str, path: str) -> str:
+    """`http://<authority><path without query>`, cut to 256 characters, quote-safe."""
+    path = re.split(r"[?#]", path, maxsplit=1)[0]
+    value = f"http://{authority}{path}"[:256]
+    return "".join(c for c in value if c not in '"\\' and c.isprintable())
+
+
+def assert_denied(resp: Response, code: str, *, authority: str, path: str,
+                  stripped: bool = False) -> None:
+    """`resp` is jwt-edge's denial for `code` on a request to `path`."""
+    expected_status = status_for(code)
+    assert resp.status == expected_status, f"want {expected_status} {code}, got {resp!r}"
+    assert "backend" not in (resp.header("x-backend") or ""), f"request reached a backend: {resp!r}"
+    www = resp.header_all("www-authenticate")
+    if stripped:
+        assert resp.body == b"", f"strip_failure_response must send no body: {resp!r}"
+        assert www == [], f"strip_failure_response must send no WWW-Authenticate: {resp!r}"
+        return
+    assert (resp.header("content-type") or "").split(";")[0].strip() == "application/json", resp
+    body = resp.json()
+    assert set(body) == {"error", "error_description"}, body
+    assert body["error"] == code, f"want {code}, got {body}"
+    description = body["error_description"]
+    assert re.fullmatch(DESCRIPTIONS[code], description), f"{code}: unexpected description {description!r}"
+    r = realm(authority, path)
+    if expected_status == 503:
+        assert www == [], f"503 must not carry WWW-Authenticate: {resp!r}"
+    elif code in UNAUTHORIZED:
+        assert www == [f'Bearer realm="{r}"'], resp
+    elif expected_status == 401:
+        assert www == [f'Bearer realm="{r}", error="invalid_token", error_description="{description}"'], resp
+    else:
+        assert len(www) == 1 and www[0].startswith(
+            f'Bearer realm="{r}", error="insufficient_scope", error_description="{description}"'), resp
+
+
+def assert_passed(resp: Response) -> dict:
+    """`resp` came from a backend; returns what the backend saw."""
+    assert resp.status == 200, f"want 200 from a backend, got {resp!r}"
+    seen = resp.json()
+    assert "backend" in seen, seen
+    return seen
