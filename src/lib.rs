@@ -3,3 +3,4 @@
 //! [`authn`] is the host-independent core; `filter` is the thin proxy-wasm adapter.
 
 pub mod authn;
+pub mod filter;

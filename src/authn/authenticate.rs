@@ -34,6 +34,12 @@ pub enum KeyState<'a> {
 pub trait KeyLookup {
     /// The state of key source `id`.
     fn keys(&self, id: JwksId) -> KeyState<'_>;
+
+    /// True when a token whose `kid` is not in source `id` should wait for an early refetch
+    /// of that source (the key may have just been published) rather than be refused now.
+    fn may_refetch(&self, _id: JwksId) -> bool {
+        false
+    }
 }
 
 /// What to do with the request.
@@ -124,9 +130,7 @@ pub fn decide(policy: &Policy, req: &RequestView<'_>, keys: &dyn KeyLookup, now:
     match eval.check(requirement) {
         Ok(lenient) => Decision::Allow(eval.allow(lenient)),
         Err(Fail::Pending(ids)) => Decision::WaitForKeys(ids),
-        Err(Fail::Auth(provider, error)) => {
-            Decision::Deny(eval.deny(provider, error))
-        }
+        Err(Fail::Auth(provider, error)) => Decision::Deny(eval.deny(provider, error)),
     }
 }
 
@@ -178,9 +182,12 @@ impl Evaluation<'_, '_> {
     /// `Ok(lenient)`: passed; `lenient` when an allow-missing branch passed it.
     fn check(&mut self, r: &Requirement) -> Result<bool, Fail> {
         match r {
-            Requirement::Provider { provider, audiences } => {
-                self.check_provider(*provider, audiences.as_deref()).map(|()| false)
-            }
+            Requirement::Provider {
+                provider,
+                audiences,
+            } => self
+                .check_provider(*provider, audiences.as_deref())
+                .map(|()| false),
             Requirement::Any(children) => {
                 let mut pending = Vec::new();
                 let mut best: Option<(Option<ProviderId>, AuthError)> = None;
@@ -263,8 +270,10 @@ impl Evaluation<'_, '_> {
             ProviderResult::Missing => Err(Fail::Auth(Some(id), AuthError::TokenMissing)),
             ProviderResult::Pending(j) => Err(Fail::Pending(vec![*j])),
             ProviderResult::Failed(e, _) => Err(Fail::Auth(Some(id), e.clone())),
-            ProviderResult::Verified { token, .. } => claims::check_audience(token.claims(), audiences)
-                .map_err(|e| Fail::Auth(Some(id), e)),
+            ProviderResult::Verified { token, .. } => {
+                claims::check_audience(token.claims(), audiences)
+                    .map_err(|e| Fail::Auth(Some(id), e))
+            }
         }
     }
 
@@ -311,6 +320,13 @@ impl Evaluation<'_, '_> {
             KeyState::Pending => return ProviderResult::Pending(p.jwks),
             KeyState::Unavailable => return fail(AuthError::JwksUnavailable),
         };
+        if let (Some(kid), Ok(alg)) = (&token.header().kid, token.allowed_alg(&p.algorithms)) {
+            if matches!(keys.select(Some(kid), alg), Err(AuthError::UnknownKid(_)))
+                && self.keys.may_refetch(p.jwks)
+            {
+                return ProviderResult::Pending(p.jwks);
+            }
+        }
         let verified = match token.verify(keys, &p.algorithms) {
             Ok(v) => v,
             Err(e) => return fail(e),
@@ -358,7 +374,9 @@ impl Evaluation<'_, '_> {
                 set_header(&mut allow.set_headers, name, value);
             }
             for c in &p.claim_to_headers {
-                if let Some(v) = claims::claim_at(claims, &c.claim_path).and_then(claims::claim_header_value) {
+                if let Some(v) =
+                    claims::claim_at(claims, &c.claim_path).and_then(claims::claim_header_value)
+                {
                     set_header(&mut allow.set_headers, &c.header_name, v);
                 }
             }
@@ -499,9 +517,18 @@ mod tests {
 
     #[test]
     fn query_removal() {
-        assert_eq!(remove_query_params("/a?access_token=x&b=1", &["access_token"]), "/a?b=1");
-        assert_eq!(remove_query_params("/a?access_token=x", &["access_token"]), "/a");
-        assert_eq!(remove_query_params("/a?b=1&access%5Ftoken=x", &["access_token"]), "/a?b=1");
+        assert_eq!(
+            remove_query_params("/a?access_token=x&b=1", &["access_token"]),
+            "/a?b=1"
+        );
+        assert_eq!(
+            remove_query_params("/a?access_token=x", &["access_token"]),
+            "/a"
+        );
+        assert_eq!(
+            remove_query_params("/a?b=1&access%5Ftoken=x", &["access_token"]),
+            "/a?b=1"
+        );
         assert_eq!(remove_query_params("/a", &["access_token"]), "/a");
     }
 
@@ -512,7 +539,10 @@ mod tests {
             (":authority".into(), "api.example.com".into()),
             (":path".into(), "/v1/x?access_token=secret".into()),
         ];
-        assert_eq!(realm(&RequestView::new(&hs, None)), "https://api.example.com/v1/x");
+        assert_eq!(
+            realm(&RequestView::new(&hs, None)),
+            "https://api.example.com/v1/x"
+        );
         let long: Vec<(String, String)> = vec![(":path".into(), format!("/{}", "é".repeat(300)))];
         let r = realm(&RequestView::new(&long, None));
         assert!(r.len() <= MAX_REALM_LEN);

@@ -12,10 +12,7 @@ use crate::authn::policy::Provider;
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or(AuthError::ClaimMalformed(name)),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(AuthError::ClaimMalformed(name)),
         Some(_) => Err(AuthError::ClaimMalformed(name)),
     }
 }
@@ -188,53 +185,113 @@ mod tests {
             (json!({"exp": true}), "claim_malformed"),
             (json!({}), "exp_missing"),
             (json!({"exp": now + 10, "nbf": now + 60}), "ok"),
-            (json!({"exp": now + 10, "nbf": now + 61}), "token_not_yet_valid"),
+            (
+                json!({"exp": now + 10, "nbf": now + 61}),
+                "token_not_yet_valid",
+            ),
             (json!({"exp": now + 10, "nbf": "1"}), "claim_malformed"),
             (json!({"exp": now + 10, "iat": "1"}), "claim_malformed"),
         ];
         for (claims, want) in cases {
             assert_eq!(times(claims.clone(), &p, now), want, "{claims}");
         }
-        let lax = Provider { require_expiration: false, ..provider() };
+        let lax = Provider {
+            require_expiration: false,
+            ..provider()
+        };
         assert_eq!(times(json!({}), &lax, now), "ok");
-        let capped = Provider { max_lifetime: Some(3600), require_expiration: false, ..provider() };
+        let capped = Provider {
+            max_lifetime: Some(3600),
+            require_expiration: false,
+            ..provider()
+        };
         assert_eq!(times(json!({}), &capped, now), "exp_missing");
-        assert_eq!(times(json!({"iat": now, "exp": now + 3600}), &capped, now), "ok");
-        assert_eq!(times(json!({"iat": now, "exp": now + 3601}), &capped, now), "lifetime_too_long");
-        assert_eq!(times(json!({"exp": now + 7200}), &capped, now), "lifetime_too_long");
+        assert_eq!(
+            times(json!({"iat": now, "exp": now + 3600}), &capped, now),
+            "ok"
+        );
+        assert_eq!(
+            times(json!({"iat": now, "exp": now + 3601}), &capped, now),
+            "lifetime_too_long"
+        );
+        assert_eq!(
+            times(json!({"exp": now + 7200}), &capped, now),
+            "lifetime_too_long"
+        );
     }
 
     #[test]
     fn issuer_audience_subject() {
         let p = provider();
         let code = |r: Result<(), AuthError>| r.err().map(|e| e.code()).unwrap_or("ok");
-        assert_eq!(code(check_issuer(&obj(json!({"iss": "https://issuer"})), &p)), "ok");
-        assert_eq!(code(check_issuer(&obj(json!({"iss": "https://issuer/"})), &p)), "issuer_mismatch");
+        assert_eq!(
+            code(check_issuer(&obj(json!({"iss": "https://issuer"})), &p)),
+            "ok"
+        );
+        assert_eq!(
+            code(check_issuer(&obj(json!({"iss": "https://issuer/"})), &p)),
+            "issuer_mismatch"
+        );
         assert_eq!(code(check_issuer(&obj(json!({})), &p)), "issuer_mismatch");
-        assert_eq!(code(check_issuer(&obj(json!({"iss": ["https://issuer"]})), &p)), "claim_malformed");
+        assert_eq!(
+            code(check_issuer(&obj(json!({"iss": ["https://issuer"]})), &p)),
+            "claim_malformed"
+        );
 
         let auds = vec!["a".to_string(), "b".to_string()];
         assert_eq!(code(check_audience(&obj(json!({"aud": "b"})), &auds)), "ok");
-        assert_eq!(code(check_audience(&obj(json!({"aud": ["x", "a"]})), &auds)), "ok");
-        assert_eq!(code(check_audience(&obj(json!({"aud": ["x"]})), &auds)), "audience_mismatch");
-        assert_eq!(code(check_audience(&obj(json!({})), &auds)), "audience_mismatch");
-        assert_eq!(code(check_audience(&obj(json!({"aud": "A"})), &auds)), "audience_mismatch");
-        assert_eq!(code(check_audience(&obj(json!({"aud": [1]})), &auds)), "claim_malformed");
-        assert_eq!(code(check_audience(&obj(json!({"aud": 1})), &auds)), "claim_malformed");
+        assert_eq!(
+            code(check_audience(&obj(json!({"aud": ["x", "a"]})), &auds)),
+            "ok"
+        );
+        assert_eq!(
+            code(check_audience(&obj(json!({"aud": ["x"]})), &auds)),
+            "audience_mismatch"
+        );
+        assert_eq!(
+            code(check_audience(&obj(json!({})), &auds)),
+            "audience_mismatch"
+        );
+        assert_eq!(
+            code(check_audience(&obj(json!({"aud": "A"})), &auds)),
+            "audience_mismatch"
+        );
+        assert_eq!(
+            code(check_audience(&obj(json!({"aud": [1]})), &auds)),
+            "claim_malformed"
+        );
+        assert_eq!(
+            code(check_audience(&obj(json!({"aud": 1})), &auds)),
+            "claim_malformed"
+        );
         assert_eq!(code(check_audience(&obj(json!({})), &[])), "ok");
 
         let sp = Provider {
-            subjects: Some(StringMatcher { pattern: StringPattern::Prefix("spiffe://".into()), ignore_case: false }),
+            subjects: Some(StringMatcher {
+                pattern: StringPattern::Prefix("spiffe://".into()),
+                ignore_case: false,
+            }),
             ..provider()
         };
-        assert_eq!(code(check_subject(&obj(json!({"sub": "spiffe://x"})), &sp)), "ok");
-        assert_eq!(code(check_subject(&obj(json!({"sub": "x"})), &sp)), "subject_mismatch");
-        assert_eq!(code(check_subject(&obj(json!({})), &sp)), "subject_mismatch");
+        assert_eq!(
+            code(check_subject(&obj(json!({"sub": "spiffe://x"})), &sp)),
+            "ok"
+        );
+        assert_eq!(
+            code(check_subject(&obj(json!({"sub": "x"})), &sp)),
+            "subject_mismatch"
+        );
+        assert_eq!(
+            code(check_subject(&obj(json!({})), &sp)),
+            "subject_mismatch"
+        );
     }
 
     #[test]
     fn header_values() {
-        let c = obj(json!({"a": {"b": "x"}, "n": 5, "f": 1.5, "t": true, "arr": ["r", 1, false], "o": {}, "bad": "a\nb"}));
+        let c = obj(
+            json!({"a": {"b": "x"}, "n": 5, "f": 1.5, "t": true, "arr": ["r", 1, false], "o": {}, "bad": "a\nb"}),
+        );
         let path = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
         let v = |p: &str| claim_at(&c, &path(p)).and_then(claim_header_value);
         assert_eq!(v("a.b").as_deref(), Some("x"));

@@ -202,7 +202,9 @@ impl fmt::Display for AuthError {
             }
             AuthError::MultipleTokens => f.write_str("the request carries more than one token"),
             AuthError::TokenIsJwe => f.write_str("encrypted tokens (JWE) are not accepted"),
-            AuthError::Malformed(why) => write!(f, "token is not a JWS compact serialization: {why}"),
+            AuthError::Malformed(why) => {
+                write!(f, "token is not a JWS compact serialization: {why}")
+            }
             AuthError::BadBase64(part) => {
                 write!(f, "token {part} is not unpadded base64url")
             }

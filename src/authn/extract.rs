@@ -47,9 +47,7 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                 }
                 (tokens, FoundAt::Header(name.clone()))
             }
-            TokenLocation::Param(name) => {
-                (req.query_values(name), FoundAt::Param(name.clone()))
-            }
+            TokenLocation::Param(name) => (req.query_values(name), FoundAt::Param(name.clone())),
             TokenLocation::Cookie(name) => (
                 req.cookie_values(name)
                     .into_iter()
@@ -115,9 +113,9 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
 
 /// A token must be one word of JWS characters; anything else is not ours to guess at.
 fn check_token68(t: &str) -> Result<&str, AuthError> {
-    let ok = t
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'+' | b'/' | b'~'));
+    let ok = t.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'+' | b'/' | b'~')
+    });
     if ok {
         Ok(t)
     } else {
@@ -162,9 +160,14 @@ mod tests {
         ]
     }
 
-    fn run(headers: &[(&str, &str)], locations: Vec<TokenLocation>) -> Result<Option<String>, &'static str> {
-        let mut hs: Vec<(String, String)> =
-            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn run(
+        headers: &[(&str, &str)],
+        locations: Vec<TokenLocation>,
+    ) -> Result<Option<String>, &'static str> {
+        let mut hs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if !hs.iter().any(|(k, _)| k == ":path") {
             hs.push((":path".into(), "/".into()));
         }
@@ -187,13 +190,43 @@ mod tests {
             (vec![("authorization", "Bearer")], Ok(None)),
             (vec![("authorization", "Bearera.b.c")], Ok(None)),
             (vec![("authorization", "Basic dXNlcjpwYXNz")], Ok(None)),
-            (vec![("authorization", "Bearer a.b.c extra")], Err("token_malformed")),
-            (vec![("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")], Err("multiple_tokens")),
-            (vec![("authorization", "Bearer a.b.c"), ("authorization", "Basic x")], Err("multiple_tokens")),
+            (
+                vec![("authorization", "Bearer a.b.c extra")],
+                Err("token_malformed"),
+            ),
+            (
+                vec![
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Bearer a.b.c"),
+                ],
+                Err("multiple_tokens"),
+            ),
+            (
+                vec![
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Basic x"),
+                ],
+                Err("multiple_tokens"),
+            ),
             (vec![(":path", "/x?access_token=q.r.s")], some("q.r.s")),
-            (vec![(":path", "/x?access_token=a.b.c"), ("authorization", "Bearer a.b.c")], some("a.b.c")),
-            (vec![(":path", "/x?access_token=q.r.s"), ("authorization", "Bearer a.b.c")], Err("multiple_tokens")),
-            (vec![(":path", "/x?access_token=a.b.c&access_token=d.e.f")], Err("multiple_tokens")),
+            (
+                vec![
+                    (":path", "/x?access_token=a.b.c"),
+                    ("authorization", "Bearer a.b.c"),
+                ],
+                some("a.b.c"),
+            ),
+            (
+                vec![
+                    (":path", "/x?access_token=q.r.s"),
+                    ("authorization", "Bearer a.b.c"),
+                ],
+                Err("multiple_tokens"),
+            ),
+            (
+                vec![(":path", "/x?access_token=a.b.c&access_token=d.e.f")],
+                Err("multiple_tokens"),
+            ),
             (vec![(":path", "/x?access_token=")], Ok(None)),
             (vec![("authorization", &big)], Err("token_too_large")),
             (vec![("authorization", &huge)], Err("token_too_large")),
@@ -206,13 +239,31 @@ mod tests {
 
     #[test]
     fn configured_locations() {
-        let hdr = vec![TokenLocation::Header { name: "x-token".into(), value_prefix: "".into() }];
-        assert_eq!(run(&[("x-token", "a.b.c")], hdr.clone()), Ok(Some("a.b.c".into())));
+        let hdr = vec![TokenLocation::Header {
+            name: "x-token".into(),
+            value_prefix: "".into(),
+        }];
+        assert_eq!(
+            run(&[("x-token", "a.b.c")], hdr.clone()),
+            Ok(Some("a.b.c".into()))
+        );
         assert_eq!(run(&[("authorization", "Bearer a.b.c")], hdr), Ok(None));
         let cookie = vec![TokenLocation::Cookie("jwt".into())];
-        assert_eq!(run(&[("cookie", "a=1; jwt=a.b.c")], cookie.clone()), Ok(Some("a.b.c".into())));
-        assert_eq!(run(&[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")], cookie), Err("multiple_tokens"));
-        let custom = vec![TokenLocation::Header { name: "authorization".into(), value_prefix: "JWT ".into() }];
-        assert_eq!(run(&[("authorization", "jwt a.b.c")], custom), Ok(Some("a.b.c".into())));
+        assert_eq!(
+            run(&[("cookie", "a=1; jwt=a.b.c")], cookie.clone()),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&[("cookie", "jwt=a.b.c"), ("cookie", "jwt=d.e.f")], cookie),
+            Err("multiple_tokens")
+        );
+        let custom = vec![TokenLocation::Header {
+            name: "authorization".into(),
+            value_prefix: "JWT ".into(),
+        }];
+        assert_eq!(
+            run(&[("authorization", "jwt a.b.c")], custom),
+            Ok(Some("a.b.c".into()))
+        );
     }
 }

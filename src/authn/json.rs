@@ -24,15 +24,13 @@ pub enum StrictJsonError {
 /// Parses `bytes` as one JSON object with unique member names.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Seed { depth: 0 }
-        .deserialize(&mut de)
-        .map_err(|e| {
-            if e.to_string().starts_with(DUPLICATE) {
-                StrictJsonError::Duplicate
-            } else {
-                StrictJsonError::Invalid
-            }
-        })?;
+    let value = Seed { depth: 0 }.deserialize(&mut de).map_err(|e| {
+        if e.to_string().starts_with(DUPLICATE) {
+            StrictJsonError::Duplicate
+        } else {
+            StrictJsonError::Invalid
+        }
+    })?;
     de.end().map_err(|_| StrictJsonError::Invalid)?;
     match value {
         Value::Object(map) => Ok(map),
@@ -117,7 +115,10 @@ mod tests {
     #[test]
     fn objects_only_unique_members() {
         assert!(parse_object(br#"{"a":1,"b":{"c":[1,2,{"d":null}]}}"#).is_ok());
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(StrictJsonError::Duplicate));
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#),
+            Err(StrictJsonError::Duplicate)
+        );
         assert_eq!(
             parse_object(br#"{"a":{"b":1,"b":1}}"#),
             Err(StrictJsonError::Duplicate)
@@ -127,7 +128,15 @@ mod tests {
             parse_object(br#"{"alg":"RS256","\u0061lg":"none"}"#),
             Err(StrictJsonError::Duplicate)
         );
-        for bad in [&b"[1]"[..], b"1", b"\"s\"", b"{", b"{}x", b"{\"a\":1}{}", b"\xff"] {
+        for bad in [
+            &b"[1]"[..],
+            b"1",
+            b"\"s\"",
+            b"{",
+            b"{}x",
+            b"{\"a\":1}{}",
+            b"\xff",
+        ] {
             assert_eq!(parse_object(bad), Err(StrictJsonError::Invalid), "{bad:?}");
         }
         let deep = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use crate::authn::alg::Algorithm;
 use crate::authn::b64;
 use crate::authn::error::AuthError;
-use crate::authn::jwk::KeySet;
 use crate::authn::json::{parse_object, StrictJsonError};
+use crate::authn::jwk::KeySet;
 
 /// The JOSE header members jwt-edge reads. Other members are ignored; `jwk`, `jku`, `x5u`
 /// and `x5c` in particular are never used to find a key.
@@ -224,21 +224,51 @@ mod tests {
         let p = r#"{}"#;
         assert_eq!(code(&tok(r#"{"kid":"k"}"#, p)), "alg_missing");
         assert_eq!(code(&tok(r#"{"alg":5}"#, p)), "alg_missing");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","alg":"none"}"#, p)), "duplicate_member");
-        assert_eq!(code(&tok(r#"{"alg":"RS256"}"#, r#"{"a":1,"a":1}"#)), "duplicate_member");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, p)), "crit_unsupported");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","crit":[]}"#, p)), "crit_unsupported");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","b64":false}"#, p)), "crit_unsupported");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","kid":1}"#, p)), "token_malformed");
-        assert_eq!(code(&tok(r#"{"alg":"RS256","zip":"DEF"}"#, p)), "token_malformed");
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","alg":"none"}"#, p)),
+            "duplicate_member"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256"}"#, r#"{"a":1,"a":1}"#)),
+            "duplicate_member"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, p)),
+            "crit_unsupported"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","crit":[]}"#, p)),
+            "crit_unsupported"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","b64":false}"#, p)),
+            "crit_unsupported"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","kid":1}"#, p)),
+            "token_malformed"
+        );
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","zip":"DEF"}"#, p)),
+            "token_malformed"
+        );
         // Unknown members, and key-carrying members, are ignored, not trusted.
-        assert_eq!(code(&tok(r#"{"alg":"RS256","jku":"http://x","x":1}"#, p)), "ok");
+        assert_eq!(
+            code(&tok(r#"{"alg":"RS256","jku":"http://x","x":1}"#, p)),
+            "ok"
+        );
     }
 
     #[test]
     fn alg_allow_list() {
         let allowed = [Algorithm::Rs256, Algorithm::Es256];
-        for (alg, ok) in [("RS256", true), ("ES256", true), ("HS256", false), ("none", false), ("rs256", false)] {
+        for (alg, ok) in [
+            ("RS256", true),
+            ("ES256", true),
+            ("HS256", false),
+            ("none", false),
+            ("rs256", false),
+        ] {
             let t = tok(&format!(r#"{{"alg":"{alg}"}}"#), "{}");
             let parsed = UntrustedToken::parse(&t, 8192).unwrap();
             assert_eq!(parsed.allowed_alg(&allowed).is_ok(), ok, "{alg}");

@@ -1,0 +1,60 @@
+//! The host calls the adapter needs, as one trait: the real one wraps proxy-wasm hostcalls
+//! (`proxy.rs`), the fake one records what the adapter did (`fake.rs`).
+//!
+//! Every method is infallible or returns a `Result`/`Option`: host failures (a context that
+//! went away, a CAS race) are ordinary outcomes here, never panics.
+
+/// Why a shared-data write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWriteError {
+    /// Another VM wrote first.
+    CasMismatch,
+    /// Any other host refusal.
+    Other,
+}
+
+/// The host, as seen from the adapter.
+pub trait Host {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+
+    /// The current stream's request headers (lower-case names).
+    fn request_headers(&self) -> Vec<(String, String)>;
+    /// The route name the host selected (Envoy `xds.route_name`), if it has one.
+    fn route_name(&self) -> Option<String>;
+    /// Replaces a request header.
+    fn set_request_header(&self, name: &str, value: &str);
+    /// Removes a request header (every value).
+    fn remove_request_header(&self, name: &str);
+    /// Sends a local reply on the current stream.
+    fn send_response(&self, status: u32, headers: &[(String, String)], body: &[u8]);
+    /// Resumes the current (paused) stream. `false` if the host refused.
+    fn resume_request(&self) -> bool;
+    /// Makes `context_id` the current stream. `false` if it no longer exists.
+    fn set_effective_context(&self, context_id: u32) -> bool;
+
+    /// Reads a shared-data value and its CAS token.
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes a shared-data value; `cas: None` writes unconditionally.
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>)
+        -> Result<(), SharedWriteError>;
+
+    /// Starts an HTTP call to `cluster`; returns the call token.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
+    /// Response headers of the call being answered (inside the call-response callback).
+    fn call_response_headers(&self) -> Vec<(String, String)>;
+    /// Up to `max` bytes of the body of the call being answered.
+    fn call_response_body(&self, max: usize) -> Option<Vec<u8>>;
+
+    /// Sets the root context's tick period.
+    fn set_tick_period_ms(&self, ms: u64);
+    /// Adds `delta` to the counter `name` (defined on first use).
+    fn increment_counter(&self, name: &str, delta: i64);
+    /// Sets the gauge `name` (defined on first use).
+    fn set_gauge(&self, name: &str, value: u64);
+}

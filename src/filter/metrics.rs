@@ -1,0 +1,44 @@
+//! Metric names. Envoy shows them under `wasmcustom.` in `/stats` and without a prefix in
+//! `/stats/prometheus`; counters from every worker's VM add up.
+
+/// Requests let through (all reasons).
+pub const ALLOWED: &str = "jwt_edge.allowed";
+/// Requests answered locally.
+pub const DENIED: &str = "jwt_edge.denied";
+/// Requests paused to wait for a key set.
+pub const PAUSED: &str = "jwt_edge.paused";
+/// CORS preflights let through without a token.
+pub const CORS_BYPASSED: &str = "jwt_edge.cors_preflight_bypassed";
+
+/// A name part made safe for a stat name: `[A-Za-z0-9_-]`, everything else `_`.
+pub fn sanitize(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `jwt_edge.denied.<code>`.
+pub fn denied_by_code(code: &str) -> String {
+    format!("jwt_edge.denied.{code}")
+}
+
+/// `jwt_edge.provider.<name>.allowed`.
+pub fn provider_allowed(provider: &str) -> String {
+    format!("jwt_edge.provider.{}.allowed", sanitize(provider))
+}
+
+/// `jwt_edge.provider.<name>.denied.<code>`.
+pub fn provider_denied(provider: &str, code: &str) -> String {
+    format!("jwt_edge.provider.{}.denied.{code}", sanitize(provider))
+}
+
+/// `jwt_edge.jwks.<source>.<event>`: `fetch_success`, `fetch_failed`, `stale_serving`.
+pub fn jwks(source: &str, event: &str) -> String {
+    format!("jwt_edge.jwks.{}.{event}", sanitize(source))
+}

@@ -1,0 +1,21 @@
+//! The proxy-wasm adapter: reads what the host offers, asks the core, carries out the answer.
+//!
+//! Everything here talks to the host through the [`Host`] trait, so the adapter's own logic
+//! (pausing and resuming requests, the fetch lease, key-set sync on tick) is tested natively
+//! against [`fake::FakeHost`]. Only `proxy.rs`, compiled for wasm32, touches the proxy-wasm
+//! SDK.
+
+pub mod host;
+pub mod metrics;
+pub mod state;
+
+#[cfg(test)]
+pub mod fake;
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_arch = "wasm32")]
+mod proxy;
+
+pub use host::Host;
+pub use state::{Action, FilterState};

@@ -1,0 +1,297 @@
+//! The proxy-wasm glue: the only code that calls the SDK. It registers the root context,
+//! implements [`Host`] with hostcalls that return `Result` (the SDK's trait helpers unwrap
+//! on unexpected host statuses, which would trap the VM), and forwards every callback to
+//! [`FilterState`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{
+    Action as ProxyAction, ContextType, LogLevel, MapType, MetricType, Status,
+};
+
+use crate::authn::config;
+use crate::filter::host::{Host, SharedWriteError};
+use crate::filter::state::{Action, FilterState};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    // The SDK's hook logs the panic at critical; a panic still traps this VM (and Envoy's
+    // failure_policy decides what follows), so the code is written to have none.
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+thread_local! {
+    static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// The host, through proxy-wasm hostcalls.
+struct ProxyHost;
+
+fn metric_id(name: &str, kind: MetricType) -> Option<u32> {
+    METRICS.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        m.insert(name.to_owned(), id);
+        Some(id)
+    })
+}
+
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        // The byte variant: the string one panics on a header value that is not UTF-8.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_ascii_lowercase(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn route_name(&self) -> Option<String> {
+        hostcalls::get_property(vec!["xds", "route_name"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+    }
+
+    fn send_response(&self, status: u32, headers: &[(String, String)], body: &[u8]) {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = if body.is_empty() { None } else { Some(body) };
+        if let Err(e) = hostcalls::send_http_response(status, headers, body) {
+            log::warn!("cannot send local reply: {e:?}");
+        }
+    }
+
+    fn resume_request(&self) -> bool {
+        hostcalls::resume_http_request().is_ok()
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> bool {
+        hostcalls::set_effective_context(context_id).is_ok()
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedWriteError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
+            Err(_) => Err(SharedWriteError::Other),
+        }
+    }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| format!("{s:?}"))
+    }
+
+    fn call_response_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, max)
+            .ok()
+            .flatten()
+    }
+
+    fn set_tick_period_ms(&self, ms: u64) {
+        let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
+    }
+
+    fn increment_counter(&self, name: &str, delta: i64) {
+        if let Some(id) = metric_id(name, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, delta);
+        }
+    }
+
+    fn set_gauge(&self, name: &str, value: u64) {
+        if let Some(id) = metric_id(name, MetricType::Gauge) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// The root context: configuration, ticks, key-set fetches, resuming paused streams.
+#[derive(Default)]
+struct Root {
+    state: Option<Rc<RefCell<FilterState>>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(state) = &self.state {
+            if let Ok(mut s) = state.try_borrow_mut() {
+                s.on_http_call_response(&ProxyHost, token_id, body_size);
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        // Format only what Envoy will print.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let text = match std::str::from_utf8(&raw) {
+            Ok(t) => t,
+            Err(_) => {
+                log::error!("jwt-edge configuration is not UTF-8");
+                return false;
+            }
+        };
+        match config::parse(text) {
+            Ok(policy) => {
+                let providers = policy.providers.len();
+                let rules = policy.rules.len();
+                let state = FilterState::new(policy);
+                self.state = Some(Rc::new(RefCell::new(state)));
+                log::info!("jwt-edge configured: {providers} providers, {rules} rules");
+                // The first tick starts key-set fetches.
+                ProxyHost.set_tick_period_ms(crate::filter::state::FAST_TICK_MS);
+                true
+            }
+            Err(e) => {
+                log::error!("jwt-edge configuration rejected: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            if let Ok(mut s) = state.try_borrow_mut() {
+                s.on_tick(&ProxyHost);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            context_id,
+            state: self.state.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP stream.
+struct Stream {
+    context_id: u32,
+    state: Option<Rc<RefCell<FilterState>>>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> ProxyAction {
+        let Some(state) = &self.state else {
+            // Not configured: fail closed.
+            ProxyHost.send_response(500, &[], b"");
+            return ProxyAction::Pause;
+        };
+        let Ok(mut s) = state.try_borrow_mut() else {
+            ProxyHost.send_response(500, &[], b"");
+            return ProxyAction::Pause;
+        };
+        match s.on_request_headers(&ProxyHost, self.context_id) {
+            Action::Continue => ProxyAction::Continue,
+            Action::Pause => ProxyAction::Pause,
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // The host deletes a stream's context once it is done: never resume it after that.
+        if let Some(state) = &self.state {
+            if let Ok(mut s) = state.try_borrow_mut() {
+                s.on_stream_done(self.context_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! One VM's filter state, shared by its root context and its stream contexts, and the
+//! handlers the proxy-wasm callbacks delegate to.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, MAX_JWKS_BYTES};
+use crate::authn::jwks_cache::{
+    decode_doc, encode_doc, SharedMeta, DEFAULT_MAX_STALE_MS, DEFAULT_REFETCH_MIN_INTERVAL_MS,
+};
+use crate::authn::policy::{JwksId, JwksSource, Policy, RemoteJwks};
+use crate::authn::request::RequestView;
+use crate::filter::host::{Host, SharedWriteError};
+use crate::filter::metrics;
+
+/// How long a request may wait for a key set before it is answered `jwks_unavailable`.
+pub const KEY_WAIT_MS: u64 = 3_000;
+/// Tick period while requests wait or a key set is missing.
+pub const FAST_TICK_MS: u64 = 100;
+/// Tick period otherwise: a key set fetched by another VM is picked up within this time.
+pub const SLOW_TICK_MS: u64 = 1_000;
+
+/// What the stream callback returns to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// One VM's view of one remote key source.
+#[derive(Debug)]
+struct RemoteSource {
+    spec: RemoteJwks,
+    /// A provider that uses this source: names it in logs and metrics.
+    label: String,
+    meta_key: String,
+    doc_key: String,
+    /// The last shared record this VM read.
+    meta: SharedMeta,
+    /// The installed key set and the document version it came from.
+    keys: Option<(u64, Arc<KeySet>)>,
+}
+
+/// What became of a request.
+enum Outcome {
+    /// Let through (header changes applied).
+    Allowed,
+    /// Answered with a local reply.
+    Denied,
+    /// Must wait for these sources (with the key-set versions installed now).
+    Wait(Vec<(JwksId, u64)>),
+}
+
+/// A request paused until a key set arrives.
+#[derive(Debug, Clone)]
+struct Pending {
+    context_id: u32,
+    deadline_ms: u64,
+    /// Per source, the key-set version installed when the request paused.
+    waiting_on: Vec<(JwksId, u64)>,
+}
+
+/// The filter state of one VM.
+#[derive(Debug)]
+pub struct FilterState {
+    policy: Arc<Policy>,
+    /// Indexed like `policy.jwks_sources`; `None` for local sources.
+    remotes: Vec<Option<RemoteSource>>,
+    pending: Vec<Pending>,
+    /// In-flight fetches: call token → source.
+    calls: BTreeMap<u32, JwksId>,
+    tick_ms: u64,
+}
+
+/// The key view a request decision uses.
+struct Keys<'a> {
+    state: &'a FilterState,
+    now_ms: u64,
+    /// Last chance: nothing is pending any more, missing keys are unavailable.
+    last_chance: bool,
+    /// Versions at pause time: a refetch is only worth waiting for once.
+    waited: &'a [(JwksId, u64)],
+}
+
+impl KeyLookup for Keys<'_> {
+    fn keys(&self, id: JwksId) -> KeyState<'_> {
+        match self.state.policy.jwks_sources.get(id) {
+            Some(JwksSource::Local(keys)) => KeyState::Ready(keys),
+            Some(JwksSource::Remote(spec)) => {
+                let Some(Some(src)) = self.state.remotes.get(id) else {
+                    return KeyState::Unavailable;
+                };
+                match &src.keys {
+                    Some((_, keys))
+                        if src.meta.keys_usable(
+                            self.now_ms,
+                            spec.cache_duration_seconds * 1000,
+                            DEFAULT_MAX_STALE_MS,
+                        ) =>
+                    {
+                        KeyState::Ready(keys)
+                    }
+                    _ if self.last_chance => KeyState::Unavailable,
+                    _ => KeyState::Pending,
+                }
+            }
+            None => KeyState::Unavailable,
+        }
+    }
+
+    fn may_refetch(&self, id: JwksId) -> bool {
+        if self.last_chance {
+            return false;
+        }
+        let Some(Some(src)) = self.state.remotes.get(id) else {
+            return false;
+        };
+        let version = src.keys.as_ref().map_or(0, |(v, _)| *v);
+        // A request that already waited for a newer key set does not wait again.
+        if self.waited.iter().any(|(w, v)| *w == id && *v != version) {
+            return false;
+        }
+        // Worth waiting only if a fetch is under way or may be started now.
+        self.now_ms < src.meta.in_flight_until
+            || src
+                .meta
+                .request_refetch(self.now_ms, DEFAULT_REFETCH_MIN_INTERVAL_MS)
+                .is_some()
+    }
+}
+
+impl FilterState {
+    /// A VM's state for a compiled policy. Nothing is fetched until the first tick.
+    pub fn new(policy: Policy) -> FilterState {
+        let remotes = policy
+            .jwks_sources
+            .iter()
+            .enumerate()
+            .map(|(id, source)| match source {
+                JwksSource::Local(_) => None,
+                JwksSource::Remote(spec) => {
+                    let label = policy
+                        .providers
+                        .iter()
+                        .find(|p| p.jwks == id)
+                        .map_or_else(|| format!("source{id}"), |p| p.name.clone());
+                    let base = format!("jwt-edge/v1/jwks/{}/{}", spec.cluster, spec.uri);
+                    Some(RemoteSource {
+                        spec: spec.clone(),
+                        label,
+                        meta_key: format!("{base}/meta"),
+                        doc_key: format!("{base}/doc"),
+                        meta: SharedMeta::default(),
+                        keys: None,
+                    })
+                }
+            })
+            .collect();
+        FilterState {
+            policy: Arc::new(policy),
+            remotes,
+            pending: Vec::new(),
+            calls: BTreeMap::new(),
+            tick_ms: 0,
+        }
+    }
+
+    /// The compiled policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Number of paused requests.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The request-headers callback of stream `context_id`.
+    pub fn on_request_headers(&mut self, host: &dyn Host, context_id: u32) -> Action {
+        let now = host.now_ms();
+        match self.handle(host, now, &[], false) {
+            Outcome::Wait(waiting_on) => {
+                host.increment_counter(metrics::PAUSED, 1);
+                self.request_refetches(host, now, &waiting_on);
+                self.pending.push(Pending {
+                    context_id,
+                    deadline_ms: now + KEY_WAIT_MS,
+                    waiting_on,
+                });
+                self.adjust_tick(host);
+                Action::Pause
+            }
+            Outcome::Allowed => Action::Continue,
+            Outcome::Denied => Action::Pause,
+        }
+    }
+
+    /// A stream ended: it must never be resumed.
+    pub fn on_stream_done(&mut self, context_id: u32) {
+        self.pending.retain(|p| p.context_id != context_id);
+    }
+
+    /// Decides the current stream and carries the decision out.
+    fn handle(
+        &self,
+        host: &dyn Host,
+        now_ms: u64,
+        waited: &[(JwksId, u64)],
+        last_chance: bool,
+    ) -> Outcome {
+        let policy = &self.policy;
+        let mut headers = host.request_headers();
+        // No client-supplied copy of an identity header survives, on any route.
+        headers.retain(|(name, _)| {
+            let forged = policy.identity_headers.iter().any(|h| h == name);
+            if forged {
+                host.remove_request_header(name);
+            }
+            !forged
+        });
+        let route_name = if policy.per_route.is_empty() {
+            None
+        } else {
+            host.route_name()
+        };
+        let req = RequestView::new(&headers, route_name.as_deref());
+        let keys = Keys {
+            state: self,
+            now_ms,
+            last_chance,
+            waited,
+        };
+        match decide(policy, &req, &keys, now_ms / 1000) {
+            Decision::Allow(allow) => {
+                for name in &allow.remove_headers {
+                    host.remove_request_header(name);
+                }
+                for (name, value) in &allow.set_headers {
+                    host.set_request_header(name, value);
+                }
+                if let Some(path) = &allow.new_path {
+                    host.set_request_header(":path", path);
+                }
+                host.increment_counter(metrics::ALLOWED, 1);
+                for id in &allow.identities {
+                    host.increment_counter(&metrics::provider_allowed(&id.provider), 1);
+                    log::debug!(
+                        "allowed: provider={} iss={} sub={} kid={}",
+                        id.provider,
+                        id.iss.as_deref().unwrap_or("-"),
+                        id.sub.as_deref().unwrap_or("-"),
+                        id.kid.as_deref().unwrap_or("-"),
+                    );
+                }
+                if allow.reason == crate::authn::authenticate::AllowReason::CorsPreflight {
+                    host.increment_counter(metrics::CORS_BYPASSED, 1);
+                }
+                Outcome::Allowed
+            }
+            Decision::Deny(denial) => {
+                let code = denial.error.code();
+                host.increment_counter(metrics::DENIED, 1);
+                host.increment_counter(&metrics::denied_by_code(code), 1);
+                if let Some(p) = &denial.provider {
+                    host.increment_counter(&metrics::provider_denied(p, code), 1);
+                }
+                log::debug!(
+                    "denied: code={code} status={} provider={} iss={} kid={} sub={} path={}",
+                    denial.status,
+                    denial.provider.as_deref().unwrap_or("-"),
+                    log_safe(denial.iss.as_deref()),
+                    log_safe(denial.kid.as_deref()),
+                    log_safe(denial.sub.as_deref()),
+                    log_safe(Some(req.path_without_query())),
+                );
+                host.send_response(denial.status, &denial.headers, denial.body.as_bytes());
+                Outcome::Denied
+            }
+            Decision::WaitForKeys(ids) => Outcome::Wait(
+                ids.into_iter()
+                    .map(|id| (id, self.installed_version(id)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn installed_version(&self, id: JwksId) -> u64 {
+        match self.remotes.get(id) {
+            Some(Some(src)) => src.keys.as_ref().map_or(0, |(v, _)| *v),
+            _ => 0,
+        }
+    }
+
+    /// Asks for early refetches of sources that have keys (an unknown `kid` made the request
+    /// wait): rate-limited through the shared record.
+    fn request_refetches(&mut self, host: &dyn Host, now: u64, waiting_on: &[(JwksId, u64)]) {
+        for (id, _) in waiting_on {
+            let Some(Some(src)) = self.remotes.get_mut(*id) else {
+                continue;
+            };
+            if src.keys.is_none() {
+                continue;
+            }
+            let (raw, cas) = host.get_shared(&src.meta_key);
+            let current = raw
+                .as_deref()
+                .and_then(SharedMeta::decode)
+                .unwrap_or_default();
+            if let Some(next) = current.request_refetch(now, DEFAULT_REFETCH_MIN_INTERVAL_MS) {
+                if host.set_shared(&src.meta_key, &next.encode(), cas).is_ok() {
+                    log::info!("jwks {}: unknown kid, refetching early", src.label);
+                    src.meta = next;
+                }
+            }
+        }
+        self.start_due_fetches(host, now);
+    }
+
+    /// The root context's tick: sync key sets from shared data, start due fetches, decide
+    /// paused requests whose keys arrived or whose time is up.
+    pub fn on_tick(&mut self, host: &dyn Host) {
+        let now = host.now_ms();
+        self.sync_from_shared(host);
+        self.start_due_fetches(host, now);
+        self.resume_ready(host, now);
+        self.adjust_tick(host);
+    }
+
+    /// Reads every remote source's shared record; installs a newer key set if there is one.
+    fn sync_from_shared(&mut self, host: &dyn Host) {
+        for src in self.remotes.iter_mut().flatten() {
+            let (raw, _) = host.get_shared(&src.meta_key);
+            let Some(meta) = raw.as_deref().and_then(SharedMeta::decode) else {
+                continue;
+            };
+            src.meta = meta;
+            let installed = src.keys.as_ref().map_or(0, |(v, _)| *v);
+            if meta.doc_version > installed {
+                install_from_shared(host, src);
+            }
+        }
+    }
+
+    /// Takes the fetch lease (CAS) for every due source and dispatches the fetch.
+    fn start_due_fetches(&mut self, host: &dyn Host, now: u64) {
+        for (id, slot) in self.remotes.iter_mut().enumerate() {
+            let Some(src) = slot else { continue };
+            if !src.meta.fetch_due(now) {
+                continue;
+            }
+            let (raw, cas) = host.get_shared(&src.meta_key);
+            let current = raw
+                .as_deref()
+                .and_then(SharedMeta::decode)
+                .unwrap_or_default();
+            if !current.fetch_due(now) {
+                src.meta = current;
+                continue;
+            }
+            let leased = current.begin_fetch(now, src.spec.timeout_ms);
+            match host.set_shared(&src.meta_key, &leased.encode(), cas) {
+                Ok(()) => src.meta = leased,
+                Err(SharedWriteError::CasMismatch) => continue,
+                Err(SharedWriteError::Other) => {
+                    log::warn!("jwks {}: cannot write shared data", src.label);
+                    continue;
+                }
+            }
+            let headers = [
+                (":method", "GET"),
+                (":path", src.spec.path.as_str()),
+                (":authority", src.spec.authority.as_str()),
+                ("accept", "application/json, application/jwk-set+json"),
+            ];
+            match host.dispatch_http_call(&src.spec.cluster, &headers, src.spec.timeout_ms) {
+                Ok(token) => {
+                    self.calls.insert(token, id);
+                }
+                Err(why) => {
+                    log::warn!(
+                        "jwks {}: cannot call cluster {}: {why}",
+                        src.label,
+                        src.spec.cluster
+                    );
+                    record_failure(host, src, now);
+                }
+            }
+        }
+    }
+
+    /// The response to a key-set fetch this VM started.
+    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        let Some(id) = self.calls.remove(&token) else {
+            return;
+        };
+        let now = host.now_ms();
+        let Some(Some(src)) = self.remotes.get_mut(id) else {
+            return;
+        };
+        let status = host
+            .call_response_headers()
+            .into_iter()
+            .find(|(k, _)| k == ":status")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        let result = if status != "200" {
+            Err(format!(
+                "status {}",
+                if status.is_empty() { "none" } else { &status }
+            ))
+        } else if body_size > MAX_JWKS_BYTES {
+            Err(format!(
+                "body of {body_size} bytes is over {MAX_JWKS_BYTES}"
+            ))
+        } else {
+            let body = host.call_response_body(body_size).unwrap_or_default();
+            parse_jwks(
+                &body,
+                JwksOptions {
+                    allow_symmetric: false,
+                },
+            )
+            .map(|load| (body, load))
+            .map_err(|e| e.to_string())
+        };
+        match result {
+            Ok((body, load)) => {
+                for s in &load.skipped {
+                    log::info!(
+                        "jwks {}: key {} (kid {}) skipped: {}",
+                        src.label,
+                        s.index,
+                        log_safe(s.kid.as_deref()),
+                        s.reason
+                    );
+                }
+                let (raw, cas) = host.get_shared(&src.meta_key);
+                let current = raw
+                    .as_deref()
+                    .and_then(SharedMeta::decode)
+                    .unwrap_or_default();
+                let next =
+                    current.on_success(now, src.spec.cache_duration_seconds * 1000, jitter(now));
+                let _ = host.set_shared(&src.doc_key, &encode_doc(next.doc_version, &body), None);
+                if host.set_shared(&src.meta_key, &next.encode(), cas).is_err() {
+                    // Another VM changed the record meanwhile; write ours unconditionally so
+                    // the version matches the document just stored.
+                    let _ = host.set_shared(&src.meta_key, &next.encode(), None);
+                }
+                host.increment_counter(&metrics::jwks(&src.label, "fetch_success"), 1);
+                host.set_gauge(&metrics::jwks(&src.label, "keys"), load.keys.len() as u64);
+                log::info!(
+                    "jwks {}: {} keys loaded, {} skipped (version {})",
+                    src.label,
+                    load.keys.len(),
+                    load.skipped.len(),
+                    next.doc_version
+                );
+                src.meta = next;
+                src.keys = Some((next.doc_version, Arc::new(load.keys)));
+            }
+            Err(why) => {
+                log::warn!(
+                    "jwks {}: fetch from cluster {} failed: {why}; {}",
+                    src.label,
+                    src.spec.cluster,
+                    if src.keys.is_some() {
+                        "keeping the last good key set"
+                    } else {
+                        "no key set yet"
+                    }
+                );
+                record_failure(host, src, now);
+            }
+        }
+        self.resume_ready(host, now);
+        self.adjust_tick(host);
+    }
+
+    /// Decides paused requests whose key sets changed or whose deadline passed.
+    fn resume_ready(&mut self, host: &dyn Host, now: u64) {
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            let changed = p
+                .waiting_on
+                .iter()
+                .any(|(id, v)| self.installed_version(*id) != *v);
+            let expired = now >= p.deadline_ms;
+            if !(changed || expired) {
+                self.pending.push(p);
+                continue;
+            }
+            if !host.set_effective_context(p.context_id) {
+                continue;
+            }
+            match self.handle(host, now, &p.waiting_on, expired) {
+                Outcome::Allowed => {
+                    host.resume_request();
+                }
+                // The local reply ends the stream; it is not resumed.
+                Outcome::Denied => {}
+                Outcome::Wait(waiting_on) => self.pending.push(Pending {
+                    context_id: p.context_id,
+                    deadline_ms: p.deadline_ms,
+                    waiting_on,
+                }),
+            }
+        }
+    }
+
+    fn adjust_tick(&mut self, host: &dyn Host) {
+        let missing = self.remotes.iter().flatten().any(|s| s.keys.is_none());
+        let want = if !self.pending.is_empty() || missing {
+            FAST_TICK_MS
+        } else {
+            SLOW_TICK_MS
+        };
+        if want != self.tick_ms {
+            host.set_tick_period_ms(want);
+            self.tick_ms = want;
+        }
+    }
+}
+
+/// Reads the shared document and installs it if it parses. A document that does not parse
+/// (it did when stored) leaves the installed keys as they are.
+fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) {
+    let (raw, _) = host.get_shared(&src.doc_key);
+    let Some((version, body)) = raw.as_deref().and_then(decode_doc) else {
+        return;
+    };
+    match parse_jwks(
+        body,
+        JwksOptions {
+            allow_symmetric: false,
+        },
+    ) {
+        Ok(load) => {
+            log::debug!(
+                "jwks {}: installed version {version} ({} keys)",
+                src.label,
+                load.keys.len()
+            );
+            src.keys = Some((version, Arc::new(load.keys)));
+        }
+        Err(e) => log::warn!("jwks {}: shared key set unusable: {e}", src.label),
+    }
+}
+
+fn record_failure(host: &dyn Host, src: &mut RemoteSource, now: u64) {
+    host.increment_counter(&metrics::jwks(&src.label, "fetch_failed"), 1);
+    let (raw, cas) = host.get_shared(&src.meta_key);
+    let current = raw
+        .as_deref()
+        .and_then(SharedMeta::decode)
+        .unwrap_or_default();
+    let next = current.on_failure(now, jitter(now));
+    if host.set_shared(&src.meta_key, &next.encode(), cas).is_err() {
+        let _ = host.set_shared(&src.meta_key, &next.encode(), None);
+    }
+    src.meta = next;
+}
+
+/// A cheap jitter in `[0, 1)` from the clock's low bits (not security-relevant).
+fn jitter(now_ms: u64) -> f64 {
+    (now_ms.wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0
+}
+
+/// Log text for an attacker-controlled value: printable ASCII only, at most 64 characters.
+pub fn log_safe(v: Option<&str>) -> String {
+    match v {
+        None => "-".to_owned(),
+        Some(s) => s
+            .chars()
+            .take(64)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect(),
+    }
+}
