@@ -5,6 +5,7 @@
 
 pub mod alg;
 pub mod b64;
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod jwk;
