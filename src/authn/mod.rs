@@ -4,11 +4,17 @@
 //! takes `now` (seconds since the Unix epoch).
 
 pub mod alg;
+pub mod authenticate;
 pub mod b64;
+pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod extract;
+pub mod json;
 pub mod jwk;
+pub mod jwks_cache;
+pub mod jws;
 pub mod matcher;
 pub mod policy;
 pub mod request;
