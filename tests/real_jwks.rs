@@ -6,6 +6,14 @@
 //! loader drops. Documents where no key survives are refused as a whole (`NoUsableKey`).
 //! Discovery documents have no `keys` array and must be refused with `NoKeysArray`.
 
+// Test code: a failed unwrap or index is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::fs;
 
 use jwt_edge::authn::jwk::{parse_jwks, JwksError, JwksOptions, SkippedKey};

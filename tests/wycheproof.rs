@@ -13,6 +13,14 @@
 //! - ECDSA groups without `publicKeyJwk` (the `EdgeCasePublicKey` keys) get a JWK built from
 //!   `publicKey.wx`/`wy`, left-padded to the field size as RFC 7518 §6.2.1.2 requires.
 
+// Test code: a failed unwrap or index is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::fs;
 
 use jwt_edge::authn::alg::Algorithm;

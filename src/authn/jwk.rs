@@ -644,3 +644,560 @@ impl<'de> Deserialize<'de> for Entry {
         deserializer.deserialize_any(EntryVisitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Public keys from the specifications, one per family.
+    // RFC 7515 Appendix A.2.1.
+    const RSA_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    // RFC 7515 Appendix A.3.1.
+    const P256_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const P256_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+    // Wycheproof ecdsa_secp384r1_sha384_p1363_test.json, first group.
+    const P384_X: &str = "LaV92hCJJ2pUP5_9rAv_DZdsrXHrcoDn2b_Z_uS9svIPR_-IgnQ4l3LZjMV1ITiq";
+    const P384_Y: &str = "S20FTWnc8-JexJ34cHFeNIg7GDYZfXb4rZYuePZXG7x0B7DWCR-eTYjwFCdEBhdP";
+    // RFC 8037 Appendix A.2.
+    const ED25519_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    // RFC 7515 Appendix A.1.1 (64 bytes).
+    const OCT_K: &str =
+        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+
+    const LOCAL: JwksOptions = JwksOptions {
+        allow_symmetric: true,
+    };
+    const REMOTE: JwksOptions = JwksOptions {
+        allow_symmetric: false,
+    };
+
+    fn jwk_of(family: KeyFamily) -> Value {
+        match family {
+            KeyFamily::Rsa => json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"}),
+            KeyFamily::EcP256 => json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y}),
+            KeyFamily::EcP384 => json!({"kty": "EC", "crv": "P-384", "x": P384_X, "y": P384_Y}),
+            KeyFamily::Ed25519 => json!({"kty": "OKP", "crv": "Ed25519", "x": ED25519_X}),
+            KeyFamily::Oct => json!({"kty": "oct", "k": OCT_K}),
+        }
+    }
+
+    const FAMILIES: [KeyFamily; 5] = [
+        KeyFamily::Rsa,
+        KeyFamily::EcP256,
+        KeyFamily::EcP384,
+        KeyFamily::Ed25519,
+        KeyFamily::Oct,
+    ];
+
+    fn with(mut jwk: Value, extra: Value) -> Value {
+        for (k, v) in extra.as_object().unwrap() {
+            jwk[k] = v.clone();
+        }
+        jwk
+    }
+
+    fn load(keys: Vec<Value>, opts: JwksOptions) -> Result<JwksLoad, JwksError> {
+        parse_jwks(&serde_json::to_vec(&json!({ "keys": keys })).unwrap(), opts)
+    }
+
+    fn set(keys: Vec<Value>) -> KeySet {
+        load(keys, LOCAL).unwrap().keys
+    }
+
+    /// The reason the single entry was skipped.
+    fn skip_reason(jwk: Value, opts: JwksOptions) -> String {
+        match load(vec![jwk], opts) {
+            Err(JwksError::NoUsableKey(skipped)) => {
+                assert_eq!(skipped.len(), 1);
+                skipped[0].reason.clone()
+            }
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
+
+    fn p256_signer(seed: u8) -> (p256::ecdsa::SigningKey, Value) {
+        let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256",
+            "x": b64::encode(point.x().unwrap()), "y": b64::encode(point.y().unwrap()),
+        });
+        (key, jwk)
+    }
+
+    fn es256(key: &p256::ecdsa::SigningKey, input: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer;
+        let sig: p256::ecdsa::Signature = key.sign(input);
+        sig.to_bytes().to_vec()
+    }
+
+    #[test]
+    fn every_family_loads() {
+        for family in FAMILIES {
+            let keys = set(vec![jwk_of(family)]);
+            let key = keys.iter().next().unwrap();
+            assert_eq!(key.family(), family);
+            assert_eq!(key.alg(), None);
+            assert_eq!(key.kid, None);
+        }
+    }
+
+    /// Every algorithm against every key family, through `select` and through `verify`.
+    #[test]
+    fn alg_by_family_matrix() {
+        for family in FAMILIES {
+            let keys = set(vec![with(jwk_of(family), json!({"kid": "k"}))]);
+            let key = keys.iter().next().unwrap();
+            for alg in Algorithm::ALL {
+                let fits = alg.key_family() == family;
+                let by_kid = keys.select(Some("k"), alg);
+                let without_kid = keys.select(None, alg);
+                let verified = key.verify(alg, b"h.p", &[0u8; 64]);
+                if fits {
+                    assert_eq!(by_kid.unwrap().len(), 1, "{family:?} {alg}");
+                    assert_eq!(without_kid.unwrap().len(), 1, "{family:?} {alg}");
+                    assert_eq!(verified, Err(AuthError::BadSignature), "{family:?} {alg}");
+                } else {
+                    assert_eq!(
+                        by_kid.unwrap_err(),
+                        AuthError::NoMatchingKey(format!("key k does not fit {alg}")),
+                        "{family:?} {alg}"
+                    );
+                    assert_eq!(
+                        without_kid.unwrap_err(),
+                        AuthError::NoMatchingKey(format!("no key for {alg}"))
+                    );
+                    assert_eq!(
+                        verified,
+                        Err(AuthError::NoMatchingKey(format!(
+                            "key k does not fit {alg}"
+                        ))),
+                        "{family:?} {alg}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A JWK `alg` must fit the key type at load, and then restricts the key to it.
+    #[test]
+    fn key_alg_matrix() {
+        for family in FAMILIES {
+            for own in Algorithm::ALL {
+                let jwk = with(jwk_of(family), json!({"alg": own.name(), "kid": "k"}));
+                if own.key_family() != family {
+                    let reason = skip_reason(jwk, LOCAL);
+                    assert!(
+                        reason.starts_with(&format!("alg {own} does not fit ")),
+                        "{reason}"
+                    );
+                    continue;
+                }
+                let keys = set(vec![jwk]);
+                assert_eq!(keys.iter().next().unwrap().alg(), Some(own));
+                for alg in Algorithm::ALL {
+                    assert_eq!(
+                        keys.select(Some("k"), alg).is_ok(),
+                        alg == own,
+                        "{own} {alg}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            skip_reason(
+                with(jwk_of(KeyFamily::Rsa), json!({"alg": "ES256"})),
+                REMOTE
+            ),
+            "alg ES256 does not fit kty RSA"
+        );
+    }
+
+    #[test]
+    fn unknown_kid_versus_no_matching_key() {
+        let keys = set(vec![
+            with(
+                jwk_of(KeyFamily::Rsa),
+                json!({"kid": "rsa", "alg": "RS256"}),
+            ),
+            with(jwk_of(KeyFamily::EcP256), json!({"kid": "ec"})),
+        ]);
+        assert_eq!(
+            keys.select(Some("nope"), Algorithm::Rs256).unwrap_err(),
+            AuthError::UnknownKid("nope".into())
+        );
+        // Exact, case-sensitive comparison.
+        assert_eq!(
+            keys.select(Some("RSA"), Algorithm::Rs256).unwrap_err(),
+            AuthError::UnknownKid("RSA".into())
+        );
+        assert_eq!(
+            keys.select(Some("rsa"), Algorithm::Ps256).unwrap_err(),
+            AuthError::NoMatchingKey("key rsa does not fit PS256".into())
+        );
+        assert_eq!(
+            keys.select(Some("ec"), Algorithm::Rs256).unwrap_err(),
+            AuthError::NoMatchingKey("key ec does not fit RS256".into())
+        );
+        let chosen = keys.select(Some("rsa"), Algorithm::Rs256).unwrap();
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].kid.as_deref(), Some("rsa"));
+        // A token without kid may use keys that have one.
+        let chosen = keys.select(None, Algorithm::Es256).unwrap();
+        assert_eq!(chosen[0].kid.as_deref(), Some("ec"));
+        assert_eq!(
+            keys.select(None, Algorithm::EdDsa).unwrap_err(),
+            AuthError::NoMatchingKey("no key for EdDSA".into())
+        );
+        // A long kid from a token is shortened in the message.
+        let long = "x".repeat(300);
+        let keys = set(vec![with(jwk_of(KeyFamily::EcP256), json!({"kid": long}))]);
+        match keys.select(Some(&long), Algorithm::Rs256).unwrap_err() {
+            AuthError::NoMatchingKey(msg) => assert!(msg.len() < 100, "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn selection_by_kid_never_falls_back() {
+        let (signer_a, jwk_a) = p256_signer(1);
+        let (_, jwk_b) = p256_signer(2);
+        let keys = set(vec![
+            with(jwk_a, json!({"kid": "a"})),
+            with(jwk_b, json!({"kid": "b"})),
+        ]);
+        let sig = es256(&signer_a, b"h.p");
+        let verify_with = |kid: Option<&str>| -> bool {
+            keys.select(kid, Algorithm::Es256)
+                .unwrap()
+                .iter()
+                .any(|k| k.verify(Algorithm::Es256, b"h.p", &sig).is_ok())
+        };
+        assert!(verify_with(Some("a")));
+        // Signed by a's key but naming b: only b is tried.
+        assert!(!verify_with(Some("b")));
+        // Without kid both are candidates.
+        assert!(verify_with(None));
+    }
+
+    #[test]
+    fn kidless_selection_is_bounded() {
+        let signers: Vec<_> = (1..=10u8).map(p256_signer).collect();
+        let keys = set(signers.iter().map(|(_, jwk)| jwk.clone()).collect());
+        assert_eq!(keys.len(), 10);
+        let chosen = keys.select(None, Algorithm::Es256).unwrap();
+        assert_eq!(chosen.len(), MAX_KEYS_WITHOUT_KID);
+        // Document order: the ninth key is not tried for a kid-less token.
+        let sig = es256(&signers[8].0, b"h.p");
+        assert!(chosen
+            .iter()
+            .all(|k| k.verify(Algorithm::Es256, b"h.p", &sig).is_err()));
+        let sig = es256(&signers[7].0, b"h.p");
+        assert!(chosen
+            .iter()
+            .any(|k| k.verify(Algorithm::Es256, b"h.p", &sig).is_ok()));
+    }
+
+    #[test]
+    fn use_and_key_ops() {
+        let rsa = || jwk_of(KeyFamily::Rsa);
+        assert_eq!(
+            skip_reason(with(rsa(), json!({"use": "enc"})), REMOTE),
+            "use is enc, not sig"
+        );
+        assert_eq!(
+            skip_reason(with(rsa(), json!({"use": "x509-svid"})), REMOTE),
+            "use is x509-svid, not sig"
+        );
+        assert_eq!(
+            skip_reason(with(rsa(), json!({"use": 1})), REMOTE),
+            "use is not a string"
+        );
+        assert_eq!(
+            skip_reason(with(rsa(), json!({"key_ops": ["sign", "encrypt"]})), REMOTE),
+            "key_ops does not include verify"
+        );
+        assert_eq!(
+            skip_reason(with(rsa(), json!({"key_ops": "verify"})), REMOTE),
+            "key_ops is not an array of strings"
+        );
+        for ok in [
+            json!({"use": "sig"}),
+            json!({"use": "jwt-svid"}),
+            json!({"key_ops": ["verify"]}),
+            json!({"key_ops": ["sign", "verify"], "use": "sig"}),
+        ] {
+            assert_eq!(set(vec![with(rsa(), ok)]).len(), 1);
+        }
+    }
+
+    #[test]
+    fn skip_reasons() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"n": RSA_N, "e": "AQAB"}), "kty is missing"),
+            (json!({"kty": 1}), "kty is not a string"),
+            (
+                json!({"kty": "rsa", "n": RSA_N, "e": "AQAB"}),
+                "unsupported kty rsa",
+            ),
+            (
+                json!({"kty": "EC", "x": P256_X, "y": P256_Y}),
+                "EC key has no crv",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-521"}),
+                "unsupported kty EC crv P-521",
+            ),
+            (
+                json!({"kty": "EC", "crv": "secp256k1"}),
+                "unsupported kty EC crv secp256k1",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": ED25519_X}),
+                "kty OKP crv X25519 is not a signature curve",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed448"}),
+                "unsupported kty OKP crv Ed448",
+            ),
+            (json!({"kty": "RSA", "e": "AQAB"}), "n is missing"),
+            (
+                json!({"kty": "RSA", "n": format!("{RSA_N}="), "e": "AQAB"}),
+                "n is not unpadded base64url",
+            ),
+            (
+                json!({"kty": "RSA", "n": RSA_N.replace('-', "+"), "e": "AQAB"}),
+                "n is not unpadded base64url",
+            ),
+            (
+                json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "kid": 7}),
+                "kid is not a string",
+            ),
+            (
+                json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "alg": "RSA-OAEP"}),
+                "alg RSA-OAEP is not a signature algorithm",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "alg": "ES512"}),
+                "alg ES512 is not supported",
+            ),
+            (
+                json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "alg": "rs256"}),
+                "alg rs256 is not a signature algorithm",
+            ),
+            (
+                json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "d": "AQAB"}),
+                "private key material in a public JWKS",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "d": "AA"}),
+                "private key material in a public JWKS",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": ED25519_X, "d": "AA"}),
+                "private key material in a public JWKS",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_X}),
+                "EC point is not on the curve P-256",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-384", "x": P256_X, "y": P256_Y}),
+                "EC x is 32 bytes; P-384 needs 48",
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": P384_X}),
+                "Ed25519 x is 48 bytes; 32 required",
+            ),
+            (
+                json!({"kty": "oct", "k": "c2hvcnQ"}),
+                "oct key k is 5 bytes; at least 32 required",
+            ),
+            (
+                json!({"kty": "oct", "k": b64::encode(&[1; 32]), "alg": "HS512"}),
+                "oct key k is too short for HS512",
+            ),
+            (
+                json!({"kty": "RSA", "n": b64::encode(&[0xff; 128]), "e": "AQAB"}),
+                "RSA modulus is 1024 bits; at least 2048 required",
+            ),
+            (
+                json!({"kty": "RSA", "n": b64::encode(&[0xff; 1025]), "e": "AQAB"}),
+                "RSA modulus is 8200 bits; at most 8192 accepted",
+            ),
+        ];
+        for (jwk, reason) in cases {
+            assert_eq!(skip_reason(jwk.clone(), LOCAL), reason, "{jwk}");
+        }
+        // An even exponent or e = 1 is refused by the RSA checks.
+        for e in ["Ag", "AQ"] {
+            let reason = skip_reason(json!({"kty": "RSA", "n": RSA_N, "e": e}), LOCAL);
+            assert!(reason.starts_with("RSA key refused"), "{reason}");
+        }
+        // Symmetric keys only in local key sets.
+        assert_eq!(
+            skip_reason(jwk_of(KeyFamily::Oct), REMOTE),
+            "kty oct keys are only accepted in a local JWKS"
+        );
+        // A 32-byte secret fits HS256 only.
+        let keys = set(vec![json!({"kty": "oct", "k": b64::encode(&[1; 32])})]);
+        assert!(keys.select(None, Algorithm::Hs256).is_ok());
+        assert!(keys.select(None, Algorithm::Hs384).is_err());
+    }
+
+    #[test]
+    fn lenient_per_key() {
+        let loaded = load(
+            vec![
+                json!("not a key"),
+                json!([1, 2]),
+                with(jwk_of(KeyFamily::Rsa), json!({"kid": "a", "use": "enc"})),
+                with(
+                    jwk_of(KeyFamily::Rsa),
+                    json!({"kid": "b", "x5c": ["MIIB"], "issuer": "x"}),
+                ),
+            ],
+            REMOTE,
+        )
+        .unwrap();
+        assert_eq!(loaded.keys.len(), 1);
+        let skipped: Vec<(usize, Option<&str>, &str)> = loaded
+            .skipped
+            .iter()
+            .map(|s| (s.index, s.kid.as_deref(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (0, None, "key entry is not a JSON object"),
+                (1, None, "key entry is not a JSON object"),
+                (2, Some("a"), "use is enc, not sig"),
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_members_and_kids() {
+        // A member repeated inside a key entry skips the entry.
+        let doc =
+            format!(r#"{{"keys":[{{"kty":"RSA","n":"{RSA_N}","e":"AQAB","e":"Aw","kid":"r"}}]}}"#);
+        match parse_jwks(doc.as_bytes(), REMOTE) {
+            Err(JwksError::NoUsableKey(skipped)) => {
+                assert_eq!(skipped[0].reason, "member e appears twice");
+                assert_eq!(skipped[0].kid.as_deref(), Some("r"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A repeated "keys" refuses the document.
+        let doc = br#"{"keys":[],"keys":[]}"#;
+        assert!(matches!(
+            parse_jwks(doc, REMOTE),
+            Err(JwksError::NotJson(msg)) if msg.contains("appears twice")
+        ));
+        // Same kid, same family, overlapping alg: the second is skipped.
+        let (_, a) = p256_signer(1);
+        let (_, b) = p256_signer(2);
+        let loaded = load(
+            vec![
+                with(a, json!({"kid": "k"})),
+                with(b, json!({"kid": "k", "alg": "ES256"})),
+            ],
+            REMOTE,
+        )
+        .unwrap();
+        assert_eq!(loaded.keys.len(), 1);
+        assert!(loaded.skipped[0].reason.starts_with("duplicate kid"));
+        // Same kid for keys of different families, or disjoint algs, is fine.
+        let keys = set(vec![
+            with(jwk_of(KeyFamily::Rsa), json!({"kid": "k", "alg": "RS256"})),
+            with(jwk_of(KeyFamily::Rsa), json!({"kid": "k", "alg": "PS256"})),
+            with(jwk_of(KeyFamily::EcP256), json!({"kid": "k"})),
+        ]);
+        assert_eq!(keys.len(), 3);
+        for alg in [Algorithm::Rs256, Algorithm::Ps256, Algorithm::Es256] {
+            assert_eq!(keys.select(Some("k"), alg).unwrap().len(), 1);
+        }
+        // Kid-less duplicates are kept (they are tried in a bounded way).
+        let keys = set(vec![jwk_of(KeyFamily::Rsa), jwk_of(KeyFamily::Rsa)]);
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn document_errors() {
+        let big = vec![b' '; MAX_JWKS_BYTES + 1];
+        assert_eq!(
+            parse_jwks(&big, REMOTE).unwrap_err(),
+            JwksError::TooLarge(MAX_JWKS_BYTES + 1)
+        );
+        let err = parse_jwks(br#"{"keys": [sekrit"#, REMOTE).unwrap_err();
+        match &err {
+            JwksError::NotJson(msg) => assert!(!msg.contains("sekrit"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!err.to_string().contains("sekrit"));
+        assert!(matches!(
+            parse_jwks(b"", REMOTE),
+            Err(JwksError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_jwks(b"{} x", REMOTE),
+            Err(JwksError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_jwks(b"\xff", REMOTE),
+            Err(JwksError::NotJson(_))
+        ));
+        for not_object in [&b"[1]"[..], b"\"keys\"", b"null", b"3"] {
+            assert_eq!(
+                parse_jwks(not_object, REMOTE).unwrap_err(),
+                JwksError::NotJson("the document is not an object".into())
+            );
+        }
+        for no_array in [
+            &br#"{}"#[..],
+            br#"{"keys":{}}"#,
+            br#"{"keys":null}"#,
+            br#"{"Keys":[]}"#,
+        ] {
+            assert_eq!(
+                parse_jwks(no_array, REMOTE).unwrap_err(),
+                JwksError::NoKeysArray
+            );
+        }
+        let empty = parse_jwks(br#"{"keys":[]}"#, REMOTE).unwrap_err();
+        assert_eq!(empty, JwksError::NoUsableKey(vec![]));
+        assert_eq!(
+            empty.to_string(),
+            "key set has no usable key (\"keys\" is empty)"
+        );
+        let none = load(
+            vec![json!({"kty": "EC", "crv": "P-521", "kid": "x"})],
+            REMOTE,
+        )
+        .unwrap_err();
+        assert_eq!(
+            none.to_string(),
+            "key set has no usable key (1 skipped: #0: unsupported kty EC crv P-521)"
+        );
+        assert_eq!(none.code(), "jwks_no_usable_key");
+        // Deep nesting is a JSON error, not a stack overflow.
+        let deep = format!(
+            "{{\"keys\":[{{\"x\":{}{}}}]}}",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert!(matches!(
+            parse_jwks(deep.as_bytes(), REMOTE),
+            Err(JwksError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let keys = set(vec![jwk_of(KeyFamily::Oct)]);
+        let text = format!("{keys:?}");
+        assert!(!text.contains(OCT_K), "{text}");
+        assert!(text.contains("redacted"), "{text}");
+    }
+}
