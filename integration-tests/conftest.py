@@ -43,7 +43,7 @@ def _envoy_log_on_failure(request):
     for e in envoy_harness.ALL_STARTED:
         start = before.get(id(e), 0)
         text = e.log_text(start)
-        if not text and start == 0:
+        if not text:
             continue
         lines = text.splitlines()
         cut = len(lines) > LOG_DUMP_MAX_LINES
