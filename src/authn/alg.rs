@@ -122,7 +122,9 @@ mod tests {
         for alg in Algorithm::ALL {
             assert_eq!(Algorithm::parse(alg.name()), Some(alg));
         }
-        for bad in ["none", "None", "NONE", "rs256", "Rs256", "ES512", "EDDSA", "HS256 ", ""] {
+        for bad in [
+            "none", "None", "NONE", "rs256", "Rs256", "ES512", "EDDSA", "HS256 ", "",
+        ] {
             assert_eq!(Algorithm::parse(bad), None, "{bad}");
         }
     }

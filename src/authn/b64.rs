@@ -40,7 +40,9 @@ mod tests {
         assert_eq!(decode("eyJ9").as_deref(), Some(&b"{\"}"[..]));
         assert_eq!(decode("").as_deref(), Some(&b""[..]));
         assert_eq!(decode("_-8").as_deref(), Some(&[0xff, 0xef][..]));
-        for bad in ["eyJ9=", "eyJ=", "ab+/", "ab/c", "ey J9", "ey\nJ9", "a", "_-9"] {
+        for bad in [
+            "eyJ9=", "eyJ=", "ab+/", "ab/c", "ey J9", "ey\nJ9", "a", "_-9",
+        ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
         assert_eq!(encode(&[0xff, 0xef]), "_-8");

@@ -89,7 +89,9 @@ impl<'a> RequestView<'a> {
             .split('&')
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k)? == name).then(|| percent_decode(v)).flatten()
+                (percent_decode(k)? == name)
+                    .then(|| percent_decode(v))
+                    .flatten()
             })
             .collect()
     }
@@ -114,7 +116,10 @@ impl<'a> RequestView<'a> {
     pub fn is_cors_preflight(&self) -> bool {
         self.method == "OPTIONS"
             && self.header_values("origin").next().is_some()
-            && self.header_values("access-control-request-method").next().is_some()
+            && self
+                .header_values("access-control-request-method")
+                .next()
+                .is_some()
     }
 }
 
