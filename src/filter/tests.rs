@@ -1,1 +1,324 @@
+//! The adapter against the fake host: outcomes, not call scripts.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::authn::config;
+use crate::authn::jwks_cache::SharedMeta;
+use crate::filter::fake::{FakeHost, SharedStore};
+use crate::filter::state::{Action, FilterState, KEY_WAIT_MS};
+
+const T0: u64 = 1_800_000_000_000;
+const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
+
+fn token(name: &str) -> String {
+    let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/tokens.json")).unwrap();
+    v["tokens"][name].as_str().unwrap().to_owned()
+}
+
+fn remote_config() -> String {
+    json!({
+        "providers": {"p": {
+            "issuer": "https://issuer.test",
+            "audiences": ["api"],
+            "remote_jwks": {"http_uri": {"uri": "https://idp.test/keys?x=1", "cluster": "idp", "timeout": "2s"}, "cache_duration": "60s"},
+            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]
+        }},
+        "rules": [
+            {"match": {"prefix": "/public"}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}
+        ]
+    })
+    .to_string()
+}
+
+fn vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
+    let host = FakeHost::new(shared.clone(), T0, &["idp"]);
+    let state = FilterState::new(config::parse(&remote_config()).unwrap());
+    (host, state)
+}
+
+fn request(
+    host: &FakeHost,
+    state: &mut FilterState,
+    id: u32,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Action {
+    let mut h = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "api.test"),
+    ];
+    h.extend_from_slice(extra);
+    host.open_stream(id, &h);
+    state.on_request_headers(host, id)
+}
+
+fn header(host: &FakeHost, id: u32, name: &str) -> Option<String> {
+    host.stream(id)
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Answers every outstanding call of `host` with `status` and `body`.
+fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
+    let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
+    for c in calls {
+        host.respond(status, body);
+        state.on_http_call_response(host, c.token, body.len());
+    }
+}
+
+#[test]
+fn cold_start_pauses_then_resumes_with_the_right_answers() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    let forged = format!("Bearer {}", token("forged_kid"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &forged)]),
+        Action::Pause
+    );
+    // A missing token needs no keys.
+    assert_eq!(request(&host, &mut state, 3, "/a", &[]), Action::Pause);
+    assert_eq!(host.stream(3).reply.map(|r| r.status), Some(401));
+    // A route without a requirement needs nothing.
+    assert_eq!(
+        request(&host, &mut state, 4, "/public", &[]),
+        Action::Continue
+    );
+
+    state.on_tick(&host);
+    let calls = host.calls.borrow().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (
+            calls[0].cluster.as_str(),
+            calls[0].path.as_str(),
+            calls[0].authority.as_str()
+        ),
+        ("idp", "/keys?x=1", "idp.test")
+    );
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+
+    let s1 = host.stream(1);
+    assert!(s1.resumed && s1.reply.is_none());
+    assert_eq!(header(&host, 1, "x-jwt-sub").as_deref(), Some("alice"));
+    assert_eq!(
+        header(&host, 1, "authorization"),
+        None,
+        "token not forwarded by default"
+    );
+    let s2 = host.stream(2);
+    assert!(!s2.resumed);
+    assert_eq!(
+        s2.reply.map(|r| (r.status, r.body)),
+        Some((
+            401,
+            r#"{"error":"bad_signature","error_description":"signature verification failed"}"#
+                .into()
+        ))
+    );
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(host.counter("jwt_edge.allowed"), 2);
+    assert_eq!(host.counter("jwt_edge.denied.bad_signature"), 1);
+    assert_eq!(host.counter("jwt_edge.jwks.p.fetch_success"), 1);
+}
+
+#[test]
+fn waiting_requests_fail_closed_after_the_deadline() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    state.on_tick(&host);
+    answer(&host, &mut state, "503", b"upstream connect error");
+    assert!(
+        host.stream(1).reply.is_none(),
+        "waits for a retry until the deadline"
+    );
+    host.now_ms.set(T0 + KEY_WAIT_MS);
+    state.on_tick(&host);
+    let reply = host.stream(1).reply.unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.body,
+        r#"{"error":"jwks_unavailable","error_description":"signing keys are not available"}"#
+    );
+    assert!(!reply.headers.iter().any(|(k, _)| k == "www-authenticate"));
+    assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 1);
+}
+
+#[test]
+fn one_fetch_per_proxy_and_every_vm_gets_the_keys() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let vms: Vec<(FakeHost, FilterState)> = (0..4).map(|_| vm(&shared)).collect();
+    let mut vms = vms;
+    for (host, state) in vms.iter_mut() {
+        state.on_tick(host);
+    }
+    let fetches: usize = vms.iter().map(|(h, _)| h.calls.borrow().len()).sum();
+    assert_eq!(fetches, 1, "the CAS lease lets one VM fetch");
+    for (host, state) in vms.iter_mut() {
+        answer(host, state, "200", JWKS.as_bytes());
+    }
+    host_ticks(&mut vms, 100);
+    let good = format!("Bearer {}", token("es256"));
+    for (i, (host, state)) in vms.iter_mut().enumerate() {
+        assert_eq!(
+            request(
+                host,
+                state,
+                10 + i as u32,
+                "/a",
+                &[("authorization", &good)]
+            ),
+            Action::Continue,
+            "vm {i}"
+        );
+    }
+    // Refresh: due after 85-95 % of cache_duration (60 s); again exactly one fetch.
+    host_ticks(&mut vms, 58_000);
+    let fetches: usize = vms.iter().map(|(h, _)| h.calls.borrow().len()).sum();
+    assert_eq!(fetches, 1);
+}
+
+fn host_ticks(vms: &mut [(FakeHost, FilterState)], advance_ms: u64) {
+    for (host, state) in vms.iter_mut() {
+        host.now_ms.set(host.now_ms.get() + advance_ms);
+        state.on_tick(host);
+    }
+}
+
+#[test]
+fn bad_responses_never_replace_good_keys() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    let good = format!("Bearer {}", token("rs256"));
+    let big = vec![b' '; 300 * 1024];
+    for (status, body) in [
+        ("500", &b"oops"[..]),
+        ("200", b"<html>"),
+        ("200", br#"{"keys":[]}"#),
+        ("200", &big[..]),
+    ] {
+        host.now_ms.set(host.now_ms.get() + 120_000);
+        state.on_tick(&host);
+        assert_eq!(host.calls.borrow().len(), 1, "refresh due");
+        answer(&host, &mut state, status, body);
+        assert_eq!(
+            request(&host, &mut state, 7, "/a", &[("authorization", &good)]),
+            Action::Continue,
+            "{status}"
+        );
+    }
+    assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 4);
+    let (raw, _) = host_shared_meta(&shared);
+    assert_eq!(raw.failures, 4);
+    assert_eq!(raw.doc_version, 1);
+}
+
+fn host_shared_meta(shared: &Rc<RefCell<SharedStore>>) -> (SharedMeta, ()) {
+    let host = FakeHost::new(shared.clone(), 0, &[]);
+    let key = "jwt-edge/v1/jwks/idp/https://idp.test/keys?x=1/meta";
+    let (raw, _) = crate::filter::host::Host::get_shared(&host, key);
+    (SharedMeta::decode(&raw.unwrap()).unwrap(), ())
+}
+
+#[test]
+fn unknown_kid_waits_for_one_early_refetch() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    state.on_tick(&host);
+    // The provider has only rsa-2 at first... then publishes the rest.
+    let rotated = json!({"keys": serde_json::from_str::<Value>(JWKS).unwrap()["keys"].as_array().unwrap()[1..]}).to_string();
+    answer(&host, &mut state, "200", rotated.as_bytes());
+    host.now_ms.set(T0 + 20_000);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert_eq!(host.calls.borrow().len(), 1, "an early refetch started");
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert!(
+        host.stream(1).resumed,
+        "the new key verifies the waiting token"
+    );
+    // A kid that is still unknown after the refetch is refused at once (rate limit).
+    let unknown = format!("Bearer {}", token("unknown_kid"));
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &unknown)]),
+        Action::Pause
+    );
+    assert_eq!(host.stream(2).reply.map(|r| r.status), Some(401));
+    assert_eq!(host.calls.borrow().len(), 0);
+}
+
+#[test]
+fn forged_identity_headers_are_removed_on_every_route() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert_eq!(
+        request(&host, &mut state, 1, "/public", &[("x-jwt-sub", "admin")]),
+        Action::Continue
+    );
+    assert_eq!(header(&host, 1, "x-jwt-sub"), None);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(
+            &host,
+            &mut state,
+            2,
+            "/a",
+            &[
+                ("x-jwt-sub", "admin"),
+                ("authorization", &good),
+                ("x-jwt-sub", "root")
+            ]
+        ),
+        Action::Continue
+    );
+    assert_eq!(
+        host.stream(2)
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-jwt-sub")
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        vec!["alice"]
+    );
+}
+
+#[test]
+fn a_closed_stream_is_never_resumed() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    host.close_stream(1);
+    state.on_stream_done(1);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(host.counter("jwt_edge.allowed"), 0);
+}

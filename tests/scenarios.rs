@@ -1,0 +1,546 @@
+//! Table-driven decisions: request → outcome, through the compiled config and the core,
+//! with the fixture key set and tokens (tests/fixtures, made by make_fixtures.py).
+
+use std::sync::Arc;
+
+use jwt_edge::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use jwt_edge::authn::config;
+use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
+use jwt_edge::authn::policy::{JwksId, Policy};
+use jwt_edge::authn::request::RequestView;
+use serde_json::{json, Value};
+
+const NOW: u64 = 1_800_000_000;
+
+fn fixtures() -> Value {
+    serde_json::from_str(include_str!("fixtures/tokens.json")).unwrap()
+}
+
+fn token(name: &str) -> String {
+    fixtures()["tokens"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+        .to_owned()
+}
+
+struct Keys(Arc<KeySet>);
+
+impl KeyLookup for Keys {
+    fn keys(&self, _id: JwksId) -> KeyState<'_> {
+        KeyState::Ready(&self.0)
+    }
+}
+
+struct NoKeys(bool);
+
+impl KeyLookup for NoKeys {
+    fn keys(&self, _id: JwksId) -> KeyState<'_> {
+        if self.0 {
+            KeyState::Pending
+        } else {
+            KeyState::Unavailable
+        }
+    }
+}
+
+fn fixture_keys() -> Keys {
+    let load = parse_jwks(
+        include_bytes!("fixtures/jwks.json"),
+        JwksOptions {
+            allow_symmetric: false,
+        },
+    )
+    .unwrap();
+    Keys(Arc::new(load.keys))
+}
+
+fn remote_provider(extra: Value) -> Value {
+    let mut p = json!({
+        "issuer": "https://issuer.test",
+        "audiences": ["api"],
+        "remote_jwks": {"http_uri": {"uri": "https://idp.test/jwks.json", "cluster": "idp", "timeout": "1s"}},
+        "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]
+    });
+    if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    p
+}
+
+fn policy(cfg: Value) -> Policy {
+    config::parse(&cfg.to_string()).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), path.to_string()),
+        (":authority".to_string(), "api.test".to_string()),
+        (":scheme".to_string(), "https".to_string()),
+    ];
+    h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    h
+}
+
+/// "allow", "wait", or the denial code.
+fn outcome(d: &Decision) -> String {
+    match d {
+        Decision::Allow(_) => "allow".into(),
+        Decision::WaitForKeys(_) => "wait".into(),
+        Decision::Deny(den) => format!("{} {}", den.status, den.error.code()),
+    }
+}
+
+fn run(p: &Policy, path: &str, extra: &[(&str, &str)], keys: &dyn KeyLookup) -> Decision {
+    let h = headers(path, extra);
+    decide(p, &RequestView::new(&h, None), keys, NOW)
+}
+
+#[test]
+fn every_outcome_code_single_provider() {
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({"algorithms": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let keys = fixture_keys();
+    let bearer = |name: &str| format!("Bearer {}", token(name));
+    let h = |v: String| v;
+    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+        ("rs256", vec![("authorization", bearer("rs256"))], "allow"),
+        ("rs384", vec![("authorization", bearer("rs384"))], "allow"),
+        ("rs512", vec![("authorization", bearer("rs512"))], "allow"),
+        ("ps256", vec![("authorization", bearer("ps256"))], "allow"),
+        ("ps384", vec![("authorization", bearer("ps384"))], "allow"),
+        ("ps512", vec![("authorization", bearer("ps512"))], "allow"),
+        ("es256", vec![("authorization", bearer("es256"))], "allow"),
+        ("es384", vec![("authorization", bearer("es384"))], "allow"),
+        ("eddsa", vec![("authorization", bearer("eddsa"))], "allow"),
+        (
+            "no kid rsa",
+            vec![("authorization", bearer("rs256_no_kid"))],
+            "allow",
+        ),
+        (
+            "no kid ec",
+            vec![("authorization", bearer("es256_no_kid"))],
+            "allow",
+        ),
+        (
+            "lower-case scheme",
+            vec![("authorization", h(format!("bearer {}", token("rs256"))))],
+            "allow",
+        ),
+        ("missing", vec![], "401 token_missing"),
+        (
+            "basic",
+            vec![("authorization", h("Basic YTpi".into()))],
+            "401 token_missing",
+        ),
+        (
+            "expired",
+            vec![("authorization", bearer("expired"))],
+            "401 token_expired",
+        ),
+        (
+            "nbf",
+            vec![("authorization", bearer("not_yet_valid"))],
+            "401 token_not_yet_valid",
+        ),
+        (
+            "no exp",
+            vec![("authorization", bearer("no_exp"))],
+            "401 exp_missing",
+        ),
+        (
+            "exp string",
+            vec![("authorization", bearer("exp_string"))],
+            "401 claim_malformed",
+        ),
+        (
+            "issuer",
+            vec![("authorization", bearer("wrong_iss"))],
+            "401 issuer_mismatch",
+        ),
+        (
+            "audience",
+            vec![("authorization", bearer("wrong_aud"))],
+            "403 audience_mismatch",
+        ),
+        (
+            "no audience",
+            vec![("authorization", bearer("no_aud"))],
+            "403 audience_mismatch",
+        ),
+        (
+            "unknown kid",
+            vec![("authorization", bearer("unknown_kid"))],
+            "401 unknown_kid",
+        ),
+        (
+            "forged",
+            vec![("authorization", bearer("forged_kid"))],
+            "401 bad_signature",
+        ),
+        (
+            "forged no kid",
+            vec![("authorization", bearer("forged_no_kid"))],
+            "401 bad_signature",
+        ),
+        (
+            "embedded jwk",
+            vec![("authorization", bearer("embedded_jwk"))],
+            "401 unknown_kid",
+        ),
+        (
+            "hs256 confusion",
+            vec![("authorization", bearer("hs256_confusion"))],
+            "401 alg_not_allowed",
+        ),
+        (
+            "alg none",
+            vec![("authorization", bearer("alg_none"))],
+            "401 alg_not_allowed",
+        ),
+        (
+            "jwe",
+            vec![("authorization", h("Bearer a.b.c.d.e".into()))],
+            "401 token_is_jwe",
+        ),
+        (
+            "two segments",
+            vec![("authorization", h("Bearer a.b".into()))],
+            "401 token_malformed",
+        ),
+        (
+            "padded",
+            vec![("authorization", h(format!("Bearer {}=", token("rs256"))))],
+            "401 bad_base64",
+        ),
+        (
+            "two headers",
+            vec![
+                ("authorization", bearer("rs256")),
+                ("authorization", bearer("rs256")),
+            ],
+            "401 multiple_tokens",
+        ),
+        (
+            "too large",
+            vec![("authorization", h(format!("Bearer {}", "a".repeat(9000))))],
+            "401 token_too_large",
+        ),
+    ];
+    for (name, extra, want) in cases {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let d = run(&p, "/x", &extra, &keys);
+        assert_eq!(outcome(&d), want, "case {name}");
+    }
+    // Query parameter fallback, and header + query with two different tokens.
+    let q = format!("/x?access_token={}", token("es256"));
+    assert_eq!(outcome(&run(&p, &q, &[], &keys)), "allow");
+    let both = [("authorization", format!("Bearer {}", token("rs256")))];
+    let both: Vec<(&str, &str)> = both.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(outcome(&run(&p, &q, &both, &keys)), "401 multiple_tokens");
+    // Keys not there yet: wait; fetch failed for good: 503.
+    let auth = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        outcome(&run(&p, "/x", &[("authorization", &auth)], &NoKeys(true))),
+        "wait"
+    );
+    assert_eq!(
+        outcome(&run(&p, "/x", &[("authorization", &auth)], &NoKeys(false))),
+        "503 jwks_unavailable"
+    );
+    // A missing token does not wait for keys.
+    assert_eq!(
+        outcome(&run(&p, "/x", &[], &NoKeys(true))),
+        "401 token_missing"
+    );
+}
+
+#[test]
+fn algorithm_allow_list_is_per_provider() {
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({"algorithms": ["ES256"]}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let keys = fixture_keys();
+    let t = |n: &str| format!("Bearer {}", token(n));
+    assert_eq!(
+        outcome(&run(&p, "/", &[("authorization", &t("es256"))], &keys)),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&run(&p, "/", &[("authorization", &t("rs256"))], &keys)),
+        "401 alg_not_allowed"
+    );
+    assert_eq!(
+        outcome(&run(&p, "/", &[("authorization", &t("eddsa"))], &keys)),
+        "401 alg_not_allowed"
+    );
+}
+
+#[test]
+fn local_hmac_only_when_listed() {
+    let secret = fixtures()["hs256_secret_b64url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks =
+        json!({"keys": [{"kty": "oct", "kid": "hs-1", "k": secret, "alg": "HS256"}]}).to_string();
+    let p = policy(json!({
+        "providers": {"p": {"issuer": "https://issuer.test", "algorithms": ["HS256"], "local_jwks": {"inline_string": jwks}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let keys = NoKeys(false); // local sources never ask the lookup… but the policy carries them
+    let _ = keys;
+    struct Local<'a>(&'a Policy);
+    impl KeyLookup for Local<'_> {
+        fn keys(&self, id: JwksId) -> KeyState<'_> {
+            match self.0.jwks_sources.get(id) {
+                Some(jwt_edge::authn::policy::JwksSource::Local(k)) => KeyState::Ready(k),
+                _ => KeyState::Unavailable,
+            }
+        }
+    }
+    let t = format!("Bearer {}", token("hs256_local"));
+    assert_eq!(
+        outcome(&run(&p, "/", &[("authorization", &t)], &Local(&p))),
+        "allow"
+    );
+    let rs = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        outcome(&run(&p, "/", &[("authorization", &rs)], &Local(&p))),
+        "401 alg_not_allowed"
+    );
+}
+
+#[test]
+fn rules_requirements_and_headers() {
+    let p = policy(json!({
+        "providers": {
+            "p": remote_provider(json!({
+                "forward_payload_header": "x-jwt-payload",
+                "claim_to_headers": [
+                    {"header_name": "x-jwt-sub", "claim_name": "sub"},
+                    {"header_name": "x-org", "claim_name": "org.id"},
+                    {"header_name": "x-roles", "claim_name": "roles"},
+                    {"header_name": "x-admin", "claim_name": "admin"}
+                ]
+            })),
+            "other": {"issuer": "https://other.test", "remote_jwks": {"http_uri": {"uri": "https://other.test/jwks", "cluster": "other", "timeout": "1s"}}}
+        },
+        "requirement_map": {"either": {"requires_any": {"requirements": [{"provider_name": "other"}, {"provider_name": "p"}]}}},
+        "rules": [
+            {"match": {"prefix": "/public"}},
+            {"match": {"path": "/exact", "headers": [{"name": ":method", "exact_match": "POST"}]}, "requires": {"provider_name": "p"}},
+            {"match": {"prefix": "/any"}, "requirement_name": "either"},
+            {"match": {"prefix": "/all"}, "requires": {"requires_all": {"requirements": [{"provider_name": "other"}, {"provider_name": "p"}]}}},
+            {"match": {"prefix": "/optional"}, "requires": {"allow_missing": {}}},
+            {"match": {"prefix": "/failed-ok"}, "requires": {"allow_missing_or_failed": {}}},
+            {"match": {"prefix": "/aud"}, "requires": {"provider_and_audiences": {"provider_name": "p", "audiences": ["other"]}}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}
+        ]
+    }));
+    let keys = fixture_keys();
+    let good = format!("Bearer {}", token("claims"));
+    let bad = format!("Bearer {}", token("forged_kid"));
+    let wrong_aud = format!("Bearer {}", token("wrong_aud"));
+    let auth = |v: &str| vec![("authorization", v.to_owned())];
+    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+        ("/public", vec![], "allow"),
+        ("/public/x?y", auth(&bad), "allow"),
+        ("/exact", vec![], "401 token_missing"),
+        ("/any", auth(&good), "allow"),
+        ("/any", auth(&bad), "401 bad_signature"),
+        ("/any", vec![], "401 token_missing"),
+        ("/all", auth(&good), "401 issuer_mismatch"),
+        ("/optional", vec![], "allow"),
+        ("/optional", auth(&good), "allow"),
+        ("/optional", auth(&bad), "401 bad_signature"),
+        ("/failed-ok", auth(&bad), "allow"),
+        ("/failed-ok", vec![], "allow"),
+        ("/aud", auth(&good), "403 audience_mismatch"),
+        ("/aud", auth(&wrong_aud), "allow"),
+        ("/else", auth(&good), "allow"),
+    ];
+    for (path, extra, want) in cases {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            outcome(&run(&p, path, &extra, &keys)),
+            want,
+            "{path} {extra:?}"
+        );
+    }
+    // Method in a header matcher: GET /exact falls through to the catch-all, which also needs p.
+    let mut h = headers("/exact", &[]);
+    h[0].1 = "POST".into();
+    h.push(("authorization".into(), good.clone()));
+    let Decision::Allow(allow) = decide(&p, &RequestView::new(&h, None), &keys, NOW) else {
+        panic!("POST /exact with a good token must pass");
+    };
+    let get = |n: &str| {
+        allow
+            .set_headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("x-jwt-sub"), Some("svc-payments"));
+    assert_eq!(get("x-org"), Some("7"));
+    assert_eq!(get("x-roles"), Some("a,b"));
+    assert_eq!(get("x-admin"), Some("true"));
+    let payload = token("claims").split('.').nth(1).unwrap().to_owned();
+    assert_eq!(get("x-jwt-payload"), Some(payload.as_str()));
+    assert_eq!(allow.remove_headers, vec!["authorization".to_string()]);
+    assert_eq!(allow.identities.len(), 1);
+    assert_eq!(allow.identities[0].sub.as_deref(), Some("svc-payments"));
+    assert_eq!(
+        p.identity_headers
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .len(),
+        5,
+        "every header the filter can set is sanitised"
+    );
+}
+
+#[test]
+fn failure_response_shape() {
+    let cfg = |strip: bool| {
+        policy(json!({
+            "providers": {"p": remote_provider(json!({}))},
+            "strip_failure_response": strip,
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+        }))
+    };
+    let keys = fixture_keys();
+    let expired = format!("Bearer {}", token("expired"));
+    let Decision::Deny(d) = run(
+        &cfg(false),
+        "/v1/x?secret=zzz",
+        &[("authorization", &expired)],
+        &keys,
+    ) else {
+        panic!("expired must be denied")
+    };
+    assert_eq!(d.status, 401);
+    assert_eq!(
+        d.headers,
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "www-authenticate".to_string(),
+                "Bearer realm=\"https://api.test/v1/x\", error=\"invalid_token\", error_description=\"token is expired\"".to_string()
+            )
+        ]
+    );
+    assert_eq!(
+        d.body,
+        r#"{"error":"token_expired","error_description":"token is expired"}"#
+    );
+    assert_eq!(d.sub.as_deref(), Some("alice"));
+    assert!(!d.body.contains(&token("expired")[..20]));
+    let Decision::Deny(s) = run(&cfg(true), "/", &[("authorization", &expired)], &keys) else {
+        panic!()
+    };
+    assert_eq!((s.status, s.headers.len(), s.body.as_str()), (401, 0, ""));
+}
+
+#[test]
+fn cors_preflight_bypass_and_per_route() {
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({}))},
+        "bypass_cors_preflight": true,
+        "requirement_map": {"need-p": {"provider_name": "p"}},
+        "per_route": {"health": {"disabled": true}, "payments": {"requirement_name": "need-p"}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let keys = fixture_keys();
+    let mut h = headers(
+        "/x",
+        &[
+            ("origin", "https://app.test"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    h[0].1 = "OPTIONS".into();
+    assert_eq!(
+        outcome(&decide(&p, &RequestView::new(&h, None), &keys, NOW)),
+        "allow"
+    );
+    let h = headers("/x", &[]);
+    assert_eq!(
+        outcome(&decide(
+            &p,
+            &RequestView::new(&h, Some("health")),
+            &keys,
+            NOW
+        )),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&decide(
+            &p,
+            &RequestView::new(&h, Some("payments")),
+            &keys,
+            NOW
+        )),
+        "401 token_missing"
+    );
+    assert_eq!(
+        outcome(&decide(
+            &p,
+            &RequestView::new(&h, Some("unnamed")),
+            &keys,
+            NOW
+        )),
+        "401 token_missing"
+    );
+}
+
+/// Flips every bit of valid tokens: every flip must be refused (jwt-compact does the same).
+#[test]
+fn every_bit_flip_is_rejected() {
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let keys = fixture_keys();
+    let mut total = 0;
+    for name in ["rs256", "es256", "eddsa", "ps256"] {
+        let t = token(name);
+        assert_eq!(
+            outcome(&run(
+                &p,
+                "/",
+                &[("authorization", &format!("Bearer {t}"))],
+                &keys
+            )),
+            "allow"
+        );
+        let bytes = t.as_bytes();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut m = bytes.to_vec();
+                m[i] ^= 1 << bit;
+                let Ok(s) = String::from_utf8(m) else {
+                    continue;
+                };
+                let auth = format!("Bearer {s}");
+                let h = headers("/", &[("authorization", &auth)]);
+                let d = decide(&p, &RequestView::new(&h, None), &keys, NOW);
+                assert!(
+                    matches!(d, Decision::Deny(_)),
+                    "{name}: flipping bit {bit} of byte {i} was accepted"
+                );
+                total += 1;
+            }
+        }
+    }
+    println!("bit flips rejected: {total}");
+    assert!(total > 10_000);
+}
