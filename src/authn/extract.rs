@@ -178,6 +178,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn default_locations_table() {
         let d = default_locations;
         let big = format!("Bearer {}", "a".repeat(101));
