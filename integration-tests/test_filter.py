@@ -145,7 +145,15 @@ def local_config(published_keys) -> dict:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def main_envoy(module_envoy_factory, idp, keys):
-    return module_envoy_factory(main_config(idp, keys))
+    envoy = module_envoy_factory(main_config(idp, keys))
+    # The decision tables are about verification, not about the first fetch (test_jwks.py
+    # covers requests that arrive before the keys): let the key set load first. Bounded, and
+    # never fails by itself; a filter that cannot load keys fails the tests that need them.
+    token = mint(keys["rsa-1"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and get(envoy, "/", token).status != 200:
+        time.sleep(0.2)
+    return envoy
 
 
 @pytest.fixture(scope="module")
