@@ -24,10 +24,6 @@ pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// How long a VM holds the fetch lease beyond the fetch timeout before another may take over
 /// (covers a VM that died mid-fetch).
 pub const LEASE_MARGIN_MS: u64 = 2_000;
-/// Default time a stale key set stays usable after its refresh failed.
-pub const DEFAULT_MAX_STALE_MS: u64 = 24 * 3600 * 1000;
-/// Default minimum interval between on-demand refetches (unknown `kid`) of one key set.
-pub const DEFAULT_REFETCH_MIN_INTERVAL_MS: u64 = 10_000;
 
 /// The lifecycle record of one key source, shared by every VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

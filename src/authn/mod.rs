@@ -18,3 +18,4 @@ pub mod jws;
 pub mod matcher;
 pub mod policy;
 pub mod request;
+pub mod discovery;

@@ -21,6 +21,12 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
 pub const DEFAULT_CACHE_DURATION_SECONDS: u64 = 600;
 /// Default `http_uri.timeout` for key-set fetches.
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// Default `remote_jwks.max_stale` (extension): one day.
+pub const DEFAULT_MAX_STALE_MS: u64 = 24 * 3600 * 1000;
+/// Default `remote_jwks.unknown_kid_refetch_interval` (extension).
+pub const DEFAULT_REFETCH_INTERVAL_MS: u64 = 10_000;
+/// Default `remote_jwks.request_wait_timeout` (extension).
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 3_000;
 
 /// The whole filter policy.
 #[derive(Debug, Clone)]
@@ -115,6 +121,14 @@ pub struct RemoteJwks {
     pub path: String,
     pub timeout_ms: u64,
     pub cache_duration_seconds: u64,
+    /// Stale-while-error window past `cache_duration`, milliseconds.
+    pub max_stale_ms: u64,
+    /// Minimum interval between unknown-`kid` refetches, milliseconds.
+    pub refetch_interval_ms: u64,
+    /// How long a request waits for this key set, milliseconds.
+    pub wait_timeout_ms: u64,
+    /// `uri` is an OIDC discovery document whose `issuer` must equal this one.
+    pub discovery_issuer: Option<String>,
 }
 
 /// One rule (`RequirementRule`).

@@ -5,17 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use crate::authn::discovery::{parse_discovery, MAX_DISCOVERY_BYTES};
 use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, MAX_JWKS_BYTES};
-use crate::authn::jwks_cache::{
-    decode_doc, encode_doc, SharedMeta, DEFAULT_MAX_STALE_MS, DEFAULT_REFETCH_MIN_INTERVAL_MS,
-};
+use crate::authn::jwks_cache::{decode_doc, encode_doc, SharedMeta};
 use crate::authn::policy::{JwksId, JwksSource, Policy, RemoteJwks};
 use crate::authn::request::RequestView;
 use crate::filter::host::{Host, SharedWriteError};
 use crate::filter::metrics;
 
-/// How long a request may wait for a key set before it is answered `jwks_unavailable`.
-pub const KEY_WAIT_MS: u64 = 3_000;
 /// Tick period while requests wait or a key set is missing.
 pub const FAST_TICK_MS: u64 = 100;
 /// Tick period otherwise: a key set fetched by another VM is picked up within this time.
@@ -40,6 +37,15 @@ struct RemoteSource {
     meta: SharedMeta,
     /// The installed key set and the document version it came from.
     keys: Option<(u64, Arc<KeySet>)>,
+}
+
+/// Which document a call fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The OIDC discovery document (then the key set it names).
+    Discovery,
+    /// The key set.
+    Jwks,
 }
 
 /// What became of a request.
@@ -69,7 +75,7 @@ pub struct FilterState {
     remotes: Vec<Option<RemoteSource>>,
     pending: Vec<Pending>,
     /// In-flight fetches: call token → source.
-    calls: BTreeMap<u32, JwksId>,
+    calls: BTreeMap<u32, (JwksId, Step)>,
     tick_ms: u64,
 }
 
@@ -96,7 +102,7 @@ impl KeyLookup for Keys<'_> {
                         if src.meta.keys_usable(
                             self.now_ms,
                             spec.cache_duration_seconds * 1000,
-                            DEFAULT_MAX_STALE_MS,
+                            spec.max_stale_ms,
                         ) =>
                     {
                         KeyState::Ready(keys)
@@ -125,7 +131,7 @@ impl KeyLookup for Keys<'_> {
         self.now_ms < src.meta.in_flight_until
             || src
                 .meta
-                .request_refetch(self.now_ms, DEFAULT_REFETCH_MIN_INTERVAL_MS)
+                .request_refetch(self.now_ms, src.spec.refetch_interval_ms)
                 .is_some()
     }
 }
@@ -183,9 +189,17 @@ impl FilterState {
             Outcome::Wait(waiting_on) => {
                 host.increment_counter(metrics::PAUSED, 1);
                 self.request_refetches(host, now, &waiting_on);
+                let wait = waiting_on
+                    .iter()
+                    .filter_map(|(id, _)| match self.remotes.get(*id) {
+                        Some(Some(src)) => Some(src.spec.wait_timeout_ms),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
                 self.pending.push(Pending {
                     context_id,
-                    deadline_ms: now + KEY_WAIT_MS,
+                    deadline_ms: now + wait,
                     waiting_on,
                 });
                 self.adjust_tick(host);
@@ -307,7 +321,7 @@ impl FilterState {
                 .as_deref()
                 .and_then(SharedMeta::decode)
                 .unwrap_or_default();
-            if let Some(next) = current.request_refetch(now, DEFAULT_REFETCH_MIN_INTERVAL_MS) {
+            if let Some(next) = current.request_refetch(now, src.spec.refetch_interval_ms) {
                 if host.set_shared(&src.meta_key, &next.encode(), cas).is_ok() {
                     log::info!("jwks {}: unknown kid, refetching early", src.label);
                     src.meta = next;
@@ -358,7 +372,13 @@ impl FilterState {
                 src.meta = current;
                 continue;
             }
-            let leased = current.begin_fetch(now, src.spec.timeout_ms);
+            // Discovery takes two calls under one lease.
+            let steps = if src.spec.discovery_issuer.is_some() {
+                2
+            } else {
+                1
+            };
+            let leased = current.begin_fetch(now, src.spec.timeout_ms * steps);
             match host.set_shared(&src.meta_key, &leased.encode(), cas) {
                 Ok(()) => src.meta = leased,
                 Err(SharedWriteError::CasMismatch) => continue,
@@ -367,31 +387,21 @@ impl FilterState {
                     continue;
                 }
             }
-            let headers = [
-                (":method", "GET"),
-                (":path", src.spec.path.as_str()),
-                (":authority", src.spec.authority.as_str()),
-                ("accept", "application/json, application/jwk-set+json"),
-            ];
-            match host.dispatch_http_call(&src.spec.cluster, &headers, src.spec.timeout_ms) {
-                Ok(token) => {
-                    self.calls.insert(token, id);
-                }
-                Err(why) => {
-                    log::warn!(
-                        "jwks {}: cannot call cluster {}: {why}",
-                        src.label,
-                        src.spec.cluster
-                    );
-                    record_failure(host, src, now);
-                }
+            let step = if src.spec.discovery_issuer.is_some() {
+                Step::Discovery
+            } else {
+                Step::Jwks
+            };
+            let (authority, path) = (src.spec.authority.clone(), src.spec.path.clone());
+            if let Some(token) = dispatch(host, src, now, &authority, &path) {
+                self.calls.insert(token, (id, step));
             }
         }
     }
 
     /// The response to a key-set fetch this VM started.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let Some(id) = self.calls.remove(&token) else {
+        let Some((id, step)) = self.calls.remove(&token) else {
             return;
         };
         let now = host.now_ms();
@@ -404,6 +414,41 @@ impl FilterState {
             .find(|(k, _)| k == ":status")
             .map(|(_, v)| v)
             .unwrap_or_default();
+        if step == Step::Discovery {
+            let issuer = src.spec.discovery_issuer.clone().unwrap_or_default();
+            let found = if status != "200" {
+                Err(format!(
+                    "discovery: status {}",
+                    if status.is_empty() { "none" } else { &status }
+                ))
+            } else if body_size > MAX_DISCOVERY_BYTES {
+                Err(format!(
+                    "discovery document of {body_size} bytes is over {MAX_DISCOVERY_BYTES}"
+                ))
+            } else {
+                let body = host.call_response_body(body_size).unwrap_or_default();
+                parse_discovery(&body, &issuer, &src.spec.uri).map_err(|e| e.to_string())
+            };
+            match found {
+                Ok(loc) => {
+                    log::debug!(
+                        "jwks {}: discovery names {}",
+                        src.label,
+                        log_safe(Some(&loc.uri))
+                    );
+                    if let Some(token) = dispatch(host, src, now, &loc.authority, &loc.path) {
+                        self.calls.insert(token, (id, Step::Jwks));
+                    }
+                }
+                Err(why) => {
+                    log::warn!("jwks {}: {why}", src.label);
+                    record_failure(host, src, now);
+                }
+            }
+            self.resume_ready(host, now);
+            self.adjust_tick(host);
+            return;
+        }
         let result = if status != "200" {
             Err(format!(
                 "status {}",
@@ -545,6 +590,34 @@ fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) {
             src.keys = Some((version, Arc::new(load.keys)));
         }
         Err(e) => log::warn!("jwks {}: shared key set unusable: {e}", src.label),
+    }
+}
+
+/// Starts a GET through the source's cluster; a refused dispatch counts as a failed fetch.
+fn dispatch(
+    host: &dyn Host,
+    src: &mut RemoteSource,
+    now: u64,
+    authority: &str,
+    path: &str,
+) -> Option<u32> {
+    let headers = [
+        (":method", "GET"),
+        (":path", path),
+        (":authority", authority),
+        ("accept", "application/json, application/jwk-set+json"),
+    ];
+    match host.dispatch_http_call(&src.spec.cluster, &headers, src.spec.timeout_ms) {
+        Ok(token) => Some(token),
+        Err(why) => {
+            log::warn!(
+                "jwks {}: cannot call cluster {}: {why}",
+                src.label,
+                src.spec.cluster
+            );
+            record_failure(host, src, now);
+            None
+        }
     }
 }
 

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use crate::authn::config;
 use crate::authn::jwks_cache::SharedMeta;
+use crate::authn::policy::DEFAULT_WAIT_TIMEOUT_MS as KEY_WAIT_MS;
 use crate::filter::fake::{FakeHost, SharedStore};
-use crate::filter::state::{Action, FilterState, KEY_WAIT_MS};
+use crate::filter::state::{Action, FilterState};
 
 const T0: u64 = 1_800_000_000_000;
 const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
@@ -321,4 +322,59 @@ fn a_closed_stream_is_never_resumed() {
     answer(&host, &mut state, "200", JWKS.as_bytes());
     assert_eq!(state.pending_len(), 0);
     assert_eq!(host.counter("jwt_edge.allowed"), 0);
+}
+
+#[test]
+fn oidc_discovery_then_keys_through_the_same_cluster() {
+    let cfg = json!({
+        "providers": {"p": {
+            "issuer": "https://issuer.test",
+            "remote_jwks": {"http_uri": {"uri": "https://issuer.test/.well-known/openid-configuration", "cluster": "idp"}, "discovery": true}
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    })
+    .to_string();
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let host = FakeHost::new(shared, T0, &["idp"]);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap());
+    state.on_tick(&host);
+    let first = host.calls.borrow()[0].clone();
+    assert_eq!(
+        (first.path.as_str(), first.authority.as_str()),
+        ("/.well-known/openid-configuration", "issuer.test")
+    );
+
+    // A document for another issuer is refused: no key fetch follows.
+    answer(
+        &host,
+        &mut state,
+        "200",
+        br#"{"issuer":"https://evil.test","jwks_uri":"https://evil.test/k"}"#,
+    );
+    assert_eq!(host.calls.borrow().len(), 0);
+    assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 1);
+
+    host.now_ms.set(T0 + 1_000);
+    state.on_tick(&host);
+    answer(
+        &host,
+        &mut state,
+        "200",
+        br#"{"issuer":"https://issuer.test","jwks_uri":"https://keys.issuer.test/v1/jwks"}"#,
+    );
+    let second = host.calls.borrow()[0].clone();
+    assert_eq!(
+        (
+            second.cluster.as_str(),
+            second.path.as_str(),
+            second.authority.as_str()
+        ),
+        ("idp", "/v1/jwks", "keys.issuer.test")
+    );
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    let good = format!("Bearer {}", token("es256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/", &[("authorization", &good)]),
+        Action::Continue
+    );
 }

@@ -18,7 +18,8 @@ use crate::authn::matcher::{
 use crate::authn::policy::{
     ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks, Requirement,
     RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS, DEFAULT_CLOCK_SKEW_SECONDS,
-    DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -297,7 +298,13 @@ fn compile_provider(
                 "a provider needs a key set: set remote_jwks or local_jwks",
             ))
         }
-        (Some(r), None) => compile_remote_jwks(r, &join(path, "remote_jwks"), name, sources)?,
+        (Some(r), None) => compile_remote_jwks(
+            r,
+            &join(path, "remote_jwks"),
+            name,
+            p.issuer.as_deref().filter(|i| !i.is_empty()),
+            sources,
+        )?,
         (None, Some(l)) => compile_local_jwks(l, &join(path, "local_jwks"), sources)?,
     };
 
@@ -554,7 +561,7 @@ fn check_identity_headers(
 // ---------------------------------------------------------------- key sources
 
 /// Splits an `http(s)://authority/path?query` URI into authority and path (`/` when empty).
-fn split_uri(uri: &str) -> std::result::Result<(String, String), String> {
+pub(crate) fn split_uri(uri: &str) -> std::result::Result<(String, String), String> {
     if uri
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
@@ -640,6 +647,7 @@ fn compile_remote_jwks(
     r: &raw::RemoteJwks,
     path: &str,
     provider: &str,
+    issuer: Option<&str>,
     sources: &mut Sources,
 ) -> Result<JwksId> {
     let http = required(&r.http_uri, path, "http_uri")?;
@@ -679,6 +687,56 @@ fn compile_remote_jwks(
             })?,
     };
 
+    let ms = |d: &Option<raw::ProtoDuration>, field: &str, default: u64, min: u64, max: u64| match d
+    {
+        None => Ok(default),
+        Some(d) => u64::try_from(d.0.as_millis())
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    join(path, field),
+                    format!(
+                        "must be between {}s and {}s",
+                        min as f64 / 1000.0,
+                        max / 1000
+                    ),
+                )
+            }),
+    };
+    let max_stale_ms = ms(
+        &r.max_stale,
+        "max_stale",
+        DEFAULT_MAX_STALE_MS,
+        0,
+        30 * 24 * 3600 * 1000,
+    )?;
+    let refetch_interval_ms = ms(
+        &r.unknown_kid_refetch_interval,
+        "unknown_kid_refetch_interval",
+        DEFAULT_REFETCH_INTERVAL_MS,
+        1_000,
+        24 * 3600 * 1000,
+    )?;
+    let wait_timeout_ms = ms(
+        &r.request_wait_timeout,
+        "request_wait_timeout",
+        DEFAULT_WAIT_TIMEOUT_MS,
+        0,
+        60_000,
+    )?;
+    let discovery_issuer = if r.discovery.unwrap_or(false) {
+        match issuer {
+            Some(iss) => Some(iss.to_string()),
+            None => return Err(ConfigError::new(
+                join(path, "discovery"),
+                "OIDC discovery needs the provider's issuer: the discovered issuer must equal it",
+            )),
+        }
+    } else {
+        None
+    };
+
     let remote = RemoteJwks {
         uri: uri.to_string(),
         cluster: cluster.to_string(),
@@ -686,6 +744,10 @@ fn compile_remote_jwks(
         path: fetch_path,
         timeout_ms,
         cache_duration_seconds,
+        max_stale_ms,
+        refetch_interval_ms,
+        wait_timeout_ms,
+        discovery_issuer,
     };
     let key = (remote.uri.clone(), remote.cluster.clone());
     if let Some((id, first)) = sources.remote.get(&key) {

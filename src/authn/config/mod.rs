@@ -10,6 +10,7 @@ pub mod error;
 pub mod raw;
 
 pub use compile::compile;
+pub(crate) use compile::split_uri;
 pub use error::ConfigError;
 
 use crate::authn::policy::Policy;

@@ -91,6 +91,16 @@ pub struct RemoteJwks {
     pub async_fetch: Option<JwksAsyncFetch>,
     /// Accepted and ignored: jwt-edge retries with its own backoff.
     pub retry_policy: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Extension: how long past `cache_duration` a key set that cannot be refreshed stays in
+    /// use (stale-while-error).
+    pub max_stale: Option<ProtoDuration>,
+    /// Extension: minimum time between early refetches caused by an unknown `kid`.
+    pub unknown_kid_refetch_interval: Option<ProtoDuration>,
+    /// Extension: how long a request may wait for this key set (cold start, unknown `kid`).
+    pub request_wait_timeout: Option<ProtoDuration>,
+    /// Extension: `http_uri.uri` is an OpenID Connect discovery document; its `jwks_uri` is
+    /// fetched through the same cluster.
+    pub discovery: Option<bool>,
 }
 
 /// `envoy.config.core.v3.HttpUri`.
