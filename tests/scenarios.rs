@@ -551,3 +551,57 @@ fn every_bit_flip_is_rejected() {
     println!("bit flips rejected: {total}");
     assert!(total > 10_000);
 }
+
+#[test]
+fn verified_token_cache_hits_and_still_checks_claims() {
+    use jwt_edge::authn::authenticate::decide_cached;
+    use jwt_edge::authn::token_cache::TokenCache;
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({"jwt_cache_config": {"jwt_cache_size": 4}}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let cache = TokenCache::new(p.providers.iter().map(|p| p.jwt_cache_size));
+    let keys = fixture_keys();
+    let run_at = |name: &str, now: u64| {
+        let auth = format!("Bearer {}", token(name));
+        let h = headers("/", &[("authorization", &auth)]);
+        outcome(&decide_cached(
+            &p,
+            &RequestView::new(&h, None),
+            &keys,
+            &cache,
+            now,
+        ))
+    };
+    assert_eq!(run_at("rs256", NOW), "allow");
+    assert_eq!(cache.take_stats(), (0, 1));
+    assert_eq!(run_at("rs256", NOW), "allow");
+    assert_eq!(cache.take_stats(), (1, 0));
+    // A cached token still expires.
+    assert_eq!(run_at("rs256", 4_102_444_800 + 61), "401 token_expired");
+    // Refused tokens are never stored.
+    assert_eq!(run_at("forged_kid", NOW), "401 bad_signature");
+    assert_eq!(run_at("forged_kid", NOW), "401 bad_signature");
+    assert_eq!(cache.take_stats(), (1, 2));
+    // Bounded: 4 entries at most, whatever the traffic.
+    for name in ["es256", "es384", "eddsa", "ps256", "rs384", "rs512"] {
+        assert_eq!(run_at(name, NOW), "allow");
+    }
+    assert!(cache.len(0) <= 4, "{}", cache.len(0));
+    // A token differing in one byte is a different entry (the whole token is the key).
+    let t = token("es256");
+    let (head, sig) = t.rsplit_once('.').unwrap();
+    let mut sig = sig.to_owned();
+    let last = sig.pop().unwrap();
+    sig.push(if last == 'A' { 'B' } else { 'A' });
+    let auth = format!("Bearer {head}.{sig}");
+    let h = headers("/", &[("authorization", &auth)]);
+    assert!(outcome(&decide_cached(
+        &p,
+        &RequestView::new(&h, None),
+        &keys,
+        &cache,
+        NOW
+    ))
+    .starts_with("401"));
+}

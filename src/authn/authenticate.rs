@@ -6,6 +6,7 @@
 //! ([`Decision::WaitForKeys`]) and the adapter asks again later.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::authn::b64;
 use crate::authn::claims;
@@ -15,6 +16,7 @@ use crate::authn::jwk::KeySet;
 use crate::authn::jws::{UntrustedToken, VerifiedToken};
 use crate::authn::policy::{JwksId, Policy, ProviderId, Requirement, RouteOverride};
 use crate::authn::request::RequestView;
+use crate::authn::token_cache::TokenCache;
 
 /// Longest realm echoed in `WWW-Authenticate` (jwt_authn's limit).
 pub const MAX_REALM_LEN: usize = 256;
@@ -106,8 +108,20 @@ pub struct Denial {
     pub body: String,
 }
 
-/// Decides a request. `route_name` in `req` selects `per_route` entries.
+/// Decides a request without a verified-token cache. `route_name` in `req` selects
+/// `per_route` entries.
 pub fn decide(policy: &Policy, req: &RequestView<'_>, keys: &dyn KeyLookup, now: u64) -> Decision {
+    decide_cached(policy, req, keys, &TokenCache::disabled(), now)
+}
+
+/// Decides a request, reusing and filling `cache`.
+pub fn decide_cached(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    keys: &dyn KeyLookup,
+    cache: &TokenCache,
+    now: u64,
+) -> Decision {
     if policy.bypass_cors_preflight && req.is_cors_preflight() {
         return Decision::Allow(Allow {
             reason: AllowReason::CorsPreflight,
@@ -124,6 +138,7 @@ pub fn decide(policy: &Policy, req: &RequestView<'_>, keys: &dyn KeyLookup, now:
         policy,
         req,
         keys,
+        cache,
         now,
         results: BTreeMap::new(),
     };
@@ -158,7 +173,10 @@ enum Fail {
 /// One provider's outcome on this request, computed at most once.
 enum ProviderResult {
     Missing,
-    Verified { token: VerifiedToken, found: Found },
+    Verified {
+        token: Rc<VerifiedToken>,
+        found: Found,
+    },
     Failed(AuthError, Facts),
     Pending(JwksId),
 }
@@ -174,6 +192,7 @@ struct Evaluation<'a, 'r> {
     policy: &'a Policy,
     req: &'a RequestView<'r>,
     keys: &'a dyn KeyLookup,
+    cache: &'a TokenCache,
     now: u64,
     results: BTreeMap<ProviderId, ProviderResult>,
 }
@@ -295,6 +314,23 @@ impl Evaluation<'_, '_> {
             Ok(None) => return ProviderResult::Missing,
             Err(e) => return ProviderResult::Failed(e, Facts::default()),
         };
+        if let Some(hit) = self.cache.get(id, &found.token) {
+            // Same bytes, verified before under the current keys: only the claims, which
+            // depend on `now`, are checked again.
+            let claims = hit.claims();
+            let facts = Facts {
+                kid: hit.header().kid.clone(),
+                iss: string_claim(claims, "iss"),
+                sub: string_claim(claims, "sub"),
+            };
+            return match claims::check_issuer(claims, p)
+                .and_then(|()| claims::check_times(claims, p, self.now))
+                .and_then(|()| claims::check_subject(claims, p))
+            {
+                Ok(()) => ProviderResult::Verified { token: hit, found },
+                Err(e) => ProviderResult::Failed(e, facts),
+            };
+        }
         let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
             Ok(t) => t,
             Err(e) => return ProviderResult::Failed(e, Facts::default()),
@@ -334,6 +370,8 @@ impl Evaluation<'_, '_> {
         if let Err(e) = claims::check_subject(verified.claims(), p) {
             return fail(e);
         }
+        let verified = Rc::new(verified);
+        self.cache.put(id, &found.token, verified.clone());
         ProviderResult::Verified {
             token: verified,
             found,

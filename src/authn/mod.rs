@@ -19,3 +19,4 @@ pub mod matcher;
 pub mod policy;
 pub mod request;
 pub mod discovery;
+pub mod token_cache;

@@ -7,6 +7,10 @@ pub const ALLOWED: &str = "jwt_edge.allowed";
 pub const DENIED: &str = "jwt_edge.denied";
 /// Requests paused to wait for a key set.
 pub const PAUSED: &str = "jwt_edge.paused";
+/// Verified-token cache hits.
+pub const CACHE_HIT: &str = "jwt_edge.jwt_cache_hit";
+/// Verified-token cache misses.
+pub const CACHE_MISS: &str = "jwt_edge.jwt_cache_miss";
 /// CORS preflights let through without a token.
 pub const CORS_BYPASSED: &str = "jwt_edge.cors_preflight_bypassed";
 

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use crate::authn::authenticate::{decide_cached, Decision, KeyLookup, KeyState};
 use crate::authn::discovery::{parse_discovery, MAX_DISCOVERY_BYTES};
 use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, MAX_JWKS_BYTES};
 use crate::authn::jwks_cache::{decode_doc, encode_doc, SharedMeta};
 use crate::authn::policy::{JwksId, JwksSource, Policy, RemoteJwks};
 use crate::authn::request::RequestView;
+use crate::authn::token_cache::TokenCache;
 use crate::filter::host::{Host, SharedWriteError};
 use crate::filter::metrics;
 
@@ -77,6 +78,8 @@ pub struct FilterState {
     /// In-flight fetches: call token → source.
     calls: BTreeMap<u32, (JwksId, Step)>,
     tick_ms: u64,
+    /// Verified tokens of this VM; cleared whenever a key set changes.
+    cache: TokenCache,
 }
 
 /// The key view a request decision uses.
@@ -164,6 +167,7 @@ impl FilterState {
             })
             .collect();
         FilterState {
+            cache: TokenCache::new(policy.providers.iter().map(|p| p.jwt_cache_size)),
             policy: Arc::new(policy),
             remotes,
             pending: Vec::new(),
@@ -245,7 +249,15 @@ impl FilterState {
             last_chance,
             waited,
         };
-        match decide(policy, &req, &keys, now_ms / 1000) {
+        let decision = decide_cached(policy, &req, &keys, &self.cache, now_ms / 1000);
+        let (hits, misses) = self.cache.take_stats();
+        if hits > 0 {
+            host.increment_counter(metrics::CACHE_HIT, hits as i64);
+        }
+        if misses > 0 {
+            host.increment_counter(metrics::CACHE_MISS, misses as i64);
+        }
+        match decision {
             Decision::Allow(allow) => {
                 for name in &allow.remove_headers {
                     host.remove_request_header(name);
@@ -350,8 +362,8 @@ impl FilterState {
             };
             src.meta = meta;
             let installed = src.keys.as_ref().map_or(0, |(v, _)| *v);
-            if meta.doc_version > installed {
-                install_from_shared(host, src);
+            if meta.doc_version > installed && install_from_shared(host, src) {
+                self.cache.clear();
             }
         }
     }
@@ -504,6 +516,7 @@ impl FilterState {
                 );
                 src.meta = next;
                 src.keys = Some((next.doc_version, Arc::new(load.keys)));
+                self.cache.clear();
             }
             Err(why) => {
                 log::warn!(
@@ -570,10 +583,10 @@ impl FilterState {
 
 /// Reads the shared document and installs it if it parses. A document that does not parse
 /// (it did when stored) leaves the installed keys as they are.
-fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) {
+fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
     let (raw, _) = host.get_shared(&src.doc_key);
     let Some((version, body)) = raw.as_deref().and_then(decode_doc) else {
-        return;
+        return false;
     };
     match parse_jwks(
         body,
@@ -588,8 +601,12 @@ fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) {
                 load.keys.len()
             );
             src.keys = Some((version, Arc::new(load.keys)));
+            true
         }
-        Err(e) => log::warn!("jwks {}: shared key set unusable: {e}", src.label),
+        Err(e) => {
+            log::warn!("jwks {}: shared key set unusable: {e}", src.label);
+            false
+        }
     }
 }
 

@@ -378,3 +378,50 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
         Action::Continue
     );
 }
+
+#[test]
+fn a_key_set_change_empties_the_token_cache() {
+    let cfg = remote_config().replace(
+        r#""audiences":["api"],"#,
+        r#""audiences":["api"],"jwt_cache_config":{"jwt_cache_size":100},"#,
+    );
+    assert!(cfg.contains("jwt_cache_size"));
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let host = FakeHost::new(shared, T0, &["idp"]);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap());
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Continue
+    );
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &good)]),
+        Action::Continue
+    );
+    assert_eq!(
+        (
+            host.counter("jwt_edge.jwt_cache_miss"),
+            host.counter("jwt_edge.jwt_cache_hit")
+        ),
+        (1, 1)
+    );
+    // The provider drops rsa-1: the cached token must not outlive its key.
+    let without_rsa1 = json!({"keys": serde_json::from_str::<Value>(JWKS).unwrap()["keys"].as_array().unwrap()[1..]}).to_string();
+    host.now_ms.set(T0 + 120_000);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", without_rsa1.as_bytes());
+    host.now_ms.set(T0 + 125_000);
+    assert_eq!(
+        request(&host, &mut state, 3, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    // The unknown kid waits for one early refetch; the key is still gone, so 401.
+    assert_eq!(host.calls.borrow().len(), 1);
+    answer(&host, &mut state, "200", without_rsa1.as_bytes());
+    assert_eq!(
+        host.stream(3).reply.map(|r| (r.status, r.body)),
+        Some((401, r#"{"error":"unknown_kid","error_description":"the key set has no key with the token's kid"}"#.into()))
+    );
+}
