@@ -56,6 +56,12 @@ def poll(fn, timeout: float, interval: float = 0.25):
         time.sleep(interval)
 
 
+def wait_for_keys(envoy, token: str, timeout: float = 20) -> None:
+    """Lets the first fetch finish, for tests about what happens after it (only
+    test_requests_at_startup_wait_for_slow_jwks is about requests that arrive before it)."""
+    poll(lambda: get(envoy, token).status == 200, timeout=timeout)
+
+
 def test_requests_at_startup_wait_for_slow_jwks(envoy_factory, own_idp, keys):
     own_idp.set_mode("slow", delay=1.0)
     envoy = envoy_factory(config(own_idp), concurrency=CONCURRENCY, idp=own_idp)
@@ -86,6 +92,7 @@ def test_requests_at_startup_wait_for_slow_jwks(envoy_factory, own_idp, keys):
 def test_jwks_is_fetched_once_for_many_requests(envoy_factory, own_idp, keys):
     envoy = envoy_factory(config(own_idp), concurrency=CONCURRENCY, idp=own_idp)
     token = mint(keys["rsa-1"])
+    wait_for_keys(envoy, token)
     for _ in range(20):
         assert_passed(get(envoy, token))
     # One fetch per refresh period for the whole Envoy (a shared-data lease elects the
@@ -122,6 +129,7 @@ def test_recovers_when_idp_comes_back(envoy_factory, own_idp, keys):
 def test_key_rotation(envoy_factory, own_idp, keys):
     envoy = envoy_factory(config(own_idp, cache_duration="2s"), concurrency=CONCURRENCY, idp=own_idp)
     old, new = mint(keys["rsa-1"]), mint(keys["rsa-2"])
+    wait_for_keys(envoy, old)
     assert_passed(get(envoy, old))
     assert_denied(get(envoy, new), "unknown_kid", authority=envoy.authority, path="/")
 
@@ -138,6 +146,7 @@ def test_key_rotation(envoy_factory, own_idp, keys):
 def test_broken_refresh_keeps_last_good_keys(envoy_factory, own_idp, keys):
     envoy = envoy_factory(config(own_idp, cache_duration="1s"), concurrency=CONCURRENCY, idp=own_idp)
     token = mint(keys["rsa-1"])
+    wait_for_keys(envoy, token)
     assert_passed(get(envoy, token))
     own_idp.set_mode("garbage")
     fetched = own_idp.count()
