@@ -605,3 +605,54 @@ fn verified_token_cache_hits_and_still_checks_claims() {
     ))
     .starts_with("401"));
 }
+
+/// The M2M case: "payments may call the risk engine with risk:score".
+#[test]
+fn scopes_and_claims_requirements() {
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({}))},
+        "rules": [
+            {"match": {"prefix": "/risk"}, "requires": {"provider_name": "p", "scopes": ["risk:score"], "claims": [{"name": "sub", "values": ["svc-payments"]}]}},
+            {"match": {"prefix": "/two"}, "requires": {"provider_name": "p", "scopes": ["risk:score", "write"]}},
+            {"match": {"prefix": "/org"}, "requires": {"provider_name": "p", "claims": [{"name": "org.id", "values": [7]}, {"name": "roles", "values": ["b", "z"]}]}},
+            {"match": {"prefix": "/org-str"}, "requires": {"provider_name": "p", "claims": [{"name": "org.id", "values": ["7"]}]}},
+            {"match": {"prefix": "/admin"}, "requires": {"provider_and_audiences": {"provider_name": "p", "audiences": ["api"]}, "claims": [{"name": "admin", "values": [true]}]}}
+        ]
+    }));
+    let keys = fixture_keys();
+    let claims = format!("Bearer {}", token("claims"));
+    let plain = format!("Bearer {}", token("rs256"));
+    let at = |path: &str, auth: &str| outcome(&run(&p, path, &[("authorization", auth)], &keys));
+    assert_eq!(at("/risk", &claims), "allow");
+    assert_eq!(at("/risk", &plain), "403 insufficient_scope");
+    assert_eq!(at("/two", &claims), "403 insufficient_scope");
+    assert_eq!(at("/org", &claims), "allow");
+    assert_eq!(
+        at("/org-str/x", &claims),
+        "allow",
+        "prefix /org matches first"
+    );
+    assert_eq!(at("/admin", &claims), "allow");
+    assert_eq!(at("/admin", &plain), "403 claim_mismatch");
+    let Decision::Deny(d) = run(&p, "/two", &[("authorization", &claims)], &keys) else {
+        panic!()
+    };
+    let www = d
+        .headers
+        .iter()
+        .find(|(k, _)| k == "www-authenticate")
+        .unwrap();
+    assert_eq!(
+        www.1,
+        "Bearer realm=\"https://api.test/two\", error=\"insufficient_scope\", error_description=\"token lacks required scope risk:score write\", scope=\"risk:score write\""
+    );
+    let strict = policy(json!({
+        "providers": {"p": remote_provider(json!({}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p", "claims": [{"name": "org.id", "values": ["7"]}]}}]
+    }));
+    assert_eq!(
+        outcome(&run(&strict, "/", &[("authorization", &claims)], &keys)),
+        "403 claim_mismatch",
+        "7 is not \"7\""
+    );
+}

@@ -14,7 +14,9 @@ use crate::authn::error::AuthError;
 use crate::authn::extract::{extract, Found, FoundAt};
 use crate::authn::jwk::KeySet;
 use crate::authn::jws::{UntrustedToken, VerifiedToken};
-use crate::authn::policy::{JwksId, Policy, ProviderId, Requirement, RouteOverride};
+use crate::authn::policy::{
+    ClaimRequirement, JwksId, Policy, ProviderId, Requirement, RouteOverride,
+};
 use crate::authn::request::RequestView;
 use crate::authn::token_cache::TokenCache;
 
@@ -204,8 +206,10 @@ impl Evaluation<'_, '_> {
             Requirement::Provider {
                 provider,
                 audiences,
+                scopes,
+                claims,
             } => self
-                .check_provider(*provider, audiences.as_deref())
+                .check_provider(*provider, audiences.as_deref(), scopes, claims)
                 .map(|()| false),
             Requirement::Any(children) => {
                 let mut pending = Vec::new();
@@ -277,7 +281,13 @@ impl Evaluation<'_, '_> {
         }
     }
 
-    fn check_provider(&mut self, id: ProviderId, audiences: Option<&[String]>) -> Result<(), Fail> {
+    fn check_provider(
+        &mut self,
+        id: ProviderId,
+        audiences: Option<&[String]>,
+        scopes: &[String],
+        required_claims: &[ClaimRequirement],
+    ) -> Result<(), Fail> {
         let provider_audiences = self
             .policy
             .providers
@@ -291,6 +301,8 @@ impl Evaluation<'_, '_> {
             ProviderResult::Failed(e, _) => Err(Fail::Auth(Some(id), e.clone())),
             ProviderResult::Verified { token, .. } => {
                 claims::check_audience(token.claims(), audiences)
+                    .and_then(|()| claims::check_scopes(token.claims(), scopes))
+                    .and_then(|()| claims::check_required_claims(token.claims(), required_claims))
                     .map_err(|e| Fail::Auth(Some(id), e))
             }
         }

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::authn::error::AuthError;
-use crate::authn::policy::Provider;
+use crate::authn::policy::{ClaimRequirement, Provider};
 
 /// A claim read as a NumericDate: absent, or a JSON number.
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
@@ -96,6 +96,68 @@ pub fn check_subject(claims: &Map<String, Value>, p: &Provider) -> Result<(), Au
         Some(Value::String(_)) | None => Err(AuthError::SubjectMismatch),
         Some(_) => Err(AuthError::ClaimMalformed("sub")),
     }
+}
+
+/// The token's scopes: `scope` (RFC 8693 §4.2, space-delimited) and `scp` (an array, or a
+/// space-delimited string, as Entra ID and Okta send it).
+pub fn token_scopes(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            None => {}
+            Some(Value::String(s)) => out.extend(s.split(' ').filter(|w| !w.is_empty())),
+            Some(Value::Array(items)) if name == "scp" => {
+                for item in items {
+                    match item {
+                        Value::String(s) => out.push(s.as_str()),
+                        _ => return Err(AuthError::ClaimMalformed("scp")),
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(AuthError::ClaimMalformed(if name == "scope" {
+                    "scope"
+                } else {
+                    "scp"
+                }))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that the token carries every scope in `required`.
+pub fn check_scopes(claims: &Map<String, Value>, required: &[String]) -> Result<(), AuthError> {
+    if required.is_empty() {
+        return Ok(());
+    }
+    let have = token_scopes(claims)?;
+    if required.iter().all(|r| have.contains(&r.as_str())) {
+        Ok(())
+    } else {
+        Err(AuthError::InsufficientScope {
+            required: required.join(" "),
+        })
+    }
+}
+
+/// Checks each required claim: a scalar claim must equal one of the values, an array claim
+/// must contain one of them (JSON equality: `7` and `"7"` differ).
+pub fn check_required_claims(
+    claims: &Map<String, Value>,
+    required: &[ClaimRequirement],
+) -> Result<(), AuthError> {
+    for r in required {
+        let ok = match claim_at(claims, &r.path) {
+            Some(Value::Array(items)) => items.iter().any(|i| r.values.contains(i)),
+            Some(v) => r.values.contains(v),
+            None => false,
+        };
+        if !ok {
+            return Err(AuthError::ClaimMismatch(r.name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Looks up a claim by a `.`-separated path (`a.b.c`).

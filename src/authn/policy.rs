@@ -146,6 +146,10 @@ pub enum Requirement {
     Provider {
         provider: ProviderId,
         audiences: Option<Vec<String>>,
+        /// Extension: scopes the token must carry (all of them), from `scope` or `scp`.
+        scopes: Vec<String>,
+        /// Extension: claim values the token must carry (every entry).
+        claims: Vec<ClaimRequirement>,
     },
     /// Any one child passes.
     Any(Vec<Requirement>),
@@ -155,4 +159,16 @@ pub enum Requirement {
     AllowMissing,
     /// Always passes; a valid token still yields identity headers.
     AllowMissingOrFailed,
+}
+
+/// Extension: one claim a requirement demands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRequirement {
+    /// The claim path as written (`a.b`), for messages.
+    pub name: String,
+    /// The path, split on `.`.
+    pub path: Vec<String>,
+    /// Accepted values (JSON equality). A string claim must equal one of them; an array
+    /// claim must contain one of them.
+    pub values: Vec<serde_json::Value>,
 }

@@ -16,10 +16,10 @@ use crate::authn::matcher::{
     StringPattern,
 };
 use crate::authn::policy::{
-    ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks, Requirement,
-    RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS, DEFAULT_CLOCK_SKEW_SECONDS,
-    DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS, DEFAULT_MAX_TOKEN_BYTES,
-    DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
+    ClaimRequirement, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
+    Requirement, RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS,
+    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS,
+    DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -834,6 +834,69 @@ fn describe_jwks_error(e: &JwksError) -> String {
 
 // ---------------------------------------------------------------- requirements and rules
 
+/// The `scopes` and `claims` extensions of a requirement.
+fn compile_authz(
+    r: &raw::JwtRequirement,
+    path: &str,
+    is_provider: bool,
+) -> Result<(Vec<String>, Vec<ClaimRequirement>)> {
+    if !is_provider && (r.scopes.is_some() || r.claims.is_some()) {
+        let field = if r.scopes.is_some() {
+            "scopes"
+        } else {
+            "claims"
+        };
+        return Err(ConfigError::new(
+            join(path, field),
+            "applies only next to provider_name or provider_and_audiences",
+        ));
+    }
+    let mut scopes = Vec::new();
+    for (i, scope) in r.scopes.iter().flatten().enumerate() {
+        let spath = format!("{}[{i}]", join(path, "scopes"));
+        if scope.is_empty() || scope.contains(' ') || scope.contains('"') || scope.contains('\\') {
+            return Err(ConfigError::new(
+                spath,
+                "a scope is one non-empty word without spaces, quotes or backslashes (RFC 6749 §3.3)",
+            ));
+        }
+        scopes.push(scope.clone());
+    }
+    let mut claims = Vec::new();
+    for (i, c) in r.claims.iter().flatten().enumerate() {
+        let cpath = format!("{}[{i}]", join(path, "claims"));
+        let name = non_empty(required(&c.name, &cpath, "name")?, &join(&cpath, "name"))?;
+        let values = required(&c.values, &cpath, "values")?;
+        if values.is_empty() {
+            return Err(ConfigError::new(
+                join(&cpath, "values"),
+                "must list at least one value",
+            ));
+        }
+        for (j, v) in values.iter().enumerate() {
+            if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                return Err(ConfigError::new(
+                    format!("{}[{j}]", join(&cpath, "values")),
+                    "must be a string, a number or a boolean",
+                ));
+            }
+        }
+        let path_parts: Vec<String> = name.split('.').map(str::to_owned).collect();
+        if path_parts.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                join(&cpath, "name"),
+                "has an empty path segment",
+            ));
+        }
+        claims.push(ClaimRequirement {
+            name: name.to_owned(),
+            path: path_parts,
+            values: values.clone(),
+        });
+    }
+    Ok((scopes, claims))
+}
+
 fn compile_requirement(
     r: &raw::JwtRequirement,
     path: &str,
@@ -872,10 +935,14 @@ fn compile_requirement(
             )
         })
     };
+    let is_provider = r.provider_name.is_some() || r.provider_and_audiences.is_some();
+    let (scopes, claims) = compile_authz(r, path, is_provider)?;
     if let Some(name) = &r.provider_name {
         return Ok(Requirement::Provider {
             provider: provider_id(name, join(path, "provider_name"))?,
             audiences: None,
+            scopes,
+            claims,
         });
     }
     if let Some(pa) = &r.provider_and_audiences {
@@ -894,6 +961,8 @@ fn compile_requirement(
         return Ok(Requirement::Provider {
             provider,
             audiences: Some(pa.audiences.clone()),
+            scopes,
+            claims,
         });
     }
     for (field, list, make) in [
@@ -1398,11 +1467,15 @@ mod tests {
             Requirement::Provider {
                 provider: 1,
                 audiences: Some(vec!["x".into()]),
+                scopes: vec![],
+                claims: vec![],
             },
             Requirement::All(vec![
                 Requirement::Provider {
                     provider: 0,
                     audiences: None,
+                    scopes: vec![],
+                    claims: vec![],
                 },
                 Requirement::AllowMissing,
             ]),

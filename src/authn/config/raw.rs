@@ -169,6 +169,22 @@ pub struct JwtRequirement {
     pub allow_missing_or_failed: Option<Empty>,
     pub allow_missing: Option<Empty>,
     pub extract_only_without_validation: Unsupported,
+    /// Extension: scopes the token must carry (all of them), read from `scope`
+    /// (space-delimited) or `scp` (array or space-delimited string).
+    pub scopes: Option<Vec<String>>,
+    /// Extension: claims the token must carry.
+    pub claims: Option<Vec<ClaimMatch>>,
+}
+
+/// Extension: one required claim.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMatch {
+    /// Claim path, `.`-separated for nested claims.
+    pub name: Option<String>,
+    /// Accepted values: a string/number/bool claim must equal one; an array claim must
+    /// contain one.
+    pub values: Option<Vec<serde_json::Value>>,
 }
 
 /// `ProviderWithAudiences`.
