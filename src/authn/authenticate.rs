@@ -338,6 +338,7 @@ impl Evaluation<'_, '_> {
             return match claims::check_issuer(claims, p)
                 .and_then(|()| claims::check_times(claims, p, self.now))
                 .and_then(|()| claims::check_subject(claims, p))
+                .and_then(|()| check_revoked(claims, p))
             {
                 Ok(()) => ProviderResult::Verified { token: hit, found },
                 Err(e) => ProviderResult::Failed(e, facts),
@@ -379,7 +380,9 @@ impl Evaluation<'_, '_> {
             Ok(v) => v,
             Err(e) => return fail(e),
         };
-        if let Err(e) = claims::check_subject(verified.claims(), p) {
+        if let Err(e) = claims::check_subject(verified.claims(), p)
+            .and_then(|()| check_revoked(verified.claims(), p))
+        {
             return fail(e);
         }
         let verified = Rc::new(verified);
@@ -491,6 +494,17 @@ impl Evaluation<'_, '_> {
             body,
             error,
         }
+    }
+}
+
+fn check_revoked(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    p: &crate::authn::policy::Provider,
+) -> Result<(), AuthError> {
+    if p.revoked.revokes(claims) {
+        Err(AuthError::TokenRevoked)
+    } else {
+        Ok(())
     }
 }
 

@@ -217,6 +217,7 @@ mod tests {
             claim_to_headers: vec![],
             max_token_bytes: 8192,
             jwt_cache_size: 0,
+            revoked: Default::default(),
         }
     }
 

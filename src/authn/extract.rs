@@ -41,6 +41,11 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                             limit: p.max_token_bytes,
                         });
                     }
+                    // Envoy's HTTP/1 codec joins a repeated header into one value with
+                    // ','; a JWS never contains one, so a comma means several credentials.
+                    if v.contains(',') {
+                        return Err(AuthError::MultipleTokens);
+                    }
                     if let Some(t) = strip_prefix(v, value_prefix)? {
                         tokens.push(t.to_owned());
                     }
@@ -147,6 +152,7 @@ mod tests {
             claim_to_headers: vec![],
             max_token_bytes: 100,
             jwt_cache_size: 0,
+            revoked: Default::default(),
         }
     }
 
@@ -207,6 +213,14 @@ mod tests {
                     ("authorization", "Bearer a.b.c"),
                     ("authorization", "Basic x"),
                 ],
+                Err("multiple_tokens"),
+            ),
+            (
+                vec![("authorization", "Bearer a.b.c,Bearer d.e.f")],
+                Err("multiple_tokens"),
+            ),
+            (
+                vec![("authorization", "Basic eA==, Bearer a.b.c")],
                 Err("multiple_tokens"),
             ),
             (vec![(":path", "/x?access_token=q.r.s")], some("q.r.s")),

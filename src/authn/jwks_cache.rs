@@ -21,9 +21,10 @@
 pub const BACKOFF_BASE_MS: u64 = 1_000;
 /// Longest retry delay.
 pub const BACKOFF_MAX_MS: u64 = 30_000;
-/// How long a VM holds the fetch lease beyond the fetch timeout before another may take over
-/// (covers a VM that died mid-fetch).
-pub const LEASE_MARGIN_MS: u64 = 2_000;
+/// How long the fetch lease lasts unless its holder renews it. The holder renews it on every
+/// tick while its call is outstanding; a VM that goes away mid-fetch (Envoy's short-lived
+/// main-thread VMs do) stops renewing, and another VM takes over within this time.
+pub const LEASE_TTL_MS: u64 = 1_000;
 
 /// The lifecycle record of one key source, shared by every VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +37,8 @@ pub struct SharedMeta {
     pub next_attempt_at: u64,
     /// A fetch is under way until this time (the lease).
     pub in_flight_until: u64,
+    /// The VM holding the lease (0: none).
+    pub holder: u64,
     /// Consecutive failed fetches.
     pub failures: u32,
     /// When the last on-demand refetch was requested.
@@ -43,7 +46,7 @@ pub struct SharedMeta {
 }
 
 /// Encoded size of [`SharedMeta`].
-pub const META_LEN: usize = 44;
+pub const META_LEN: usize = 52;
 
 impl SharedMeta {
     /// The lifecycle state, for logs and tests.
@@ -66,12 +69,21 @@ impl SharedMeta {
         now >= self.in_flight_until && now >= self.next_attempt_at
     }
 
-    /// The record to write (by CAS) to take the fetch lease.
-    pub fn begin_fetch(&self, now: u64, timeout_ms: u64) -> SharedMeta {
+    /// The record to write (by CAS) for VM `holder` to take the fetch lease.
+    pub fn begin_fetch(&self, now: u64, holder: u64) -> SharedMeta {
         SharedMeta {
-            in_flight_until: now + timeout_ms + LEASE_MARGIN_MS,
+            in_flight_until: now + LEASE_TTL_MS,
+            holder,
             ..*self
         }
+    }
+
+    /// The record to write to extend the lease, if `holder` still holds it.
+    pub fn renew(&self, now: u64, holder: u64) -> Option<SharedMeta> {
+        (self.holder == holder && self.in_flight_until > 0).then_some(SharedMeta {
+            in_flight_until: now + LEASE_TTL_MS,
+            ..*self
+        })
     }
 
     /// After a usable key set was stored: next refresh at 85–95 % of `cache_duration`, so
@@ -84,6 +96,7 @@ impl SharedMeta {
             fetched_at: now,
             next_attempt_at: now + refresh.max(1),
             in_flight_until: 0,
+            holder: 0,
             failures: 0,
             last_on_demand_at: self.last_on_demand_at,
         }
@@ -96,6 +109,7 @@ impl SharedMeta {
             failures,
             next_attempt_at: now + backoff_ms(failures, jitter),
             in_flight_until: 0,
+            holder: 0,
             ..*self
         }
     }
@@ -135,11 +149,12 @@ impl SharedMeta {
             self.next_attempt_at,
             self.in_flight_until,
             self.last_on_demand_at,
+            self.holder,
         ];
         for (chunk, v) in out.chunks_exact_mut(8).zip(fields) {
             chunk.copy_from_slice(&v.to_le_bytes());
         }
-        if let Some(tail) = out.get_mut(40..44) {
+        if let Some(tail) = out.get_mut(48..52) {
             tail.copy_from_slice(&self.failures.to_le_bytes());
         }
         out
@@ -154,13 +169,14 @@ impl SharedMeta {
             let b: [u8; 8] = bytes.get(i..i + 8)?.try_into().ok()?;
             Some(u64::from_le_bytes(b))
         };
-        let failures: [u8; 4] = bytes.get(40..44)?.try_into().ok()?;
+        let failures: [u8; 4] = bytes.get(48..52)?.try_into().ok()?;
         Some(SharedMeta {
             doc_version: u64_at(0)?,
             fetched_at: u64_at(8)?,
             next_attempt_at: u64_at(16)?,
             in_flight_until: u64_at(24)?,
             last_on_demand_at: u64_at(32)?,
+            holder: u64_at(40)?,
             failures: u32::from_le_bytes(failures),
         })
     }
@@ -210,11 +226,15 @@ mod tests {
         let m = SharedMeta::default();
         assert_eq!(m.state(0), LifecycleState::Missing);
         assert!(m.fetch_due(0));
-        let f = m.begin_fetch(1_000, 5_000);
+        let f = m.begin_fetch(1_000, 42);
         assert_eq!(f.state(1_000), LifecycleState::Fetching);
-        assert!(!f.fetch_due(7_999));
-        // A VM that died mid-fetch: the lease lapses.
-        assert!(f.fetch_due(8_000));
+        assert!(!f.fetch_due(1_999));
+        // The holder renews while its call is outstanding; nobody else can.
+        let r = f.renew(1_900, 42).unwrap();
+        assert!(!r.fetch_due(2_500));
+        assert_eq!(f.renew(1_900, 7), None);
+        // A VM that died mid-fetch stops renewing: the lease lapses.
+        assert!(r.fetch_due(2_900));
         let ok = f.on_success(2_000, 600_000, 0.0);
         assert_eq!(ok.doc_version, 1);
         assert_eq!(ok.state(2_001), LifecycleState::Fresh);
@@ -222,7 +242,8 @@ mod tests {
         assert_eq!(ok.on_success(0, 600_000, 0.999).next_attempt_at, 569_940);
         assert_eq!(ok.state(512_000), LifecycleState::Stale);
         assert!(ok.fetch_due(512_000));
-        let bad = ok.begin_fetch(512_000, 5_000).on_failure(513_000, 0.0);
+        let bad = ok.begin_fetch(512_000, 1).on_failure(513_000, 0.0);
+        assert_eq!((bad.holder, bad.in_flight_until), (0, 0));
         assert_eq!(bad.state(513_000), LifecycleState::Backoff);
         assert_eq!(bad.doc_version, 1, "a failure keeps the key set");
         assert_eq!(bad.next_attempt_at, 514_000);
@@ -253,12 +274,10 @@ mod tests {
         let m = SharedMeta::default().on_success(0, 600_000, 0.0);
         let r = m.request_refetch(20_000, 10_000).unwrap();
         assert!(r.fetch_due(20_000));
-        let after = r
-            .begin_fetch(20_000, 1_000)
-            .on_success(20_500, 600_000, 0.0);
+        let after = r.begin_fetch(20_000, 1).on_success(20_500, 600_000, 0.0);
         assert_eq!(after.request_refetch(25_000, 10_000), None);
         assert!(after.request_refetch(30_500, 10_000).is_some());
-        assert_eq!(m.begin_fetch(1, 5_000).request_refetch(2, 0), None);
+        assert_eq!(m.begin_fetch(1, 1).request_refetch(2, 0), None);
     }
 
     #[test]
@@ -270,6 +289,7 @@ mod tests {
             in_flight_until: 3,
             failures: 4,
             last_on_demand_at: 5,
+            holder: 6,
         };
         assert_eq!(SharedMeta::decode(&m.encode()), Some(m));
         assert_eq!(SharedMeta::decode(&[0; 3]), None);

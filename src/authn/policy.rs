@@ -78,6 +78,31 @@ pub struct Provider {
     pub max_token_bytes: usize,
     /// `jwt_cache_config.jwt_cache_size`: verified tokens kept per VM (0: no cache).
     pub jwt_cache_size: usize,
+    /// Extension: the deny-list.
+    pub revoked: Revocation,
+}
+
+/// Extension: tokens refused although valid (JWTs cannot be recalled once issued).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Revocation {
+    /// Revoked `jti` values.
+    pub jti: std::collections::BTreeSet<String>,
+    /// Revoked subjects: every token with this `sub`.
+    pub sub: std::collections::BTreeSet<String>,
+}
+
+impl Revocation {
+    /// True when the claims name a revoked `jti` or `sub`.
+    pub fn revokes(&self, claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+        let is = |name: &str, set: &std::collections::BTreeSet<String>| {
+            !set.is_empty()
+                && claims
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| set.contains(v))
+        };
+        is("jti", &self.jti) || is("sub", &self.sub)
+    }
 }
 
 /// Where a token is read from.

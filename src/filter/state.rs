@@ -80,6 +80,8 @@ pub struct FilterState {
     tick_ms: u64,
     /// Verified tokens of this VM; cleared whenever a key set changes.
     cache: TokenCache,
+    /// This VM's identity as a fetch-lease holder.
+    vm_id: u64,
 }
 
 /// The key view a request decision uses.
@@ -173,6 +175,7 @@ impl FilterState {
             pending: Vec::new(),
             calls: BTreeMap::new(),
             tick_ms: 0,
+            vm_id: random_id(),
         }
     }
 
@@ -348,6 +351,7 @@ impl FilterState {
     pub fn on_tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
         self.sync_from_shared(host);
+        self.renew_leases(host, now);
         self.start_due_fetches(host, now);
         self.resume_ready(host, now);
         self.adjust_tick(host);
@@ -368,6 +372,31 @@ impl FilterState {
         }
     }
 
+    /// Keeps the lease of every source this VM is fetching, so that no other VM starts a
+    /// second fetch, and so that the lease lapses quickly if this VM goes away.
+    fn renew_leases(&mut self, host: &dyn Host, now: u64) {
+        let fetching: std::collections::BTreeSet<JwksId> =
+            self.calls.values().map(|(id, _)| *id).collect();
+        for id in fetching {
+            let Some(Some(src)) = self.remotes.get_mut(id) else {
+                continue;
+            };
+            let (raw, cas) = host.get_shared(&src.meta_key);
+            let current = raw
+                .as_deref()
+                .and_then(SharedMeta::decode)
+                .unwrap_or_default();
+            if let Some(renewed) = current.renew(now, self.vm_id) {
+                if host
+                    .set_shared(&src.meta_key, &renewed.encode(), cas)
+                    .is_ok()
+                {
+                    src.meta = renewed;
+                }
+            }
+        }
+    }
+
     /// Takes the fetch lease (CAS) for every due source and dispatches the fetch.
     fn start_due_fetches(&mut self, host: &dyn Host, now: u64) {
         for (id, slot) in self.remotes.iter_mut().enumerate() {
@@ -384,13 +413,7 @@ impl FilterState {
                 src.meta = current;
                 continue;
             }
-            // Discovery takes two calls under one lease.
-            let steps = if src.spec.discovery_issuer.is_some() {
-                2
-            } else {
-                1
-            };
-            let leased = current.begin_fetch(now, src.spec.timeout_ms * steps);
+            let leased = current.begin_fetch(now, self.vm_id);
             match host.set_shared(&src.meta_key, &leased.encode(), cas) {
                 Ok(()) => src.meta = leased,
                 Err(SharedWriteError::CasMismatch) => continue,
@@ -569,7 +592,7 @@ impl FilterState {
 
     fn adjust_tick(&mut self, host: &dyn Host) {
         let missing = self.remotes.iter().flatten().any(|s| s.keys.is_none());
-        let want = if !self.pending.is_empty() || missing {
+        let want = if !self.pending.is_empty() || missing || !self.calls.is_empty() {
             FAST_TICK_MS
         } else {
             SLOW_TICK_MS
@@ -650,6 +673,14 @@ fn record_failure(host: &dyn Host, src: &mut RemoteSource, now: u64) {
         let _ = host.set_shared(&src.meta_key, &next.encode(), None);
     }
     src.meta = next;
+}
+
+/// A random VM identity (std's hasher seeds come from the host's random source).
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish().max(1)
 }
 
 /// A cheap jitter in `[0, 1)` from the clock's low bits (not security-relevant).

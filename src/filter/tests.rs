@@ -425,3 +425,54 @@ fn a_key_set_change_empties_the_token_cache() {
         Some((401, r#"{"error":"unknown_kid","error_description":"the key set has no key with the token's kid"}"#.into()))
     );
 }
+
+#[test]
+fn a_vm_that_dies_mid_fetch_loses_the_lease_within_a_second() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (dying, mut dying_state) = vm(&shared);
+    let (worker, mut worker_state) = vm(&shared);
+    dying_state.on_tick(&dying);
+    assert_eq!(dying.calls.borrow().len(), 1);
+    // The fetching VM goes away (Envoy's short-lived main-thread VM): no answer, no renewal.
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(
+            &worker,
+            &mut worker_state,
+            1,
+            "/a",
+            &[("authorization", &good)]
+        ),
+        Action::Pause
+    );
+    for t in [100, 500, 900] {
+        worker.now_ms.set(T0 + t);
+        worker_state.on_tick(&worker);
+        assert_eq!(
+            worker.calls.borrow().len(),
+            0,
+            "lease still held at +{t} ms"
+        );
+    }
+    worker.now_ms.set(T0 + 1_000);
+    worker_state.on_tick(&worker);
+    assert_eq!(worker.calls.borrow().len(), 1, "taken over");
+    answer(&worker, &mut worker_state, "200", JWKS.as_bytes());
+    assert!(worker.stream(1).resumed);
+    drop(dying_state);
+}
+
+#[test]
+fn a_live_fetcher_keeps_its_lease() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (a, mut a_state) = vm(&shared);
+    let (b, mut b_state) = vm(&shared);
+    a_state.on_tick(&a);
+    for t in (100..=1_900).step_by(100) {
+        a.now_ms.set(T0 + t);
+        a_state.on_tick(&a);
+        b.now_ms.set(T0 + t);
+        b_state.on_tick(&b);
+    }
+    assert_eq!((a.calls.borrow().len(), b.calls.borrow().len()), (1, 0));
+}

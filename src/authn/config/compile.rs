@@ -16,7 +16,7 @@ use crate::authn::matcher::{
     StringPattern,
 };
 use crate::authn::policy::{
-    ClaimRequirement, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
+    ClaimRequirement, Revocation, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
     Requirement, RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
@@ -435,6 +435,32 @@ fn compile_provider(
         claim_to_headers,
         max_token_bytes,
         jwt_cache_size,
+        revoked: compile_revoked(p.revoked.as_ref(), path)?,
+    })
+}
+
+/// Most entries a deny-list may hold: it is checked on every request and lives in every VM.
+pub const MAX_REVOKED_ENTRIES: usize = 100_000;
+
+fn compile_revoked(r: Option<&raw::Revoked>, path: &str) -> Result<Revocation> {
+    let Some(r) = r else {
+        return Ok(Revocation::default());
+    };
+    let rpath = join(path, "revoked");
+    if r.jti.len() + r.sub.len() > MAX_REVOKED_ENTRIES {
+        return Err(ConfigError::new(
+            rpath,
+            format!("holds more than {MAX_REVOKED_ENTRIES} entries"),
+        ));
+    }
+    for (field, list) in [("jti", &r.jti), ("sub", &r.sub)] {
+        for (i, v) in list.iter().enumerate() {
+            non_empty(v, &format!("{}[{i}]", join(&rpath, field)))?;
+        }
+    }
+    Ok(Revocation {
+        jti: r.jti.iter().cloned().collect(),
+        sub: r.sub.iter().cloned().collect(),
     })
 }
 

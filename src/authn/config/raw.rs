@@ -79,6 +79,8 @@ pub struct JwtProvider {
     pub algorithms: Option<Vec<String>>,
     /// Extension: longest accepted token, bytes.
     pub max_token_bytes: Option<u64>,
+    /// Extension: a deny-list of `jti` and `sub` values.
+    pub revoked: Option<Revoked>,
 }
 
 /// `RemoteJwks`.
@@ -455,4 +457,14 @@ mod tests {
             assert!(ProtoDuration::parse(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+/// Extension: revoked token ids and subjects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoked {
+    #[serde(default)]
+    pub jti: Vec<String>,
+    #[serde(default)]
+    pub sub: Vec<String>,
 }
