@@ -57,6 +57,10 @@ pub struct FakeHost {
     pub tick_ms: Cell<u64>,
     /// Clusters that exist; dispatching to another fails as Envoy's does.
     pub clusters: Vec<String>,
+    /// Set while a stream callback runs: a call dispatched then would be answered to the
+    /// stream, not to the root context, so the fake refuses it and counts it.
+    pub in_stream_callback: Cell<bool>,
+    pub dispatches_from_streams: Cell<u32>,
 }
 
 impl FakeHost {
@@ -75,6 +79,8 @@ impl FakeHost {
             gauges: RefCell::new(BTreeMap::new()),
             tick_ms: Cell::new(0),
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            in_stream_callback: Cell::new(false),
+            dispatches_from_streams: Cell::new(0),
         }
     }
 
@@ -201,6 +207,11 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         _timeout_ms: u64,
     ) -> Result<u32, String> {
+        if self.in_stream_callback.get() {
+            self.dispatches_from_streams
+                .set(self.dispatches_from_streams.get() + 1);
+            return Err("dispatched from a stream context".into());
+        }
         if !self.clusters.iter().any(|c| c == cluster) {
             return Err("BadArgument".into());
         }

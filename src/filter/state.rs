@@ -14,6 +14,8 @@ use crate::authn::token_cache::TokenCache;
 use crate::filter::host::{Host, SharedWriteError};
 use crate::filter::metrics;
 
+/// How long past a call's timeout the host's answer is still awaited.
+const CALL_GRACE_MS: u64 = 1_000;
 /// Tick period while requests wait or a key set is missing.
 pub const FAST_TICK_MS: u64 = 100;
 /// Tick period otherwise: a key set fetched by another VM is picked up within this time.
@@ -76,7 +78,8 @@ pub struct FilterState {
     remotes: Vec<Option<RemoteSource>>,
     pending: Vec<Pending>,
     /// In-flight fetches: call token → source.
-    calls: BTreeMap<u32, (JwksId, Step)>,
+    /// In-flight calls: token → (source, step, time by which the host must have answered).
+    calls: BTreeMap<u32, (JwksId, Step, u64)>,
     tick_ms: u64,
     /// Verified tokens of this VM; cleared whenever a key set changes.
     cache: TokenCache,
@@ -343,7 +346,8 @@ impl FilterState {
                 }
             }
         }
-        self.start_due_fetches(host, now);
+        // The fetch itself starts on the root context's next tick: a call dispatched from
+        // a stream context would be answered to that stream, not to the root.
     }
 
     /// The root context's tick: sync key sets from shared data, start due fetches, decide
@@ -375,8 +379,42 @@ impl FilterState {
     /// Keeps the lease of every source this VM is fetching, so that no other VM starts a
     /// second fetch, and so that the lease lapses quickly if this VM goes away.
     fn renew_leases(&mut self, host: &dyn Host, now: u64) {
+        // A call the host never answered (its VM's callbacks went elsewhere) is given up
+        // after its timeout: the lease is released so that another VM fetches.
+        let overdue: Vec<u32> = self
+            .calls
+            .iter()
+            .filter(|(_, (_, _, deadline))| now > *deadline)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in overdue {
+            let Some((id, _, _)) = self.calls.remove(&token) else {
+                continue;
+            };
+            if let Some(Some(src)) = self.remotes.get_mut(id) {
+                let (raw, cas) = host.get_shared(&src.meta_key);
+                let current = raw
+                    .as_deref()
+                    .and_then(SharedMeta::decode)
+                    .unwrap_or_default();
+                if current.holder == self.vm_id {
+                    let released = SharedMeta {
+                        in_flight_until: 0,
+                        holder: 0,
+                        ..current
+                    };
+                    if host
+                        .set_shared(&src.meta_key, &released.encode(), cas)
+                        .is_ok()
+                    {
+                        src.meta = released;
+                    }
+                }
+                log::warn!("jwks {}: fetch got no answer in time; released", src.label);
+            }
+        }
         let fetching: std::collections::BTreeSet<JwksId> =
-            self.calls.values().map(|(id, _)| *id).collect();
+            self.calls.values().map(|(id, _, _)| *id).collect();
         for id in fetching {
             let Some(Some(src)) = self.remotes.get_mut(id) else {
                 continue;
@@ -429,14 +467,15 @@ impl FilterState {
             };
             let (authority, path) = (src.spec.authority.clone(), src.spec.path.clone());
             if let Some(token) = dispatch(host, src, now, &authority, &path) {
-                self.calls.insert(token, (id, step));
+                let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
+                self.calls.insert(token, (id, step, deadline));
             }
         }
     }
 
     /// The response to a key-set fetch this VM started.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let Some((id, step)) = self.calls.remove(&token) else {
+        let Some((id, step, _)) = self.calls.remove(&token) else {
             return;
         };
         let now = host.now_ms();
@@ -472,7 +511,8 @@ impl FilterState {
                         log_safe(Some(&loc.uri))
                     );
                     if let Some(token) = dispatch(host, src, now, &loc.authority, &loc.path) {
-                        self.calls.insert(token, (id, Step::Jwks));
+                        let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
+                        self.calls.insert(token, (id, Step::Jwks, deadline));
                     }
                 }
                 Err(why) => {
@@ -648,7 +688,15 @@ fn dispatch(
         ("accept", "application/json, application/jwk-set+json"),
     ];
     match host.dispatch_http_call(&src.spec.cluster, &headers, src.spec.timeout_ms) {
-        Ok(token) => Some(token),
+        Ok(token) => {
+            log::debug!(
+                "jwks {}: fetching {authority}{} through {}",
+                src.label,
+                log_safe(Some(path)),
+                src.spec.cluster
+            );
+            Some(token)
+        }
         Err(why) => {
             log::warn!(
                 "jwks {}: cannot call cluster {}: {why}",

@@ -55,7 +55,15 @@ fn request(
     ];
     h.extend_from_slice(extra);
     host.open_stream(id, &h);
-    state.on_request_headers(host, id)
+    host.in_stream_callback.set(true);
+    let action = state.on_request_headers(host, id);
+    host.in_stream_callback.set(false);
+    assert_eq!(
+        host.dispatches_from_streams.get(),
+        0,
+        "a stream callback dispatched a call"
+    );
+    action
 }
 
 fn header(host: &FakeHost, id: u32, name: &str) -> Option<String> {
@@ -254,6 +262,13 @@ fn unknown_kid_waits_for_one_early_refetch() {
         request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
         Action::Pause
     );
+    assert_eq!(
+        host.calls.borrow().len(),
+        0,
+        "the root's tick fetches, not the stream"
+    );
+    host.now_ms.set(T0 + 20_100);
+    state.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 1, "an early refetch started");
     answer(&host, &mut state, "200", JWKS.as_bytes());
     assert!(
@@ -418,6 +433,7 @@ fn a_key_set_change_empties_the_token_cache() {
         Action::Pause
     );
     // The unknown kid waits for one early refetch; the key is still gone, so 401.
+    state.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 1);
     answer(&host, &mut state, "200", without_rsa1.as_bytes());
     assert_eq!(
