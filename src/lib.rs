@@ -3,4 +3,6 @@
 //! [`authn`] is the host-independent core; `filter` is the thin proxy-wasm adapter.
 
 pub mod authn;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod filter;
