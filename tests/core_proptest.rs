@@ -1,0 +1,91 @@
+//! No input makes the core panic: arbitrary bytes into token parsing, extraction, and the
+//! whole decision (issue 2). JWKS and config parsing have their own property tests
+//! (tests/jwks_proptest.rs, tests/config_examples.rs).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use jwt_edge::authn::alg::Algorithm;
+use jwt_edge::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use jwt_edge::authn::config;
+use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
+use jwt_edge::authn::jws::UntrustedToken;
+use jwt_edge::authn::policy::JwksId;
+use jwt_edge::authn::request::RequestView;
+use proptest::prelude::*;
+
+struct Keys(KeySet);
+
+impl KeyLookup for Keys {
+    fn keys(&self, _id: JwksId) -> KeyState<'_> {
+        KeyState::Ready(&self.0)
+    }
+}
+
+fn keys() -> Keys {
+    Keys(
+        parse_jwks(
+            include_bytes!("fixtures/jwks.json"),
+            JwksOptions {
+                allow_symmetric: false,
+            },
+        )
+        .unwrap()
+        .keys,
+    )
+}
+
+fn policy() -> jwt_edge::authn::policy::Policy {
+    config::parse(
+        r#"{"providers": {
+              "a": {"issuer": "https://issuer.test", "remote_jwks": {"http_uri": {"uri": "https://idp/k", "cluster": "idp"}},
+                    "claim_to_headers": [{"header_name": "x-sub", "claim_name": "sub"}]},
+              "b": {"from_headers": [{"name": "x-token"}], "from_params": ["t"], "from_cookies": ["jwt"],
+                    "remote_jwks": {"http_uri": {"uri": "https://idp/k", "cluster": "idp"}}}},
+            "rules": [{"match": {"prefix": "/any"}, "requires": {"requires_any": {"requirements": [{"provider_name": "a"}, {"provider_name": "b"}]}}},
+                      {"match": {"prefix": "/opt"}, "requires": {"allow_missing": {}}},
+                      {"match": {"prefix": "/"}, "requires": {"provider_name": "a", "scopes": ["s"]}}]}"#,
+    )
+    .unwrap()
+}
+
+/// A base64url-ish alphabet with the characters that matter to the parser.
+fn tokenish() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[A-Za-z0-9_=+/.\\- ,\"{}:]{0,300}").unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn token_parse_never_panics_and_never_verifies(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let s = String::from_utf8_lossy(&bytes);
+        if let Ok(t) = UntrustedToken::parse(&s, 8192) {
+            prop_assert!(t.verify(&keys().0, &Algorithm::ALL).is_err());
+        }
+    }
+
+    #[test]
+    fn tokenish_strings_never_verify(s in tokenish()) {
+        if let Ok(t) = UntrustedToken::parse(&s, 8192) {
+            prop_assert!(t.verify(&keys().0, &Algorithm::ALL).is_err());
+        }
+    }
+
+    #[test]
+    fn decide_never_panics_and_never_allows_without_a_valid_token(
+        path in proptest::string::string_regex("/(any|opt|x)?[a-z?=&%._-]{0,40}").unwrap(),
+        headers in proptest::collection::vec(
+            (prop_oneof![Just("authorization".to_string()), Just("x-token".to_string()), Just("cookie".to_string()), Just("x-sub".to_string()), "[a-z-]{1,10}"],
+             tokenish()),
+            0..6),
+    ) {
+        let p = policy();
+        let mut hs: Vec<(String, String)> = vec![(":method".into(), "GET".into()), (":path".into(), path.clone())];
+        hs.extend(headers);
+        let d = decide(&p, &RequestView::new(&hs, None), &keys(), 1_800_000_000);
+        if let Decision::Allow(a) = &d {
+            // Random input can only pass where no valid token is needed.
+            prop_assert!(a.identities.is_empty());
+            prop_assert!(path.starts_with("/opt"), "allowed {path} {hs:?}");
+        }
+    }
+}
