@@ -89,6 +89,7 @@ pub enum AllowReason {
 /// Log-safe facts about a verified token: never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    pub provider_id: ProviderId,
     pub provider: String,
     pub iss: Option<String>,
     pub sub: Option<String>,
@@ -411,6 +412,7 @@ impl Evaluation<'_, '_> {
             };
             let claims = token.claims();
             allow.identities.push(Identity {
+                provider_id: *id,
                 provider: p.name.clone(),
                 iss: string_claim(claims, "iss"),
                 sub: string_claim(claims, "sub"),

@@ -85,6 +85,8 @@ pub struct FilterState {
     cache: TokenCache,
     /// This VM's identity as a fetch-lease holder.
     vm_id: u64,
+    /// `jwt_edge.provider.<name>.allowed` per provider, built once: not per request.
+    allowed_metrics: Vec<String>,
 }
 
 /// The key view a request decision uses.
@@ -173,6 +175,11 @@ impl FilterState {
             .collect();
         FilterState {
             cache: TokenCache::new(policy.providers.iter().map(|p| p.jwt_cache_size)),
+            allowed_metrics: policy
+                .providers
+                .iter()
+                .map(|p| metrics::provider_allowed(&p.name))
+                .collect(),
             policy: Arc::new(policy),
             remotes,
             pending: Vec::new(),
@@ -276,13 +283,15 @@ impl FilterState {
                 }
                 host.increment_counter(metrics::ALLOWED, 1);
                 for id in &allow.identities {
-                    host.increment_counter(&metrics::provider_allowed(&id.provider), 1);
+                    if let Some(name) = self.allowed_metrics.get(id.provider_id) {
+                        host.increment_counter(name, 1);
+                    }
                     log::debug!(
                         "allowed: provider={} iss={} sub={} kid={}",
                         id.provider,
-                        id.iss.as_deref().unwrap_or("-"),
-                        id.sub.as_deref().unwrap_or("-"),
-                        id.kid.as_deref().unwrap_or("-"),
+                        log_safe(id.iss.as_deref()),
+                        log_safe(id.sub.as_deref()),
+                        log_safe(id.kid.as_deref()),
                     );
                 }
                 if allow.reason == crate::authn::authenticate::AllowReason::CorsPreflight {
