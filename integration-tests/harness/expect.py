@@ -26,7 +26,7 @@ DESCRIPTIONS = {
     "alg_not_allowed": re.escape("the token's algorithm is not allowed"),
     "crit_unsupported": re.escape("token header crit names an unsupported extension"),
     "unknown_kid": re.escape("the key set has no key with the token's kid"),
-    "no_matching_key": r"no key fits the token: .+",
+    "no_matching_key": re.escape("no key in the key set fits the token's kid and algorithm"),
     "bad_signature": re.escape("signature verification failed"),
     "claim_malformed": r"claim \S+ has the wrong type",
     "exp_missing": re.escape("token has no exp claim"),
@@ -39,6 +39,7 @@ DESCRIPTIONS = {
     "jwks_unavailable": re.escape("signing keys are not available"),
     "insufficient_scope": r"token lacks required scope .+",
     "claim_mismatch": r"claim \S+ does not have a required value",
+    "token_revoked": re.escape("token has been revoked"),
 }
 
 

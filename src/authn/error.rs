@@ -218,7 +218,9 @@ impl fmt::Display for AuthError {
                 f.write_str("token header crit names an unsupported extension")
             }
             AuthError::UnknownKid(_) => f.write_str("the key set has no key with the token's kid"),
-            AuthError::NoMatchingKey(why) => write!(f, "no key fits the token: {why}"),
+            AuthError::NoMatchingKey(_) => {
+                f.write_str("no key in the key set fits the token's kid and algorithm")
+            }
             AuthError::BadSignature => f.write_str("signature verification failed"),
             AuthError::ClaimMalformed(claim) => write!(f, "claim {claim} has the wrong type"),
             AuthError::ExpMissing => f.write_str("token has no exp claim"),
