@@ -65,3 +65,13 @@ clean:
 	cargo clean
 	rm -rf $(VENV) .pytest_cache integration-tests/.pytest_cache
 	find integration-tests envoy -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# OCI image of the module for Istio (WasmPlugin url: oci://...) and Envoy Gateway (code.type:
+# Image): Istio's Wasm image spec, "compat" variant, written as an OCI image layout by
+# deploy/oci/build_oci.py (standard library only). Prints the digests and the push commands.
+OCI_DIR ?= target/oci/jwt-edge
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: oci
+oci: build
+	$(PYTHON) deploy/oci/build_oci.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
