@@ -75,3 +75,6 @@ OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 .PHONY: oci
 oci: build
 	$(PYTHON) deploy/oci/build_oci.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
+
+# Benchmarks: make bench, make bench-micro (bench/README.md).
+include mk/bench.mk

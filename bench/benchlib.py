@@ -1,0 +1,272 @@
+"""Shared pieces of `make bench` and `make bench-micro`: Envoy configs and processes, /proc
+readings, wrk runs, the machine-quiet check.
+
+Reuses the integration harness (integration-tests/harness) for the Envoy binary, the jwt-edge
+Wasm filter block and the HTTP client, but starts Envoy its own way: pinned with `taskset`, at
+`--log-level warn` (the harness runs `wasm:debug`, whose logging would be measured too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO / "integration-tests"))
+
+from harness import client  # noqa: E402
+from harness.config import router_filter, wasm_filter  # noqa: E402
+from harness.envoy import envoy_binary, random_base_id, tail  # noqa: E402
+
+RESULTS = BENCH / "results"
+WORK = REPO / "target" / "bench"  # keys, token pools, Envoy working dirs (not committed)
+JWT_EDGE_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
+NOOP_WASM = BENCH / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "jwt_edge_bench_noop.wasm"
+MICRO_WASM = BENCH / "micro" / "target" / "wasm32-wasip1" / "release" / "jwt_edge_bench_micro.wasm"
+MICRO_NATIVE = BENCH / "micro" / "target" / "release" / "micro-native"
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT_S = 60.0
+
+
+# -- Envoy configuration ------------------------------------------------------------------
+def envoy_config(http_filters: list[dict], *, balance_workers: bool = False) -> dict:
+    """Listener 127.0.0.1:<free> -> HCM -> `http_filters` -> router; the only route answers
+    `200 ok` itself (`direct_response`), so there is no upstream to measure.
+
+    `balance_workers`: exact connection balancing (reuse_port off), so that N connections
+    opened one after another land on N different workers (the memory part relies on it).
+    """
+    listener = {
+        "name": "main",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                             "http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "ingress",
+                    "codec_type": "AUTO",
+                    "route_config": {
+                        "name": "local",
+                        "virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [{
+                                "name": "default",
+                                "match": {"prefix": "/"},
+                                "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+                            }],
+                        }],
+                    },
+                    "http_filters": [*http_filters, router_filter()],
+                },
+            }],
+        }],
+    }
+    if balance_workers:
+        listener["enable_reuse_port"] = False
+        listener["connection_balance_config"] = {"exact_balance": {}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": [listener], "clusters": []},
+    }
+
+
+def jwt_authn_filter(filter_json: dict) -> dict:
+    """Envoy's native `envoy.filters.http.jwt_authn` with `filter_json` as its typed config
+    (jwt-edge's configuration is jwt_authn's `JwtAuthentication` in proto JSON)."""
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            **filter_json,
+        },
+    }
+
+
+def jwt_edge_filter(filter_json: dict, wasm: Path = JWT_EDGE_WASM) -> dict:
+    """jwt-edge in `envoy.filters.http.wasm`, loaded exactly as the integration tests load it."""
+    return wasm_filter(filter_json, wasm)
+
+
+def plain_wasm_filter(name: str, wasm: Path) -> dict:
+    """Another proxy-wasm module (no configuration) in `envoy.filters.http.wasm`."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "vm_config": {
+                    "vm_id": name,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+                "failure_policy": "FAIL_CLOSED",
+            },
+        },
+    }
+
+
+# -- Envoy process ------------------------------------------------------------------------
+class Envoy:
+    """One Envoy, pinned with `taskset -c CPUS` (taskset execs Envoy, so `pid` is Envoy's)."""
+
+    def __init__(self, config: dict, workdir: Path, *, concurrency: int = 1, cpus: str = "0"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.workdir / "envoy.yaml"
+        self.config_path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+        self.log_path = self.workdir / "envoy.log"
+        self.admin_path = self.workdir / "admin-address"
+        self.concurrency = concurrency
+        self.cpus = cpus
+        self.proc: subprocess.Popen | None = None
+        self.admin_port: int | None = None
+        self.port: int | None = None
+
+    def start(self) -> "Envoy":
+        self.admin_path.unlink(missing_ok=True)
+        cmd = ["taskset", "-c", self.cpus, envoy_binary(), "-c", str(self.config_path),
+               "--concurrency", str(self.concurrency), "--base-id", str(random_base_id()),
+               "--log-level", "warn", "--admin-address-path", str(self.admin_path)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited ({self.proc.returncode}):\n{tail(self.log(), 40)}")
+            if self.admin_port is None and self.admin_path.exists():
+                text = self.admin_path.read_text().strip()
+                if text:
+                    self.admin_port = int(text.rsplit(":", 1)[1])
+            if self.admin_port is not None:
+                try:
+                    if self.admin("/ready").status == 200:
+                        for st in self.admin("/listeners?format=json").json()["listener_statuses"]:
+                            if st["name"] == "main":
+                                self.port = int(st["local_address"]["socket_address"]["port_value"])
+                                return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"envoy not ready after {READY_TIMEOUT_S}s:\n{tail(self.log(), 40)}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> "Envoy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin(self, path: str) -> client.Response:
+        return client.request(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10)
+
+    def stats(self) -> dict[str, float]:
+        """Counters and gauges by name (admin `/stats?format=json`)."""
+        return {s["name"]: s["value"] for s in self.admin("/stats?format=json").json()["stats"]
+                if "value" in s and isinstance(s["value"], (int, float))}
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of every Envoy thread so far (/proc/<pid>/stat fields 14 and 15)."""
+        text = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_mib(self) -> float:
+        """VmRSS from /proc/<pid>/status, in MiB."""
+        m = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{self.proc.pid}/status").read_text(), re.M)
+        return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def response_classes(stats: dict[str, float]) -> dict[str, float]:
+    """Downstream responses by class (`http.ingress.downstream_rq_2xx` …)."""
+    return {c: stats.get(f"http.ingress.downstream_rq_{c}", 0) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+
+
+def envoy_version() -> str:
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version: \S+/(\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else "?"
+
+
+def git_state() -> dict:
+    """The commit benchmarked and whether the tree had uncommitted changes under src/."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_dirty_files": len(dirty.splitlines())}
+
+
+# -- machine -------------------------------------------------------------------------------
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 1.0, poll_s: float = 15.0) -> dict:
+    """Waits (polling) until the 1-minute load average is below `threshold`, at most
+    `max_wait_s`. Returns what happened, for the output."""
+    start = time.monotonic()
+    first = load1()
+    while True:
+        now = load1()
+        waited = time.monotonic() - start
+        if now < threshold:
+            return {"quiet": True, "load1_first": first, "load1": now, "waited_s": round(waited)}
+        if waited >= max_wait_s:
+            return {"quiet": False, "load1_first": first, "load1": now, "waited_s": round(waited)}
+        print(f"  machine busy: load average {now:.2f} (1 min) >= {threshold}; waiting "
+              f"({waited:.0f}/{max_wait_s:.0f} s)", flush=True)
+        time.sleep(poll_s)
+
+
+def quiet_note(q: dict) -> str:
+    if q["quiet"]:
+        return f"machine quiet: 1-min load {q['load1']:.2f} (waited {q['waited_s']} s)"
+    return (f"MACHINE BUSY: 1-min load still {q['load1']:.2f} after waiting {q['waited_s']} s; "
+            f"ran anyway, expect noisy numbers")
+
+
+def median(values: list[float]) -> float:
+    vals = sorted(v for v in values if v == v)  # drop NaN
+    if not vals:
+        return float("nan")
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2

@@ -1,0 +1,84 @@
+//! The proxy-wasm side: `GET /bench?alg=RS256&n=200[&reps=5]` runs the benchmark inside the
+//! request callback, timed with the host clock, and answers with its JSON report.
+//!
+//! The jwt-edge library brings its own `proxy_wasm::main!` (`_initialize`), which installs
+//! jwt-edge's root context. A second `_initialize` would not link, so this module exports
+//! `main` instead: proxy-wasm hosts call a reactor's `main` right after `_initialize`
+//! ("to allow module to do early initialization (e.g. configure SDK)", proxy-wasm-cpp-host
+//! `WasmBase::startVm`), and it replaces the root context with this one.
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+#[no_mangle]
+pub extern "C" fn main(_argc: i32, _argv: i32) -> i32 {
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BenchRoot) });
+    0
+}
+
+struct BenchRoot;
+
+impl Context for BenchRoot {}
+
+impl RootContext for BenchRoot {
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(BenchRequest))
+    }
+}
+
+struct BenchRequest;
+
+impl Context for BenchRequest {}
+
+fn host_now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl HttpContext for BenchRequest {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let (route, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+        let result = if route == "/bench" {
+            let alg = query_param(query, "alg").unwrap_or("RS256");
+            let n = query_param(query, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
+            let reps = query_param(query, "reps")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            crate::run(alg, n, reps, &host_now_ns).map(|v| v.to_string())
+        } else {
+            Err("GET /bench?alg=RS256&n=200&reps=5".to_string())
+        };
+        let (status, body) = match result {
+            Ok(body) => (200, body),
+            Err(e) => (400, serde_json::json!({ "error": e }).to_string()),
+        };
+        self.send_http_response(
+            status,
+            vec![("content-type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        Action::Pause
+    }
+}

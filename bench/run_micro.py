@@ -1,0 +1,90 @@
+"""`make bench-micro`: jwt-edge's verification step alone, inside Envoy's V8 and natively.
+
+Envoy (`--concurrency 1`, `taskset -c 0`) loads bench/micro's filter; for each algorithm one
+request `GET /bench?alg=ALG&n=N&reps=R` runs, inside the request callback, 20 warm-up calls
+then R repetitions of N calls, timed with the host clock (`proxy_get_current_time`), and the
+median repetition is reported in µs per call. The native binary (same crate, same profile)
+runs the same function timed with `Instant`, pinned to the same CPU.
+
+Environment: BENCH_MICRO_N (200), BENCH_MICRO_REPS (5), BENCH_QUIET_WAIT (seconds to wait for a
+quiet machine, 600; 0 = do not wait), BENCH_QUICK=1 (n=50, reps=3, no wait).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import benchlib as bl
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+N = int(os.environ.get("BENCH_MICRO_N", 50 if QUICK else 200))
+REPS = int(os.environ.get("BENCH_MICRO_REPS", 3 if QUICK else 5))
+QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
+ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"))
+
+
+def wasm_reports() -> dict[str, dict]:
+    config = bl.envoy_config([bl.plain_wasm_filter("jwt_edge_micro", bl.MICRO_WASM)])
+    out = {}
+    with bl.Envoy(config, bl.WORK / "micro-envoy", concurrency=1, cpus="0") as envoy:
+        for alg in ALGS:
+            resp = bl.client.request(envoy.url(f"/bench?alg={alg}&n={N}&reps={REPS}"), timeout=300)
+            if resp.status != 200:
+                sys.exit(f"{alg}: Envoy answered {resp.status}: {resp.body[:300]!r}\n"
+                         f"{bl.tail(envoy.log(), 30)}")
+            out[alg] = resp.json()
+    return out
+
+
+def native_reports() -> dict[str, dict]:
+    proc = subprocess.run(["taskset", "-c", "0", str(bl.MICRO_NATIVE), str(N), str(REPS)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    return {d["alg"]: d for d in map(json.loads, proc.stdout.splitlines())}
+
+
+def main() -> None:
+    for path in (bl.MICRO_WASM, bl.MICRO_NATIVE):
+        if not path.exists():
+            sys.exit(f"{path} is missing: run `make bench-micro`")
+    quiet = bl.wait_for_quiet(QUIET_WAIT)
+    started = time.time()
+    wasm = wasm_reports()
+    native = native_reports()
+
+    print(f"\n== jwt-edge verification micro-benchmark: µs per call, median of {REPS} "
+          f"repetitions of {N} calls after 20 warm-up calls")
+    print(f"   wasm: Envoy {bl.envoy_version()} V8, --concurrency 1, taskset -c 0; "
+          f"native: same crate and profile, taskset -c 0")
+    print(f"   {bl.quiet_note(quiet)}")
+    header = f"{'alg':<6} | {'operation':<20} | {'wasm µs':>9} | {'native µs':>9} | {'wasm/native':>11} | wasm reps (µs)"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for alg in ALGS:
+        for key, label in OPS:
+            w, n = wasm[alg][key], native[alg][key]
+            reps = " ".join(f"{v:.0f}" for v in wasm[alg][key + "_reps"])
+            print(f"{alg:<6} | {label:<20} | {w:9.1f} | {n:9.1f} | {w / n:10.2f}x | {reps}")
+            rows.append({"alg": alg, "op": key, "wasm_us": w, "native_us": n, "ratio": w / n})
+    jw = bl.median([wasm[a]["jwks_parse_us"] for a in ALGS])
+    jn = bl.median([native[a]["jwks_parse_us"] for a in ALGS])
+    print(f"{'-':<6} | {'parse_jwks (4 keys)':<20} | {jw:9.1f} | {jn:9.1f} | {jw / jn:10.2f}x |")
+
+    bl.RESULTS.mkdir(exist_ok=True)
+    out = bl.RESULTS / "micro-latest.json"
+    out.write_text(json.dumps({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "n": N, "reps": REPS, "quiet": quiet, "rows": rows,
+        "jwks_parse_us": {"wasm": jw, "native": jn},
+        "wasm": wasm, "native": native,
+    }, indent=1) + "\n")
+    print(f"\nwritten: {out.relative_to(bl.REPO)}")
+
+
+if __name__ == "__main__":
+    main()
