@@ -43,6 +43,8 @@ pub struct Policy {
     pub strip_failure_response: bool,
     /// Every header the filter can set, lower-case: removed from every incoming request.
     pub identity_headers: Vec<String>,
+    /// Extension: the filter's log level; `None` asks the host.
+    pub log_level: Option<String>,
 }
 
 /// What a named route requires (jwt_authn's `PerRouteConfig`).

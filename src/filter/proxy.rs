@@ -22,11 +22,15 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     // The SDK's hook logs the panic at critical; a panic still traps this VM (and Envoy's
     // failure_policy decides what follows), so the code is written to have none.
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, state: None })
+    });
 }}
 
 thread_local! {
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    /// Root contexts whose tick period is already set.
+    static TICKING: RefCell<std::collections::HashSet<u32>> = RefCell::new(std::collections::HashSet::new());
 }
 
 /// The host, through proxy-wasm hostcalls.
@@ -171,8 +175,8 @@ impl Host for ProxyHost {
 }
 
 /// The root context: configuration, ticks, key-set fetches, resuming paused streams.
-#[derive(Default)]
 struct Root {
+    context_id: u32,
     state: Option<Rc<RefCell<FilterState>>>,
 }
 
@@ -194,10 +198,8 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _size: usize) -> bool {
-        // Format only what Envoy will print.
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
+        // Until the configuration says otherwise: configuration errors must be seen.
+        proxy_wasm::set_log_level(LogLevel::Info);
         true
     }
 
@@ -219,13 +221,31 @@ impl RootContext for Root {
         };
         match config::parse(text) {
             Ok(policy) => {
+                // Format only what the host will print: the configured level, or the
+                // host's own (Envoy has `proxy_get_log_level`; ngx_wasm_module does not,
+                // so there the configuration must set `log_level`).
+                let level = match policy.log_level.as_deref() {
+                    Some("trace") => Some(LogLevel::Trace),
+                    Some("debug") => Some(LogLevel::Debug),
+                    Some("info") => Some(LogLevel::Info),
+                    Some("warn") => Some(LogLevel::Warn),
+                    Some("error") => Some(LogLevel::Error),
+                    Some(_) => Some(LogLevel::Critical),
+                    None => hostcalls::get_log_level().ok(),
+                };
+                if let Some(level) = level {
+                    proxy_wasm::set_log_level(level);
+                }
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
                 let state = FilterState::new(policy);
                 self.state = Some(Rc::new(RefCell::new(state)));
                 log::info!("jwt-edge configured: {providers} providers, {rules} rules");
-                // The first tick starts key-set fetches.
-                ProxyHost.set_tick_period_ms(crate::filter::state::FAST_TICK_MS);
+                // The first tick starts key-set fetches. Set once per root context: a
+                // configuration update must not set it again.
+                if TICKING.with(|t| t.borrow_mut().insert(self.context_id)) {
+                    ProxyHost.set_tick_period_ms(crate::filter::state::TICK_MS);
+                }
                 true
             }
             Err(e) => {

@@ -16,10 +16,11 @@ use crate::filter::metrics;
 
 /// How long past a call's timeout the host's answer is still awaited.
 const CALL_GRACE_MS: u64 = 1_000;
-/// Tick period while requests wait or a key set is missing.
-pub const FAST_TICK_MS: u64 = 100;
-/// Tick period otherwise: a key set fetched by another VM is picked up within this time.
-pub const SLOW_TICK_MS: u64 = 1_000;
+/// The root context's tick period, set once: paused requests are decided, and a key set
+/// fetched by another VM is picked up, within this time. (Set once because some hosts,
+/// ngx_wasm_module among them, refuse a second `set_tick_period`.) A tick reads one small
+/// shared-data record per key source.
+pub const TICK_MS: u64 = 100;
 
 /// What the stream callback returns to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +81,6 @@ pub struct FilterState {
     /// In-flight fetches: call token → source.
     /// In-flight calls: token → (source, step, time by which the host must have answered).
     calls: BTreeMap<u32, (JwksId, Step, u64)>,
-    tick_ms: u64,
     /// Verified tokens of this VM; cleared whenever a key set changes.
     cache: TokenCache,
     /// This VM's identity as a fetch-lease holder.
@@ -184,7 +184,6 @@ impl FilterState {
             remotes,
             pending: Vec::new(),
             calls: BTreeMap::new(),
-            tick_ms: 0,
             vm_id: random_id(),
         }
     }
@@ -219,7 +218,6 @@ impl FilterState {
                     deadline_ms: now + wait,
                     waiting_on,
                 });
-                self.adjust_tick(host);
                 Action::Pause
             }
             Outcome::Allowed => Action::Continue,
@@ -367,7 +365,6 @@ impl FilterState {
         self.renew_leases(host, now);
         self.start_due_fetches(host, now);
         self.resume_ready(host, now);
-        self.adjust_tick(host);
     }
 
     /// Reads every remote source's shared record; installs a newer key set if there is one.
@@ -475,7 +472,8 @@ impl FilterState {
                 Step::Jwks
             };
             let (authority, path) = (src.spec.authority.clone(), src.spec.path.clone());
-            if let Some(token) = dispatch(host, src, now, &authority, &path) {
+            let secure = is_https(&src.spec.uri);
+            if let Some(token) = dispatch(host, src, now, secure, &authority, &path) {
                 let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
                 self.calls.insert(token, (id, step, deadline));
             }
@@ -519,7 +517,9 @@ impl FilterState {
                         src.label,
                         log_safe(Some(&loc.uri))
                     );
-                    if let Some(token) = dispatch(host, src, now, &loc.authority, &loc.path) {
+                    let secure = is_https(&loc.uri);
+                    if let Some(token) = dispatch(host, src, now, secure, &loc.authority, &loc.path)
+                    {
                         let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
                         self.calls.insert(token, (id, Step::Jwks, deadline));
                     }
@@ -530,7 +530,6 @@ impl FilterState {
                 }
             }
             self.resume_ready(host, now);
-            self.adjust_tick(host);
             return;
         }
         let result = if status != "200" {
@@ -605,7 +604,6 @@ impl FilterState {
             }
         }
         self.resume_ready(host, now);
-        self.adjust_tick(host);
     }
 
     /// Decides paused requests whose key sets changed or whose deadline passed.
@@ -636,19 +634,6 @@ impl FilterState {
                     waiting_on,
                 }),
             }
-        }
-    }
-
-    fn adjust_tick(&mut self, host: &dyn Host) {
-        let missing = self.remotes.iter().flatten().any(|s| s.keys.is_none());
-        let want = if !self.pending.is_empty() || missing || !self.calls.is_empty() {
-            FAST_TICK_MS
-        } else {
-            SLOW_TICK_MS
-        };
-        if want != self.tick_ms {
-            host.set_tick_period_ms(want);
-            self.tick_ms = want;
         }
     }
 }
@@ -687,11 +672,15 @@ fn dispatch(
     host: &dyn Host,
     src: &mut RemoteSource,
     now: u64,
+    secure: bool,
     authority: &str,
     path: &str,
 ) -> Option<u32> {
+    // `:scheme` follows the URI: Envoy takes TLS from the cluster, but ngx_wasm_module only
+    // uses TLS when the call says https.
     let headers = [
         (":method", "GET"),
+        (":scheme", if secure { "https" } else { "http" }),
         (":path", path),
         (":authority", authority),
         ("accept", "application/json, application/jwk-set+json"),
@@ -730,6 +719,12 @@ fn record_failure(host: &dyn Host, src: &mut RemoteSource, now: u64) {
         let _ = host.set_shared(&src.meta_key, &next.encode(), None);
     }
     src.meta = next;
+}
+
+/// True for an `https://` URI (any case).
+fn is_https(uri: &str) -> bool {
+    uri.get(..8)
+        .is_some_and(|h| h.eq_ignore_ascii_case("https://"))
 }
 
 /// A random VM identity (std's hasher seeds come from the host's random source).

@@ -16,8 +16,8 @@ use crate::authn::matcher::{
     StringPattern,
 };
 use crate::authn::policy::{
-    ClaimRequirement, Revocation, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
-    Requirement, RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS,
+    ClaimRequirement, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
+    Requirement, Revocation, RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS,
     DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
 };
@@ -140,6 +140,18 @@ pub fn compile(raw: raw::JwtAuthentication) -> Result<Policy> {
         bypass_cors_preflight: raw.bypass_cors_preflight,
         strip_failure_response: raw.strip_failure_response,
         identity_headers,
+        log_level: match raw.log_level.as_deref() {
+            None => None,
+            Some(l @ ("trace" | "debug" | "info" | "warn" | "error" | "critical")) => {
+                Some(l.to_string())
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "log_level",
+                    "must be one of trace, debug, info, warn, error, critical",
+                ))
+            }
+        },
     })
 }
 

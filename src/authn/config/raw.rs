@@ -41,6 +41,9 @@ pub struct JwtAuthentication {
     /// Extension: route name → override (jwt_authn's `PerRouteConfig`).
     #[serde(default)]
     pub per_route: UniqueMap<PerRouteConfig>,
+    /// Extension: the filter's own log level. Unset: ask the host (Envoy); hosts without
+    /// `proxy_get_log_level` (ngx_wasm_module) need it set.
+    pub log_level: Option<String>,
 }
 
 /// `JwtProvider`.
