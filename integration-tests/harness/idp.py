@@ -1,7 +1,8 @@
 """A controllable JWKS server (the test IdP).
 
 Serves `/jwks.json` (the current key set) and `/.well-known/openid-configuration`, counts
-requests per path, and can misbehave on demand:
+requests per path (and records when each arrived, `time.monotonic()`), and can misbehave on
+demand:
 
     normal     answer with the key set
     down       listener closed: connections are refused (`set_mode("normal")` re-binds the port)
@@ -32,6 +33,7 @@ class _IdpHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with owner.lock:
             owner.counts[path] = owner.counts.get(path, 0) + 1
+            owner.arrivals.setdefault(path, []).append(time.monotonic())
             mode, delay, document = owner.mode, owner.delay, owner.jwks_document()
         if mode == "slow":
             time.sleep(delay)
@@ -70,6 +72,7 @@ class Idp(LoopbackServer):
         self.mode = "normal"
         self.delay = 0.0
         self.counts: dict[str, int] = {}
+        self.arrivals: dict[str, list[float]] = {}  # path -> time.monotonic() of each request
         self._keys: list[Key] = list(keys)
         self._raw: dict | None = None
 
@@ -107,6 +110,15 @@ class Idp(LoopbackServer):
     def count(self, path: str = "/jwks.json") -> int:
         with self.lock:
             return self.counts.get(path, 0)
+
+    def times(self, path: str = "/jwks.json") -> list[float]:
+        """When each request for `path` arrived (`time.monotonic()`), oldest first."""
+        with self.lock:
+            return list(self.arrivals.get(path, []))
+
+    @property
+    def discovery_uri(self) -> str:
+        return f"http://{self.address}/.well-known/openid-configuration"
 
     @property
     def jwks_path(self) -> str:
