@@ -664,11 +664,84 @@ fn revoked_jti_and_sub_are_refused() {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
     }));
     let keys = fixture_keys();
-    let at = |name: &str| outcome(&run(&p, "/", &[("authorization", &format!("Bearer {}", token(name)))], &keys));
+    let at = |name: &str| {
+        outcome(&run(
+            &p,
+            "/",
+            &[("authorization", &format!("Bearer {}", token(name)))],
+            &keys,
+        ))
+    };
     assert_eq!(at("with_jti"), "401 token_revoked");
     assert_eq!(at("claims"), "401 token_revoked");
     assert_eq!(at("rs256"), "allow");
     // A forged token naming a revoked jti is a bad signature first: revocation is checked
     // only on verified tokens.
     assert_eq!(at("forged_kid"), "401 bad_signature");
+}
+
+/// Found by fuzzing: a genuinely signed token for another audience is no identity.
+#[test]
+fn only_providers_that_met_the_requirement_vouch_for_the_request() {
+    let p = policy(json!({
+        "providers": {
+            "p": remote_provider(json!({"forward_payload_header": "x-jwt-payload"})),
+            "q": {"issuer": "https://issuer.test", "audiences": ["other"],
+                  "remote_jwks": {"http_uri": {"uri": "https://idp.test/jwks.json", "cluster": "idp", "timeout": "1s"}},
+                  "claim_to_headers": [{"header_name": "x-q-sub", "claim_name": "sub"}]}
+        },
+        "rules": [
+            {"match": {"prefix": "/optional"}, "requires": {"allow_missing": {}}},
+            {"match": {"prefix": "/lenient"}, "requires": {"allow_missing_or_failed": {}}},
+            {"match": {"prefix": "/any"}, "requires": {"requires_any": {"requirements": [{"provider_name": "p"}, {"provider_name": "q"}]}}}
+        ]
+    }));
+    let keys = fixture_keys();
+    // aud ["other", "more"]: valid for q, not for p.
+    let wrong_for_p = format!("Bearer {}", token("wrong_aud"));
+    let set = |path: &str| -> Option<Vec<(String, String)>> {
+        match run(&p, path, &[("authorization", &wrong_for_p)], &keys) {
+            Decision::Allow(a) => Some(a.set_headers),
+            _ => None,
+        }
+    };
+    let names = |h: Vec<(String, String)>| h.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        set("/optional").map(names),
+        Some(vec!["x-q-sub".to_string()])
+    );
+    assert_eq!(
+        set("/lenient").map(names),
+        Some(vec!["x-q-sub".to_string()])
+    );
+    assert_eq!(set("/any").map(names), Some(vec!["x-q-sub".to_string()]));
+    // With only p configured, allow_missing refuses the token, and allow_missing_or_failed
+    // lets the request through without any identity.
+    let only_p = policy(json!({
+        "providers": {"p": remote_provider(json!({}))},
+        "rules": [
+            {"match": {"prefix": "/optional"}, "requires": {"allow_missing": {}}},
+            {"match": {"prefix": "/lenient"}, "requires": {"allow_missing_or_failed": {}}}
+        ]
+    }));
+    let d = run(
+        &only_p,
+        "/optional",
+        &[("authorization", &wrong_for_p)],
+        &keys,
+    );
+    assert_eq!(outcome(&d), "403 audience_mismatch");
+    let Decision::Allow(a) = run(
+        &only_p,
+        "/lenient",
+        &[("authorization", &wrong_for_p)],
+        &keys,
+    ) else {
+        panic!("allow_missing_or_failed passes")
+    };
+    assert!(a.set_headers.is_empty() && a.identities.is_empty());
+    assert!(
+        a.remove_headers.is_empty(),
+        "a token that vouched for nothing is left as it is"
+    );
 }

@@ -146,7 +146,7 @@ pub fn decide_cached(
         results: BTreeMap::new(),
     };
     match eval.check(requirement) {
-        Ok(lenient) => Decision::Allow(eval.allow(lenient)),
+        Ok(passed) => Decision::Allow(eval.allow(&passed)),
         Err(Fail::Pending(ids)) => Decision::WaitForKeys(ids),
         Err(Fail::Auth(provider, error)) => Decision::Deny(eval.deny(provider, error)),
     }
@@ -165,6 +165,13 @@ pub fn requirement_for<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Option<
         .iter()
         .find(|rule| rule.matcher.matches(req))
         .and_then(|rule| rule.requires.as_ref())
+}
+
+/// A requirement that passed, through these providers' tokens: the only ones whose identity
+/// is forwarded (none when an allow-missing branch let the request through without one).
+#[derive(Debug, Default)]
+struct Passed {
+    providers: Vec<ProviderId>,
 }
 
 /// Why a requirement did not pass (yet).
@@ -201,8 +208,8 @@ struct Evaluation<'a, 'r> {
 }
 
 impl Evaluation<'_, '_> {
-    /// `Ok(lenient)`: passed; `lenient` when an allow-missing branch passed it.
-    fn check(&mut self, r: &Requirement) -> Result<bool, Fail> {
+    /// Whether the request meets `r`, and through which providers' tokens.
+    fn check(&mut self, r: &Requirement) -> Result<Passed, Fail> {
         match r {
             Requirement::Provider {
                 provider,
@@ -211,13 +218,16 @@ impl Evaluation<'_, '_> {
                 claims,
             } => self
                 .check_provider(*provider, audiences.as_deref(), scopes, claims)
-                .map(|()| false),
+                .map(|()| Passed {
+                    providers: vec![*provider],
+                }),
             Requirement::Any(children) => {
                 let mut pending = Vec::new();
                 let mut best: Option<(Option<ProviderId>, AuthError)> = None;
                 for child in children {
                     match self.check(child) {
-                        Ok(lenient) => return Ok(lenient),
+                        // Only the branch that passed vouches for the request.
+                        Ok(passed) => return Ok(passed),
                         Err(Fail::Pending(ids)) => pending.extend(ids),
                         Err(Fail::Auth(p, e)) => {
                             if best.as_ref().is_none_or(|(_, b)| rank(&e) > rank(b)) {
@@ -234,16 +244,16 @@ impl Evaluation<'_, '_> {
             }
             Requirement::All(children) => {
                 let mut pending = Vec::new();
-                let mut lenient = false;
+                let mut all = Passed::default();
                 for child in children {
                     match self.check(child) {
-                        Ok(l) => lenient |= l,
+                        Ok(passed) => all.providers.extend(passed.providers),
                         Err(Fail::Pending(ids)) => pending.extend(ids),
                         Err(fail @ Fail::Auth(..)) => return Err(fail),
                     }
                 }
                 if pending.is_empty() {
-                    Ok(lenient)
+                    Ok(all)
                 } else {
                     Err(Fail::Pending(dedup(pending)))
                 }
@@ -252,30 +262,45 @@ impl Evaluation<'_, '_> {
                 let or_failed = matches!(r, Requirement::AllowMissingOrFailed);
                 let mut pending = Vec::new();
                 let mut failure = None;
-                let mut verified = false;
+                let mut passed = Passed::default();
                 for id in 0..self.policy.providers.len() {
-                    match self.provider_result(id) {
-                        ProviderResult::Missing => {}
-                        ProviderResult::Verified { .. } => verified = true,
-                        ProviderResult::Pending(j) => pending.push(*j),
-                        ProviderResult::Failed(e, _) => {
-                            let e = e.clone();
+                    let audiences = self
+                        .policy
+                        .providers
+                        .get(id)
+                        .map(|p| p.audiences.as_slice())
+                        .unwrap_or(&[]);
+                    // A token counts only if it is valid for the provider as configured,
+                    // its audiences included (jwt_authn does the same).
+                    let outcome = match self.provider_result(id) {
+                        ProviderResult::Missing => continue,
+                        ProviderResult::Verified { token, .. } => {
+                            claims::check_audience(token.claims(), audiences)
+                        }
+                        ProviderResult::Pending(j) => {
+                            pending.push(*j);
+                            continue;
+                        }
+                        ProviderResult::Failed(e, _) => Err(e.clone()),
+                    };
+                    match outcome {
+                        Ok(()) => passed.providers.push(id),
+                        Err(e) => {
                             if failure.as_ref().is_none_or(|(_, b)| rank(&e) > rank(b)) {
                                 failure = Some((Some(id), e));
                             }
                         }
                     }
                 }
-                if verified || or_failed && pending.is_empty() {
-                    return Ok(true);
+                if !passed.providers.is_empty() || or_failed && pending.is_empty() {
+                    return Ok(passed);
                 }
                 if !pending.is_empty() {
                     return Err(Fail::Pending(dedup(pending)));
                 }
                 match failure {
-                    // The only failures were other providers' issuers: the token is simply
-                    // not for them, and not for anyone here.
-                    None => Ok(true),
+                    // No provider found a token.
+                    None => Ok(passed),
                     Some((p, e)) => Err(Fail::Auth(p, e)),
                 }
             }
@@ -394,9 +419,9 @@ impl Evaluation<'_, '_> {
         }
     }
 
-    fn allow(&self, lenient: bool) -> Allow {
+    fn allow(&self, passed: &Passed) -> Allow {
         let mut allow = Allow {
-            reason: if lenient {
+            reason: if passed.providers.is_empty() {
                 AllowReason::Allowed
             } else {
                 AllowReason::Verified
@@ -404,9 +429,12 @@ impl Evaluation<'_, '_> {
             ..Allow::default()
         };
         let mut removed_params: Vec<&str> = Vec::new();
-        for (id, result) in &self.results {
-            let (ProviderResult::Verified { token, found }, Some(p)) =
-                (result, self.policy.providers.get(*id))
+        let mut vouching = passed.providers.clone();
+        vouching.sort_unstable();
+        vouching.dedup();
+        for id in &vouching {
+            let (Some(ProviderResult::Verified { token, found }), Some(p)) =
+                (self.results.get(id), self.policy.providers.get(*id))
             else {
                 continue;
             };
