@@ -745,3 +745,35 @@ fn only_providers_that_met_the_requirement_vouch_for_the_request() {
         "a token that vouched for nothing is left as it is"
     );
 }
+
+/// Found end to end: a cached token must not outlive the usability of its key set.
+#[test]
+fn cached_tokens_need_usable_keys() {
+    use jwt_edge::authn::authenticate::decide_cached;
+    use jwt_edge::authn::token_cache::TokenCache;
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({"jwt_cache_config": {"jwt_cache_size": 4}}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let cache = TokenCache::new(p.providers.iter().map(|p| p.jwt_cache_size));
+    let auth = format!("Bearer {}", token("rs256"));
+    let h = headers("/", &[("authorization", &auth)]);
+    let req = RequestView::new(&h, None);
+    assert_eq!(
+        outcome(&decide_cached(&p, &req, &fixture_keys(), &cache, NOW)),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&decide_cached(&p, &req, &NoKeys(false), &cache, NOW)),
+        "503 jwks_unavailable"
+    );
+    assert_eq!(
+        outcome(&decide_cached(&p, &req, &NoKeys(true), &cache, NOW)),
+        "wait"
+    );
+    assert_eq!(
+        cache.take_stats(),
+        (0, 1),
+        "no lookups while keys are unusable"
+    );
+}

@@ -352,7 +352,13 @@ impl Evaluation<'_, '_> {
             Ok(None) => return ProviderResult::Missing,
             Err(e) => return ProviderResult::Failed(e, Facts::default()),
         };
-        if let Some(hit) = self.cache.get(id, &found.token) {
+        // A cached token is only as good as the keys that verified it: when they are no longer
+        // usable (too stale, or still loading), the cache is not consulted.
+        let keys_ready = matches!(self.keys.keys(p.jwks), KeyState::Ready(_));
+        if let Some(hit) = keys_ready
+            .then(|| self.cache.get(id, &found.token))
+            .flatten()
+        {
             // Same bytes, verified before under the current keys: only the claims, which
             // depend on `now`, are checked again.
             let claims = hit.claims();
