@@ -226,6 +226,31 @@ def envoy_version() -> str:
     return m.group(1) if m else "?"
 
 
+def snapshot(module: Path) -> tuple[Path, dict]:
+    """Copies a built module into target/bench/modules/ and returns the copy and its identity.
+
+    Runs load the copy: `target/` is shared with whoever else builds in this tree, and a
+    rebuild in the middle of a benchmark must not change what the later runs measure."""
+    import hashlib
+    import shutil
+
+    dest = WORK / "modules" / module.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(module, dest)
+    data = dest.read_bytes()
+    return dest, {"file": str(module.relative_to(REPO)), "bytes": len(data),
+                  "sha256": hashlib.sha256(data).hexdigest()[:16],
+                  "built": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(module.stat().st_mtime))}
+
+
+def changed_since(info: dict) -> bool:
+    """Whether the module at `info["file"]` differs from the snapshot described by `info`."""
+    import hashlib
+
+    path = REPO / info["file"]
+    return not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest()[:16] != info["sha256"]
+
+
 def git_state() -> dict:
     """The commit benchmarked and whether the tree had uncommitted changes under src/."""
     def git(*args: str) -> str:

@@ -51,6 +51,8 @@ CONNECTIONS = 16
 REPEATED_TOKENS = 16
 CACHE_SIZE = 100
 MEMORY_CACHE_SIZE = 10_000
+# name -> the snapshot of the built module that every run loads (see benchlib.snapshot)
+MODULES: dict[str, Path] = {}
 
 ISSUER = "https://idp.bench.test/"
 AUDIENCE = "bench-api"
@@ -155,9 +157,9 @@ def http_filters(variant: str, jwks_text: str, cache_size: int | None) -> list[d
     if variant == "jwt_authn":
         return [bl.jwt_authn_filter(filter_json(jwks_text, cache_size))]
     if variant == "jwt-edge":
-        return [bl.jwt_edge_filter(filter_json(jwks_text, cache_size))]
+        return [bl.jwt_edge_filter(filter_json(jwks_text, cache_size), MODULES["jwt_edge"])]
     if variant == "noop":
-        return [bl.plain_wasm_filter("noop", bl.NOOP_WASM)]
+        return [bl.plain_wasm_filter("noop", MODULES["noop"])]
     raise ValueError(variant)
 
 
@@ -267,7 +269,7 @@ def memory_part(jwks_text: str, rs_tokens: list[str]) -> dict:
     variants = {
         "passthrough": [],
         "noop": http_filters("noop", jwks_text, None),
-        "jwt-edge": [bl.jwt_edge_filter(filter_json(jwks_text, MEMORY_CACHE_SIZE))],
+        "jwt-edge": [bl.jwt_edge_filter(filter_json(jwks_text, MEMORY_CACHE_SIZE), MODULES["jwt_edge"])],
     }
     for workers in MEMORY_WORKERS:
         for name, filters in variants.items():
@@ -346,9 +348,14 @@ def summarise(runs: list[dict]) -> dict:
 def print_tables(summary: dict, memory: dict | None, sizes: dict, meta: dict) -> None:
     print(f"\n== make bench: Envoy {meta['envoy']} --concurrency 1 (taskset -c 0), direct_response; "
           f"wrk -t1 -c{CONNECTIONS} -d{SECONDS}s (taskset -c 1); {ROUNDS} round(s), medians")
-    g = meta["git"]
-    print(f"   {meta['quiet_note']}; load at end {meta['load_end']:.2f}; commit {g['commit']}"
-          + (f" + {g['src_dirty_files']} uncommitted src files" if g["src_dirty_files"] else ""))
+    g, m = meta["git"], meta["modules"]["jwt_edge"]
+    print(f"   {meta['quiet_note']}; load at end {meta['load_end']:.2f}")
+    print(f"   jwt_edge.wasm sha256 {m['sha256']}, built {m['built']}; tree at start: commit "
+          f"{g['commit']}" + (f" + {g['src_dirty_files']} uncommitted src/Cargo files"
+                              if g["src_dirty_files"] else " (clean)"))
+    if meta["rebuilt_during_run"]:
+        print(f"   note: {', '.join(meta['rebuilt_during_run'])} was rebuilt in target/ during the "
+              f"run; every run loaded the snapshot taken at the start")
     for workload, s in summary.items():
         print(f"\n-- {workload}: {WORKLOADS[workload][0]}")
         head = (f"{'variant':<12} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | "
@@ -424,6 +431,10 @@ def main() -> None:
             sys.exit(f"{path} is missing: run `make bench`")
     bl.WORK.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    modules = {}
+    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM)):
+        MODULES[name], modules[name] = bl.snapshot(path)
+    git_at_start = bl.git_state()
     keys = load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     files: dict = {}
@@ -455,10 +466,11 @@ def main() -> None:
                       + (f"  INVALID: {'; '.join(r['invalid'])}" if r["invalid"] else ""), flush=True)
 
     memory = memory_part(jwks_text, rs_tokens) if MEMORY else None
-    sizes = {"jwt_edge": bl.JWT_EDGE_WASM.stat().st_size, "noop": bl.NOOP_WASM.stat().st_size}
+    sizes = {name: m["bytes"] for name, m in modules.items()}
     summary = summarise(runs)
     meta = {"envoy": bl.envoy_version(), "quiet": quiet, "quiet_note": bl.quiet_note(quiet),
-            "load_end": bl.load1(), "git": bl.git_state()}
+            "load_end": bl.load1(), "git": git_at_start, "modules": modules,
+            "rebuilt_during_run": [n for n, m in modules.items() if bl.changed_since(m)]}
     print_tables(summary, memory, sizes, meta)
 
     bl.RESULTS.mkdir(exist_ok=True)

@@ -28,8 +28,8 @@ ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"))
 
 
-def wasm_reports() -> dict[str, dict]:
-    config = bl.envoy_config([bl.plain_wasm_filter("jwt_edge_micro", bl.MICRO_WASM)])
+def wasm_reports(module) -> dict[str, dict]:
+    config = bl.envoy_config([bl.plain_wasm_filter("jwt_edge_micro", module)])
     out = {}
     with bl.Envoy(config, bl.WORK / "micro-envoy", concurrency=1, cpus="0") as envoy:
         for alg in ALGS:
@@ -51,9 +51,11 @@ def main() -> None:
     for path in (bl.MICRO_WASM, bl.MICRO_NATIVE):
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench-micro`")
+    module, module_info = bl.snapshot(bl.MICRO_WASM)
+    git = bl.git_state()
     quiet = bl.wait_for_quiet(QUIET_WAIT)
     started = time.time()
-    wasm = wasm_reports()
+    wasm = wasm_reports(module)
     native = native_reports()
 
     print(f"\n== jwt-edge verification micro-benchmark: µs per call, median of {REPS} "
@@ -61,6 +63,9 @@ def main() -> None:
     print(f"   wasm: Envoy {bl.envoy_version()} V8, --concurrency 1, taskset -c 0; "
           f"native: same crate and profile, taskset -c 0")
     print(f"   {bl.quiet_note(quiet)}")
+    print(f"   micro module sha256 {module_info['sha256']}, built {module_info['built']}; tree: commit "
+          f"{git['commit']}" + (f" + {git['src_dirty_files']} uncommitted src/Cargo files"
+                                if git["src_dirty_files"] else " (clean)"))
     header = f"{'alg':<6} | {'operation':<20} | {'wasm µs':>9} | {'native µs':>9} | {'wasm/native':>11} | wasm reps (µs)"
     print(header)
     print("-" * len(header))
@@ -79,7 +84,7 @@ def main() -> None:
     out = bl.RESULTS / "micro-latest.json"
     out.write_text(json.dumps({
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "n": N, "reps": REPS, "quiet": quiet, "rows": rows,
+        "n": N, "reps": REPS, "quiet": quiet, "module": module_info, "git": git, "rows": rows,
         "jwks_parse_us": {"wasm": jw, "native": jn},
         "wasm": wasm, "native": native,
     }, indent=1) + "\n")
