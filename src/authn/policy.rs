@@ -45,6 +45,8 @@ pub struct Policy {
     pub identity_headers: Vec<String>,
     /// Extension: the filter's log level; `None` asks the host.
     pub log_level: Option<String>,
+    /// Extension: report metrics through the host.
+    pub metrics: bool,
 }
 
 /// What a named route requires (jwt_authn's `PerRouteConfig`).

@@ -29,6 +29,8 @@ proxy_wasm::main! {{
 
 thread_local! {
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    /// `metrics: false` in the configuration turns every metrics host call off.
+    static METRICS_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     /// Root contexts whose tick period is already set.
     static TICKING: RefCell<std::collections::HashSet<u32>> = RefCell::new(std::collections::HashSet::new());
 }
@@ -37,6 +39,9 @@ thread_local! {
 struct ProxyHost;
 
 fn metric_id(name: &str, kind: MetricType) -> Option<u32> {
+    if !METRICS_ON.with(std::cell::Cell::get) {
+        return None;
+    }
     METRICS.with(|m| {
         let mut m = m.borrow_mut();
         if let Some(id) = m.get(name) {
@@ -236,6 +241,7 @@ impl RootContext for Root {
                 if let Some(level) = level {
                     proxy_wasm::set_log_level(level);
                 }
+                METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
                 let state = FilterState::new(policy);

@@ -140,6 +140,7 @@ pub fn compile(raw: raw::JwtAuthentication) -> Result<Policy> {
         bypass_cors_preflight: raw.bypass_cors_preflight,
         strip_failure_response: raw.strip_failure_response,
         identity_headers,
+        metrics: raw.metrics.unwrap_or(true),
         log_level: match raw.log_level.as_deref() {
             None => None,
             Some(l @ ("trace" | "debug" | "info" | "warn" | "error" | "critical")) => {

@@ -44,6 +44,9 @@ pub struct JwtAuthentication {
     /// Extension: the filter's own log level. Unset: ask the host (Envoy); hosts without
     /// `proxy_get_log_level` (ngx_wasm_module) need it set.
     pub log_level: Option<String>,
+    /// Extension: report metrics through the host (default true). Off for hosts whose
+    /// metrics calls are missing.
+    pub metrics: Option<bool>,
 }
 
 /// `JwtProvider`.
