@@ -16,6 +16,7 @@ pub mod jwk;
 pub mod jwks_cache;
 pub mod jws;
 pub mod matcher;
+pub mod p256_tables;
 pub mod policy;
 pub mod request;
 pub mod discovery;
