@@ -10,9 +10,10 @@
 //!   digest with a bit flipped. One key in four also goes through the token path
 //!   (`VerifyKey::ec_p256` + `VerifyKey::verify` over a message). Every kind of case must
 //!   both accept and reject somewhere in the run, or the test fails as too weak.
-//!   Cases: `P256_DIFFERENTIAL_CASES` (default 10,000, what plain `cargo test` runs, ~10 s in
-//!   a debug build). The full run is
-//!   `P256_DIFFERENTIAL_CASES=100000 cargo test --release --test p256_differential`.
+//!   Cases: `P256_DIFFERENTIAL_CASES` (default 10,000, what plain `cargo test` runs: 8–36 s
+//!   in a debug build on a busy 2-vCPU VM). The full run is
+//!   `P256_DIFFERENTIAL_CASES=100000 cargo test --release --test p256_differential`
+//!   (~1–2 min there, most of it in p256's own verifier).
 //!   The seed is `P256_DIFFERENTIAL_SEED` (default fixed) and is printed on failure.
 //! - `timing` (ignored): µs per ES256 verification, ours and p256's, and table build time:
 //!   `cargo test --release --test p256_differential -- --ignored --nocapture timing`.

@@ -11,15 +11,17 @@
 //! is then one mixed addition (or subtraction) per non-zero digit and no doublings at all.
 //!
 //! - G's table is built once per VM ([`generator_table`], 8-bit windows: 4,097 points,
-//!   ~280 KiB on wasm32, ~20 ms in V8) and Q's table once per key when the key set is loaded
-//!   ([`P256VerifyKey::new`], 4-bit windows: 513 points, ~35 KiB, ~3 ms in V8). A verification
-//!   is then ~98 mixed additions and one field inversion. Signed digits halve each row against
-//!   unsigned windows: a negative digit costs only the negation of `y` inside `sub_mixed`.
-//!   Key tables are capped per VM ([`KEY_TABLE_BUDGET`]); keys past it use p256's verifier.
-//! - Window sizes, measured (wasm32 in Node 20's V8; native x86_64 instruction counts): a key
-//!   table at 6 bits would save ~16 % per verification for 2.6x the memory and build time,
-//!   at 8 bits ~25 % for 8x (280 KiB and ~22 ms per key, per VM, at every key-set load); 4
-//!   bits keeps a JWKS of dozens of keys cheap. G's table is paid once per VM, so it gets 8.
+//!   ~272 KiB on wasm32, ~21 ms in Node's V8) and Q's table once per key when the key set is
+//!   loaded ([`P256VerifyKey::new`], 6-bit windows: 1,360 points, ~90 KiB, ~7 ms). A
+//!   verification is then at most 76 mixed additions and one field inversion. Signed digits
+//!   halve each row against unsigned windows: a negative digit costs only the negation of `y`
+//!   inside `sub_mixed`. Key tables are capped per VM ([`KEY_TABLE_BUDGET`]); keys past the
+//!   cap use p256's own verifier.
+//! - Why 6 bits for keys (wasm32 in Node 20's V8, p256 0.13 `verify_prehash` ~1,100 µs):
+//!   4 bits: ~190–230 µs, 34 KiB, 3 ms per key; 6 bits: ~156 µs, 90 KiB, 7 ms; 8 bits:
+//!   ~142–163 µs, 272 KiB, 21 ms. Past 6 bits the memory and the build (paid per key, per VM,
+//!   at every key-set load) triple for under 10 % (native instruction counts: −16 % from 4 to
+//!   6 bits, −9 % more from 6 to 8). G's table is paid once per VM, so it gets 8 bits.
 //! - Building a table needs each point's z coordinate, which p256 0.13 keeps private, so the
 //!   multiples are computed by the small Jacobian module below (build time only). Every entry
 //!   is then decoded by p256 (which checks it is on the curve) and the entries' sum is checked
@@ -42,10 +44,10 @@ use p256::elliptic_curve::point::AffineCoordinates;
 use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
 use sha2::{Digest, Sha256};
 
-/// Window of G's table: 32 rows of 128 points and one of 1, ~280 KiB (wasm32), once per VM.
+/// Window of G's table: 32 rows of 128 points and one of 1, ~272 KiB (wasm32), once per VM.
 pub const G_WINDOW: u32 = 8;
-/// Window of each public key's table: 64 rows of 8 points and one of 1, ~35 KiB (wasm32).
-pub const Q_WINDOW: u32 = 4;
+/// Window of each public key's table: 42 rows of 32 points and one of 16, ~90 KiB (wasm32).
+pub const Q_WINDOW: u32 = 6;
 /// Accepted window sizes. Above 8 the tables grow past a megabyte per point.
 pub const MIN_WINDOW: u32 = 2;
 pub const MAX_WINDOW: u32 = 8;
@@ -411,11 +413,12 @@ pub fn generator_table() -> Option<&'static FixedBaseTable> {
         .as_ref()
 }
 
-/// Most heap bytes of key tables (G's excluded) alive at once in this VM, about 56 keys at
-/// [`Q_WINDOW`] (~37 KiB each natively, ~35 KiB on wasm32). A key set may hold hundreds of
+/// Most heap bytes of key tables (G's excluded) alive at once in this VM: 21 keys at
+/// [`Q_WINDOW`] natively (~96 KiB each), 22 on wasm32 (~90 KiB). A key set may hold hundreds of
 /// P-256 keys within its size limit; keys past the budget verify with p256's own
-/// `verify_prehash` (~5x slower, same answers) rather than cost memory and load time. The
-/// budget covers an old and a new key set alive together during a swap.
+/// `verify_prehash` (~7x slower, same answers) rather than cost memory and load time. An old
+/// and a new key set are alive together during a swap, so sets of up to ~10 P-256 keys always
+/// get tables; with G's table the worst case stays under ~2.5 MiB per VM.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
 
 static KEY_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
