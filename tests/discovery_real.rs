@@ -20,12 +20,18 @@ fn real_discovery_documents() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let issuer = v["issuer"].as_str().unwrap();
         let jwks_uri = v["jwks_uri"].as_str().unwrap();
-        let discovery_uri = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let discovery_uri = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let got = parse_discovery(&body, issuer, &discovery_uri);
         if issuer.contains('{') {
             // Entra's multi-tenant template is not a URI; its jwks_uri is still usable.
-            assert!(got.is_ok() || matches!(got, Err(DiscoveryError::JwksUriInvalid(_))), "{name}: {got:?}");
+            assert!(
+                got.is_ok() || matches!(got, Err(DiscoveryError::JwksUriInvalid(_))),
+                "{name}: {got:?}"
+            );
         } else {
             let loc = got.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(loc.uri, jwks_uri, "{name}");
@@ -33,7 +39,13 @@ fn real_discovery_documents() {
         }
         // Any other issuer is refused, trailing slash included.
         let other = format!("{issuer}x");
-        assert!(matches!(parse_discovery(&body, &other, &discovery_uri), Err(DiscoveryError::IssuerMismatch { .. })), "{name}");
+        assert!(
+            matches!(
+                parse_discovery(&body, &other, &discovery_uri),
+                Err(DiscoveryError::IssuerMismatch { .. })
+            ),
+            "{name}"
+        );
         println!("{name}: issuer {issuer} -> {jwks_uri}");
         seen += 1;
     }
