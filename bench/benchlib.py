@@ -257,7 +257,8 @@ def git_state() -> dict:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=30).stdout.strip()
     dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "src_dirty_files": len(dirty.splitlines())}
+    return {"commit": git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)",
+            "src_dirty_files": len(dirty.splitlines())}
 
 
 # -- machine -------------------------------------------------------------------------------
