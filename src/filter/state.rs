@@ -497,19 +497,11 @@ impl FilterState {
             .unwrap_or_default();
         if step == Step::Discovery {
             let issuer = src.spec.discovery_issuer.clone().unwrap_or_default();
-            let found = if status != "200" {
-                Err(format!(
-                    "discovery: status {}",
-                    if status.is_empty() { "none" } else { &status }
-                ))
-            } else if body_size > MAX_DISCOVERY_BYTES {
-                Err(format!(
-                    "discovery document of {body_size} bytes is over {MAX_DISCOVERY_BYTES}"
-                ))
-            } else {
-                let body = host.call_response_body(body_size).unwrap_or_default();
-                parse_discovery(&body, &issuer, &src.spec.uri).map_err(|e| e.to_string())
-            };
+            let found = response_body(host, &status, body_size, MAX_DISCOVERY_BYTES)
+                .map_err(|why| format!("discovery: {why}"))
+                .and_then(|body| {
+                    parse_discovery(&body, &issuer, &src.spec.uri).map_err(|e| e.to_string())
+                });
             match found {
                 Ok(loc) => {
                     log::debug!(
@@ -532,17 +524,7 @@ impl FilterState {
             self.resume_ready(host, now);
             return;
         }
-        let result = if status != "200" {
-            Err(format!(
-                "status {}",
-                if status.is_empty() { "none" } else { &status }
-            ))
-        } else if body_size > MAX_JWKS_BYTES {
-            Err(format!(
-                "body of {body_size} bytes is over {MAX_JWKS_BYTES}"
-            ))
-        } else {
-            let body = host.call_response_body(body_size).unwrap_or_default();
+        let result = response_body(host, &status, body_size, MAX_JWKS_BYTES).and_then(|body| {
             parse_jwks(
                 &body,
                 JwksOptions {
@@ -551,7 +533,7 @@ impl FilterState {
             )
             .map(|load| (body, load))
             .map_err(|e| e.to_string())
-        };
+        });
         match result {
             Ok((body, load)) => {
                 for s in &load.skipped {
@@ -664,6 +646,25 @@ fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
             log::warn!("jwks {}: shared key set unusable: {e}", src.label);
             false
         }
+    }
+}
+
+/// The body of a key-set or discovery response: only a 200 within `max` bytes.
+fn response_body(
+    host: &dyn Host,
+    status: &str,
+    size: usize,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    if status != "200" {
+        Err(format!(
+            "status {}",
+            if status.is_empty() { "none" } else { status }
+        ))
+    } else if size > max {
+        Err(format!("body of {size} bytes is over {max}"))
+    } else {
+        Ok(host.call_response_body(size).unwrap_or_default())
     }
 }
 
