@@ -19,7 +19,7 @@ BENCH_FILL distinct valid RS256 tokens on its own connection (exact connection b
 
 Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (2), BENCH_QUICK=1 (1 round of
 3 s, memory at 1-2 workers with 2,000 tokens), BENCH_TOKENS (token pool per algorithm,
-120,000), BENCH_FILL (10,000), BENCH_QUIET_WAIT (600), BENCH_MEMORY=0 (skip the memory part).
+160,000), BENCH_FILL (10,000), BENCH_QUIET_WAIT (600), BENCH_MEMORY=0 (skip the memory part).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 3))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 3 if QUICK else 10))
 WARMUP = int(os.environ.get("BENCH_WARMUP", 1 if QUICK else 2))
-POOL = int(os.environ.get("BENCH_TOKENS", 40_000 if QUICK else 120_000))
+POOL = int(os.environ.get("BENCH_TOKENS", 40_000 if QUICK else 160_000))
 FILL = int(os.environ.get("BENCH_FILL", 2_000 if QUICK else 10_000))
 MEMORY_WORKERS = (1, 2) if QUICK else (1, 2, 4)
 QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
