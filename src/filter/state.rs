@@ -341,11 +341,7 @@ impl FilterState {
             if src.keys.is_none() {
                 continue;
             }
-            let (raw, cas) = host.get_shared(&src.meta_key);
-            let current = raw
-                .as_deref()
-                .and_then(SharedMeta::decode)
-                .unwrap_or_default();
+            let (current, cas) = read_meta(host, &src.meta_key);
             if let Some(next) = current.request_refetch(now, src.spec.refetch_interval_ms) {
                 if host.set_shared(&src.meta_key, &next.encode(), cas).is_ok() {
                     log::info!("jwks {}: unknown kid, refetching early", src.label);
@@ -398,11 +394,7 @@ impl FilterState {
                 continue;
             };
             if let Some(Some(src)) = self.remotes.get_mut(id) {
-                let (raw, cas) = host.get_shared(&src.meta_key);
-                let current = raw
-                    .as_deref()
-                    .and_then(SharedMeta::decode)
-                    .unwrap_or_default();
+                let (current, cas) = read_meta(host, &src.meta_key);
                 if current.holder == self.vm_id {
                     let released = SharedMeta {
                         in_flight_until: 0,
@@ -425,11 +417,7 @@ impl FilterState {
             let Some(Some(src)) = self.remotes.get_mut(id) else {
                 continue;
             };
-            let (raw, cas) = host.get_shared(&src.meta_key);
-            let current = raw
-                .as_deref()
-                .and_then(SharedMeta::decode)
-                .unwrap_or_default();
+            let (current, cas) = read_meta(host, &src.meta_key);
             if let Some(renewed) = current.renew(now, self.vm_id) {
                 if host
                     .set_shared(&src.meta_key, &renewed.encode(), cas)
@@ -448,11 +436,7 @@ impl FilterState {
             if !src.meta.fetch_due(now) {
                 continue;
             }
-            let (raw, cas) = host.get_shared(&src.meta_key);
-            let current = raw
-                .as_deref()
-                .and_then(SharedMeta::decode)
-                .unwrap_or_default();
+            let (current, cas) = read_meta(host, &src.meta_key);
             if !current.fetch_due(now) {
                 src.meta = current;
                 continue;
@@ -545,11 +529,7 @@ impl FilterState {
                         s.reason
                     );
                 }
-                let (raw, cas) = host.get_shared(&src.meta_key);
-                let current = raw
-                    .as_deref()
-                    .and_then(SharedMeta::decode)
-                    .unwrap_or_default();
+                let (current, cas) = read_meta(host, &src.meta_key);
                 let next =
                     current.on_success(now, src.spec.cache_duration_seconds * 1000, jitter(now));
                 let _ = host.set_shared(&src.doc_key, &encode_doc(next.doc_version, &body), None);
@@ -649,6 +629,17 @@ fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
     }
 }
 
+/// A source's shared lifecycle record and its CAS token (the default record when absent).
+fn read_meta(host: &dyn Host, key: &str) -> (SharedMeta, Option<u32>) {
+    let (raw, cas) = host.get_shared(key);
+    (
+        raw.as_deref()
+            .and_then(SharedMeta::decode)
+            .unwrap_or_default(),
+        cas,
+    )
+}
+
 /// The body of a key-set or discovery response: only a 200 within `max` bytes.
 fn response_body(
     host: &dyn Host,
@@ -710,11 +701,7 @@ fn dispatch(
 
 fn record_failure(host: &dyn Host, src: &mut RemoteSource, now: u64) {
     host.increment_counter(&metrics::jwks(&src.label, "fetch_failed"), 1);
-    let (raw, cas) = host.get_shared(&src.meta_key);
-    let current = raw
-        .as_deref()
-        .and_then(SharedMeta::decode)
-        .unwrap_or_default();
+    let (current, cas) = read_meta(host, &src.meta_key);
     let next = current.on_failure(now, jitter(now));
     if host.set_shared(&src.meta_key, &next.encode(), cas).is_err() {
         let _ = host.set_shared(&src.meta_key, &next.encode(), None);
