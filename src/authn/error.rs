@@ -153,11 +153,6 @@ impl AuthError {
         }
     }
 
-    /// True when the failure says nothing about a token's validity (none was presented).
-    pub fn is_missing(&self) -> bool {
-        matches!(self, AuthError::TokenMissing)
-    }
-
     /// The `WWW-Authenticate` value for this failure (RFC 6750 §3), or `None` for 503.
     ///
     /// `realm` is written as given after escaping; the description never contains token bytes.

@@ -188,11 +188,6 @@ impl FilterState {
         }
     }
 
-    /// The compiled policy.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// Number of paused requests.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
