@@ -678,6 +678,10 @@ fn check_config_warnings() {
                 "remote_jwks": {
                     "http_uri": {"uri": "https://idp.test/jwks", "cluster": "idp"},
                     "cache_duration": "172800s"
+                },
+                "revocation_list": {
+                    "http_uri": {"uri": "https://idp.test/revoked", "cluster": "idp"},
+                    "max_stale": "86400s"
                 }
             }
         },
@@ -702,6 +706,7 @@ fn check_config_warnings() {
         "warning: providers.loose.require_expiration: ",
         "warning: providers.loose.clock_skew_seconds: 600",
         "warning: providers.cached.remote_jwks.cache_duration: 2d",
+        "warning: providers.cached.revocation_list: cache_duration + max_stale is 1d: a newly revoked",
         "warning: rules[0].requires.allow_missing_or_failed: ",
         "warning: requirement_map.open.requires_any.requirements[1].allow_missing_or_failed: ",
         "warning: rules[1].requirement_name: ",
@@ -713,7 +718,12 @@ fn check_config_warnings() {
             r.stderr
         );
     }
-    assert!(r.stdout.contains("warnings: 11"), "{}", r.stdout);
+    assert!(r.stdout.contains("warnings: 12"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("remote revocation lists: 1"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(run(&["check-config", "--strict", s(&path)]).code, 2);
     let quiet = run(&["check-config", "--quiet", s(&path)]);
     assert!(quiet.stdout.is_empty(), "{}", quiet.stdout);
@@ -972,5 +982,75 @@ fn explain_scopes_claims_and_revocation() {
         r.stdout.contains("[FAIL] revocation: token_revoked"),
         "{}",
         r.stdout
+    );
+}
+
+#[test]
+fn explain_checks_a_remote_revocation_list_given_as_a_file() {
+    let dir = scratch("revocation-list");
+    let jwks = fixture("jwks.json");
+    let cfg = json!({
+        "providers": {"p": {
+            "issuer": "https://issuer.test",
+            "remote_jwks": {"http_uri": {"uri": "https://idp.test/jwks.json", "cluster": "idp"}},
+            "revocation_list": {"http_uri": {"uri": "https://idp.test/revoked.json", "cluster": "idp"}}
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let list = dir.join("revoked.json");
+    std::fs::write(&list, r#"{"jti":["j-1"],"sub":["mallory"]}"#).unwrap();
+    let bad_list = dir.join("bad.json");
+    std::fs::write(&bad_list, r#"{"jti":"j-1"}"#).unwrap();
+    let rsa = fixture("rsa-1.pem");
+    let fine = mint(&rsa, &["--kid", "rsa-1", "--claim", "jti=j-2"]);
+    let by_jti = mint(&rsa, &["--kid", "rsa-1", "--claim", "jti=j-1"]);
+    let by_sub = mint(&rsa, &["--kid", "rsa-1", "--sub", "mallory"]);
+    let l = ["--revocation-list", s(&list)];
+
+    let r = explain(&path, &fine, Some(&jwks), &l);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("jti and sub are not on the remote revocation list (2 entries"),
+        "{}",
+        r.stdout
+    );
+    for t in [&by_jti, &by_sub] {
+        let r = explain(&path, t, Some(&jwks), &l);
+        assert_eq!(r.code, 1, "{}", r.all());
+        assert!(
+            r.stdout.contains("decision: DENY 401 token_revoked"),
+            "{}",
+            r.stdout
+        );
+    }
+    // Without the list: what the filter does when it has none (fail closed).
+    let r = explain(&path, &fine, Some(&jwks), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("decision: DENY 503 revocation_unavailable"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("pass --revocation-list FILE"),
+        "{}",
+        r.stdout
+    );
+    // A list the filter would refuse is refused here too, with the reason.
+    let r = explain(
+        &path,
+        &fine,
+        Some(&jwks),
+        &["--revocation-list", s(&bad_list)],
+    );
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("jti is not an array of strings"),
+        "{}",
+        r.stderr
     );
 }

@@ -220,6 +220,9 @@ fn schema_documents_every_field() {
         &s["properties"]["per_route"],
         &s["$defs"]["JwtProvider"]["properties"]["algorithms"],
         &s["$defs"]["JwtProvider"]["properties"]["max_token_bytes"],
+        &s["$defs"]["JwtProvider"]["properties"]["revoked"],
+        &s["$defs"]["JwtProvider"]["properties"]["revocation_list"],
+        &s["$defs"]["RevocationList"],
         &s["$defs"]["RouteMatch"]["properties"]["methods"],
     ] {
         assert!(

@@ -680,6 +680,111 @@ fn revoked_jti_and_sub_are_refused() {
     assert_eq!(at("forged_kid"), "401 bad_signature");
 }
 
+/// Keys always ready; the remote revocation list in whatever state the test sets.
+struct WithList<'a> {
+    keys: &'a Keys,
+    list: std::cell::RefCell<Option<jwt_edge::authn::revocation::Revocation>>,
+    pending: std::cell::Cell<bool>,
+    asked: std::cell::Cell<Option<JwksId>>,
+}
+
+impl KeyLookup for WithList<'_> {
+    fn keys(&self, id: JwksId) -> KeyState<'_> {
+        self.keys.keys(id)
+    }
+    fn revocation_list(&self, id: JwksId) -> jwt_edge::authn::authenticate::ListState<'_> {
+        use jwt_edge::authn::authenticate::ListState;
+        self.asked.set(Some(id));
+        // Leaked for the test's lifetime: the list is swapped between requests.
+        match &*self.list.borrow() {
+            Some(r) => ListState::Ready(Box::leak(Box::new(r.clone()))),
+            None if self.pending.get() => ListState::Pending,
+            None => ListState::Unavailable,
+        }
+    }
+}
+
+#[test]
+fn remote_revocation_list_is_waited_for_enforced_and_fails_closed() {
+    use jwt_edge::authn::authenticate::decide_cached;
+    use jwt_edge::authn::policy::{Document, JwksSource};
+    use jwt_edge::authn::revocation::parse_revocation_list;
+    use jwt_edge::authn::token_cache::TokenCache;
+    let p = policy(json!({
+        "providers": {"p": remote_provider(json!({
+            "revoked": {"sub": ["svc-payments"]},
+            "revocation_list": {"http_uri": {"uri": "https://idp.test/revoked.json", "cluster": "idp"}},
+            "jwt_cache_config": {"jwt_cache_size": 10}
+        }))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    }));
+    let list_id = p.providers[0].revocation_list.expect("a list source");
+    assert_ne!(list_id, p.providers[0].jwks);
+    match &p.jwks_sources[list_id] {
+        JwksSource::Remote(r) => {
+            assert_eq!(r.document, Document::RevocationList);
+            assert_eq!((r.cache_duration_seconds, r.max_stale_ms), (60, 3_600_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    let keys = fixture_keys();
+    let lookup = WithList {
+        keys: &keys,
+        list: Default::default(),
+        pending: std::cell::Cell::new(true),
+        asked: Default::default(),
+    };
+    let cache = TokenCache::new(p.providers.iter().map(|p| p.jwt_cache_size));
+    let at = |name: &str| {
+        let h = headers(
+            "/",
+            &[("authorization", &format!("Bearer {}", token(name)))],
+        );
+        decide_cached(&p, &RequestView::new(&h, None), &lookup, &cache, NOW)
+    };
+    // Cold start: a verified token waits for the list (and is verified only once).
+    assert_eq!(at("with_jti"), Decision::WaitForKeys(vec![list_id]));
+    assert_eq!(lookup.asked.get(), Some(list_id));
+    // The inline list needs no wait.
+    assert_eq!(outcome(&at("claims")), "401 token_revoked");
+    // A forgery is refused before any list is consulted.
+    lookup.asked.set(None);
+    assert_eq!(outcome(&at("forged_kid")), "401 bad_signature");
+    assert_eq!(lookup.asked.get(), None);
+    // No list and none coming: fail closed.
+    lookup.pending.set(false);
+    let d = at("rs256");
+    assert_eq!(outcome(&d), "503 revocation_unavailable");
+    let Decision::Deny(den) = d else {
+        unreachable!()
+    };
+    assert!(!den.headers.iter().any(|(k, _)| k == "www-authenticate"));
+    assert_eq!(
+        den.body,
+        r#"{"error":"revocation_unavailable","error_description":"the revocation list is not available"}"#
+    );
+    // The list arrives: with_jti's jti is on it, rs256's is not.
+    *lookup.list.borrow_mut() = Some(parse_revocation_list(br#"{"jti":["tok-123"]}"#).unwrap());
+    assert_eq!(outcome(&at("with_jti")), "401 token_revoked");
+    assert_eq!(outcome(&at("rs256")), "allow");
+    let (hits, _) = cache.take_stats();
+    assert!(
+        hits >= 2,
+        "verified once, then served from the cache: {hits}"
+    );
+    // Revoked later: the cached token is refused on its next hit.
+    *lookup.list.borrow_mut() = Some(parse_revocation_list(br#"{"sub":["alice"]}"#).unwrap());
+    assert_eq!(
+        outcome(&at("rs256")),
+        "401 token_revoked",
+        "rs256's sub is alice"
+    );
+    // Un-revoked: accepted again.
+    *lookup.list.borrow_mut() = Some(parse_revocation_list(b"{}").unwrap());
+    assert_eq!(outcome(&at("rs256")), "allow");
+    assert_eq!(outcome(&at("with_jti")), "allow");
+}
+
 /// Found by fuzzing: a genuinely signed token for another audience is no identity.
 #[test]
 fn only_providers_that_met_the_requirement_vouch_for_the_request() {

@@ -9,7 +9,7 @@ from .client import Response
 # error code -> HTTP status and response class (AuthError::status).
 UNAUTHORIZED = {"token_missing", "bad_scheme"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
-UNAVAILABLE = {"jwks_unavailable"}
+UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable"}
 
 # error code -> full-match pattern of the description (AuthError's Display).
 DESCRIPTIONS = {
@@ -40,6 +40,7 @@ DESCRIPTIONS = {
     "insufficient_scope": r"token lacks required scope .+",
     "claim_mismatch": r"claim \S+ does not have a required value",
     "token_revoked": re.escape("token has been revoked"),
+    "revocation_unavailable": re.escape("the revocation list is not available"),
 }
 
 

@@ -1,6 +1,7 @@
 """A controllable JWKS server (the test IdP).
 
-Serves `/jwks.json` (the current key set) and `/.well-known/openid-configuration`, counts
+Serves `/jwks.json` (the current key set), `/.well-known/openid-configuration` and
+`/revoked.json` (a revocation list, see `set_revocation`), counts
 requests per path (and records when each arrived, `time.monotonic()`), and can misbehave on
 demand:
 
@@ -40,6 +41,10 @@ class _IdpHandler(BaseHTTPRequestHandler):
         if path == "/.well-known/openid-configuration":
             base = f"http://{owner.address}"
             self._send(200, json.dumps({"issuer": owner.issuer, "jwks_uri": base + "/jwks.json"}).encode())
+        elif path == "/revoked.json":
+            with owner.lock:
+                status, body = owner.revocation
+            self._send(status, body)
         elif path == "/jwks.json":
             if mode == "status500":
                 self._send(500, b'{"error":"internal"}')
@@ -75,6 +80,8 @@ class Idp(LoopbackServer):
         self.arrivals: dict[str, list[float]] = {}  # path -> time.monotonic() of each request
         self._keys: list[Key] = list(keys)
         self._raw: dict | None = None
+        # /revoked.json: (status, body). Its own switch: the key set keeps working meanwhile.
+        self.revocation: tuple[int, bytes] = (200, b'{"jti":[],"sub":[]}')
 
     # -- key set -------------------------------------------------------------------------
     def set_keys(self, keys: list[Key]) -> None:
@@ -92,6 +99,16 @@ class Idp(LoopbackServer):
             self._keys = [k for k in self._keys if k.kid != drop_kid and k.kid != new_key.kid]
             self._keys.append(new_key)
             self._raw = None
+
+    def set_revocation(self, document: dict | bytes, status: int = 200) -> None:
+        """Serve `document` (JSON-encoded unless bytes) at /revoked.json with `status`."""
+        body = document if isinstance(document, bytes) else json.dumps(document).encode()
+        with self.lock:
+            self.revocation = (status, body)
+
+    @property
+    def revocation_uri(self) -> str:
+        return f"http://{self.address}/revoked.json"
 
     def jwks_document(self) -> dict:
         return self._raw if self._raw is not None else jwks(self._keys)

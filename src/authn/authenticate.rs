@@ -15,7 +15,7 @@ use crate::authn::extract::{extract, Found, FoundAt};
 use crate::authn::jwk::KeySet;
 use crate::authn::jws::{UntrustedToken, VerifiedToken};
 use crate::authn::policy::{
-    ClaimRequirement, JwksId, Policy, ProviderId, Requirement, RouteOverride,
+    ClaimRequirement, JwksId, Policy, Provider, ProviderId, Requirement, Revocation, RouteOverride,
 };
 use crate::authn::request::RequestView;
 use crate::authn::token_cache::TokenCache;
@@ -34,7 +34,18 @@ pub enum KeyState<'a> {
     Unavailable,
 }
 
-/// The adapter's view of every key source.
+/// What the adapter can say about a remote revocation list right now.
+#[derive(Debug, Clone, Copy)]
+pub enum ListState<'a> {
+    /// A usable list (fresh, or stale within the allowed age).
+    Ready(&'a Revocation),
+    /// No usable list yet; a fetch is under way or due.
+    Pending,
+    /// No usable list, and none is coming soon: fail closed.
+    Unavailable,
+}
+
+/// The adapter's view of every key source (and remote revocation list).
 pub trait KeyLookup {
     /// The state of key source `id`.
     fn keys(&self, id: JwksId) -> KeyState<'_>;
@@ -43,6 +54,12 @@ pub trait KeyLookup {
     /// of that source (the key may have just been published) rather than be refused now.
     fn may_refetch(&self, _id: JwksId) -> bool {
         false
+    }
+
+    /// The state of remote revocation list `id`. Without one, tokens of a provider that
+    /// names a list are refused (fail closed).
+    fn revocation_list(&self, _id: JwksId) -> ListState<'_> {
+        ListState::Unavailable
     }
 }
 
@@ -367,14 +384,16 @@ impl Evaluation<'_, '_> {
                 iss: string_claim(claims, "iss"),
                 sub: string_claim(claims, "sub"),
             };
-            return match claims::check_issuer(claims, p)
+            if let Err(e) = claims::check_issuer(claims, p)
                 .and_then(|()| claims::check_times(claims, p, self.now))
                 .and_then(|()| claims::check_subject(claims, p))
-                .and_then(|()| check_revoked(claims, p))
             {
-                Ok(()) => ProviderResult::Verified { token: hit, found },
-                Err(e) => ProviderResult::Failed(e, facts),
-            };
+                return ProviderResult::Failed(e, facts);
+            }
+            if let Err(refused) = self.check_revoked(claims, p, &facts) {
+                return refused;
+            }
+            return ProviderResult::Verified { token: hit, found };
         }
         let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
             Ok(t) => t,
@@ -412,16 +431,45 @@ impl Evaluation<'_, '_> {
             Ok(v) => v,
             Err(e) => return fail(e),
         };
-        if let Err(e) = claims::check_subject(verified.claims(), p)
-            .and_then(|()| check_revoked(verified.claims(), p))
-        {
+        if let Err(e) = claims::check_subject(verified.claims(), p) {
             return fail(e);
         }
         let verified = Rc::new(verified);
+        // Cached before the deny-lists are consulted: they are consulted on every hit too,
+        // and a request waiting for a revocation list needs no second verification.
         self.cache.put(id, &found.token, verified.clone());
+        if let Err(refused) = self.check_revoked(verified.claims(), p, &facts) {
+            return refused;
+        }
         ProviderResult::Verified {
             token: verified,
             found,
+        }
+    }
+
+    /// The deny-lists' verdict on a verified token: the inline list, then the remote one
+    /// (waited for when still loading; fail closed when unavailable).
+    fn check_revoked(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        p: &Provider,
+        facts: &Facts,
+    ) -> Result<(), ProviderResult> {
+        let revoked = || ProviderResult::Failed(AuthError::TokenRevoked, facts.clone());
+        if p.revoked.revokes(claims) {
+            return Err(revoked());
+        }
+        let Some(list) = p.revocation_list else {
+            return Ok(());
+        };
+        match self.keys.revocation_list(list) {
+            ListState::Ready(r) if r.revokes(claims) => Err(revoked()),
+            ListState::Ready(_) => Ok(()),
+            ListState::Pending => Err(ProviderResult::Pending(list)),
+            ListState::Unavailable => Err(ProviderResult::Failed(
+                AuthError::RevocationUnavailable,
+                facts.clone(),
+            )),
         }
     }
 
@@ -530,17 +578,6 @@ impl Evaluation<'_, '_> {
             body,
             error,
         }
-    }
-}
-
-fn check_revoked(
-    claims: &serde_json::Map<String, serde_json::Value>,
-    p: &crate::authn::policy::Provider,
-) -> Result<(), AuthError> {
-    if p.revoked.revokes(claims) {
-        Err(AuthError::TokenRevoked)
-    } else {
-        Ok(())
     }
 }
 

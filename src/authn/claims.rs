@@ -218,6 +218,7 @@ mod tests {
             max_token_bytes: 8192,
             jwt_cache_size: 0,
             revoked: Default::default(),
+            revocation_list: None,
         }
     }
 

@@ -62,6 +62,9 @@ pub enum AuthError {
     ClaimMismatch(String),
     /// The token's `jti` or `sub` is on the deny-list.
     TokenRevoked,
+    /// The provider's remote revocation list is not available (never fetched, or too stale):
+    /// a token that may be revoked is not accepted.
+    RevocationUnavailable,
 }
 
 /// How a failure is answered: status and the RFC 6750 `error` attribute.
@@ -118,6 +121,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::ClaimMismatch(_) => "claim_mismatch",
             AuthError::TokenRevoked => "token_revoked",
+            AuthError::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -129,7 +133,7 @@ impl AuthError {
             | AuthError::SubjectMismatch
             | AuthError::InsufficientScope { .. }
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
-            AuthError::JwksUnavailable => Status::Unavailable,
+            AuthError::JwksUnavailable | AuthError::RevocationUnavailable => Status::Unavailable,
             AuthError::TokenTooLarge { .. }
             | AuthError::MultipleTokens
             | AuthError::TokenIsJwe
@@ -233,6 +237,7 @@ impl fmt::Display for AuthError {
                 write!(f, "claim {claim} does not have a required value")
             }
             AuthError::TokenRevoked => f.write_str("token has been revoked"),
+            AuthError::RevocationUnavailable => f.write_str("the revocation list is not available"),
         }
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             max_token_bytes: 100,
             jwt_cache_size: 0,
             revoked: Default::default(),
+            revocation_list: None,
         }
     }
 

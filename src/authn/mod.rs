@@ -21,4 +21,5 @@ pub mod matcher;
 pub mod p256_tables;
 pub mod policy;
 pub mod request;
+pub mod revocation;
 pub mod token_cache;

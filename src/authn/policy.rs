@@ -7,10 +7,12 @@ use std::sync::Arc;
 use crate::authn::alg::Algorithm;
 use crate::authn::jwk::KeySet;
 use crate::authn::matcher::{RouteMatch, StringMatcher};
+pub use crate::authn::revocation::Revocation;
 
 /// Index of a provider in [`Policy::providers`].
 pub type ProviderId = usize;
-/// Index of a key source in [`Policy::jwks_sources`].
+/// Index of a remote document source (a key set, or a revocation list) in
+/// [`Policy::jwks_sources`].
 pub type JwksId = usize;
 
 /// Default `max_token_bytes` (an extension to jwt_authn).
@@ -27,12 +29,19 @@ pub const DEFAULT_MAX_STALE_MS: u64 = 24 * 3600 * 1000;
 pub const DEFAULT_REFETCH_INTERVAL_MS: u64 = 10_000;
 /// Default `remote_jwks.request_wait_timeout` (extension).
 pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 3_000;
+/// Default `revocation_list.cache_duration` (extension): a deny-list is only as good as it is
+/// recent, so it is refreshed far more often than a key set.
+pub const DEFAULT_REVOCATION_CACHE_SECONDS: u64 = 60;
+/// Default `revocation_list.max_stale` (extension): one hour past `cache_duration`, then
+/// requests for the provider fail closed (503 `revocation_unavailable`).
+pub const DEFAULT_REVOCATION_MAX_STALE_MS: u64 = 3600 * 1000;
 
 /// The whole filter policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub providers: Vec<Provider>,
-    /// Distinct key sources; providers with the same remote URI and cluster share one.
+    /// Distinct document sources: key sets, and (extension) remote revocation lists.
+    /// Providers with the same remote URI, cluster and document kind share one.
     pub jwks_sources: Vec<JwksSource>,
     /// Ordered rules; the first whose match fits decides.
     pub rules: Vec<Rule>,
@@ -82,31 +91,11 @@ pub struct Provider {
     pub max_token_bytes: usize,
     /// `jwt_cache_config.jwt_cache_size`: verified tokens kept per VM (0: no cache).
     pub jwt_cache_size: usize,
-    /// Extension: the deny-list.
+    /// Extension: the inline deny-list.
     pub revoked: Revocation,
-}
-
-/// Extension: tokens refused although valid (JWTs cannot be recalled once issued).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Revocation {
-    /// Revoked `jti` values.
-    pub jti: std::collections::BTreeSet<String>,
-    /// Revoked subjects: every token with this `sub`.
-    pub sub: std::collections::BTreeSet<String>,
-}
-
-impl Revocation {
-    /// True when the claims name a revoked `jti` or `sub`.
-    pub fn revokes(&self, claims: &serde_json::Map<String, serde_json::Value>) -> bool {
-        let is = |name: &str, set: &std::collections::BTreeSet<String>| {
-            !set.is_empty()
-                && claims
-                    .get(name)
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|v| set.contains(v))
-        };
-        is("jti", &self.jti) || is("sub", &self.sub)
-    }
+    /// Extension: a remote deny-list (a [`Document::RevocationList`] source), checked in
+    /// addition to `revoked`.
+    pub revocation_list: Option<JwksId>,
 }
 
 /// Where a token is read from.
@@ -130,18 +119,38 @@ pub struct ClaimToHeader {
     pub claim_path: Vec<String>,
 }
 
-/// A key source.
+/// A document source.
 #[derive(Debug, Clone)]
 pub enum JwksSource {
     /// `local_jwks.inline_string`: parsed once at configure time.
     Local(Arc<KeySet>),
-    /// `remote_jwks`: fetched through a host cluster.
+    /// `remote_jwks` or (extension) `revocation_list`: fetched through a host cluster.
     Remote(RemoteJwks),
 }
 
-/// `remote_jwks` after validation.
+/// What a remote source serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Document {
+    /// A JWKS (`remote_jwks`).
+    Jwks,
+    /// A revocation list (extension `revocation_list`), see [`crate::authn::revocation`].
+    RevocationList,
+}
+
+impl Document {
+    /// The name used in logs, metrics and shared-data keys.
+    pub fn label(self) -> &'static str {
+        match self {
+            Document::Jwks => "jwks",
+            Document::RevocationList => "revocation",
+        }
+    }
+}
+
+/// `remote_jwks` (or `revocation_list`) after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
+    pub document: Document,
     pub uri: String,
     pub cluster: String,
     /// `:authority` for the fetch (from the URI).

@@ -8,10 +8,15 @@ use super::timefmt::span;
 use super::{describe, quoted, read_text, CliError, Output, Stdin};
 use crate::authn::config::{self, raw};
 use crate::authn::jwk::{parse_jwks, JwksOptions};
-use crate::authn::policy::{JwksSource, Policy, RouteOverride};
+use crate::authn::policy::{
+    Document, JwksSource, Policy, RouteOverride, DEFAULT_REVOCATION_CACHE_SECONDS,
+    DEFAULT_REVOCATION_MAX_STALE_MS,
+};
 
 /// `cache_duration` above this keeps a revoked key trusted for too long.
 const MAX_QUIET_CACHE_SECONDS: u64 = 24 * 3600;
+/// A remote revocation list older than this (cache_duration + max_stale) is worth a warning.
+const MAX_QUIET_REVOCATION_LAG_SECONDS: u64 = 24 * 3600;
 /// `clock_skew_seconds` above this extends every token's life noticeably.
 const MAX_QUIET_SKEW_SECONDS: u64 = 300;
 
@@ -22,7 +27,7 @@ Parses a filter config (FILE, or - for stdin) exactly as the filter does. On err
 `error: <json.path>: <message>` and exits 1. Otherwise prints a summary of providers, key
 sources and rules, and warnings (`warning: <json.path>: <text>`, on stderr) for risky but
 legal settings: no issuer, no audiences, HS* algorithms, forward: true, cache_duration over
-24h, allow_missing_or_failed, require_expiration: false, clock_skew_seconds over 300, and
+24h, a revocation_list that may lag over 24h, allow_missing_or_failed, require_expiration: false, clock_skew_seconds over 300, and
 local_jwks keys the filter skips.
 
   --strict    exit 2 when there are warnings
@@ -90,16 +95,19 @@ fn summary(
     for p in &policy.providers {
         out.out(format!("  {}: {}", p.name, describe::provider(policy, p)));
     }
-    let local = policy
-        .jwks_sources
-        .iter()
-        .filter(|s| matches!(s, JwksSource::Local(_)))
-        .count();
+    let count =
+        |want: fn(&JwksSource) -> bool| policy.jwks_sources.iter().filter(|s| want(s)).count();
+    let local = count(|s| matches!(s, JwksSource::Local(_)));
+    let lists =
+        count(|s| matches!(s, JwksSource::Remote(r) if r.document == Document::RevocationList));
+    let keys = policy.jwks_sources.len() - lists;
     out.out(format!(
-        "key sources: {} ({} remote, {local} local)",
-        policy.jwks_sources.len(),
-        policy.jwks_sources.len() - local
+        "key sources: {keys} ({} remote, {local} local)",
+        keys - local
     ));
+    if lists > 0 {
+        out.out(format!("remote revocation lists: {lists}"));
+    }
     out.out(format!("rules ({}):", policy.rules.len()));
     for (i, rule) in policy.rules.iter().enumerate() {
         let raw_rule = raw.rules.get(i);
@@ -187,6 +195,23 @@ pub fn warnings(raw: &raw::JwtAuthentication, policy: &Policy) -> Vec<Warning> {
                     format!("{base}.remote_jwks.cache_duration"),
                     format!(
                         "{}: a revoked or rotated-out key stays trusted that long (over 24h)",
+                        span(secs)
+                    ),
+                );
+            }
+        }
+        if let Some(r) = &p.revocation_list {
+            let stale_after = |d: &Option<raw::ProtoDuration>, default: u64| {
+                d.as_ref().map_or(default, |d| d.0.as_secs())
+            };
+            let secs = stale_after(&r.cache_duration, DEFAULT_REVOCATION_CACHE_SECONDS)
+                + stale_after(&r.max_stale, DEFAULT_REVOCATION_MAX_STALE_MS / 1000);
+            if secs > MAX_QUIET_REVOCATION_LAG_SECONDS {
+                warn(
+                    format!("{base}.revocation_list"),
+                    format!(
+                        "cache_duration + max_stale is {}: a newly revoked token may stay \
+                         accepted that long (over 24h)",
                         span(secs)
                     ),
                 );

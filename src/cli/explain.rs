@@ -18,7 +18,7 @@ use super::timefmt::{relative, utc};
 use super::{describe, keys::family_name, one_line, quoted, read_text, CliError, Output, Stdin};
 use crate::authn::alg::Algorithm;
 use crate::authn::authenticate::{
-    decide, requirement_for, AllowReason, Decision, KeyLookup, KeyState,
+    decide, requirement_for, AllowReason, Decision, KeyLookup, KeyState, ListState,
 };
 use crate::authn::claims;
 use crate::authn::config::{self, raw};
@@ -27,15 +27,16 @@ use crate::authn::extract::{extract, FoundAt};
 use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use crate::authn::jws::UntrustedToken;
 use crate::authn::policy::{
-    ClaimRequirement, JwksId, JwksSource, Policy, Provider, ProviderId, Requirement, RouteOverride,
-    TokenLocation,
+    ClaimRequirement, Document, JwksId, JwksSource, Policy, Provider, ProviderId, Requirement,
+    Revocation, RouteOverride, TokenLocation,
 };
 use crate::authn::request::RequestView;
+use crate::authn::revocation::parse_revocation_list;
 
 const HELP: &str = "\
 Usage: jwt-edge explain --config FILE [--token TOKEN|@FILE] [--jwks FILE] [--path /p]
                         [--method GET] [--header 'name: value']... [--route-name NAME]
-                        [--now UNIX_SECONDS]
+                        [--revocation-list FILE] [--now UNIX_SECONDS]
 
 Shows the decision the filter takes for a request and the steps that led to it: the rule or
 per_route entry that matched, and for each provider involved where the token was found, its
@@ -51,6 +52,9 @@ printed, only their length and a SHA-256 fingerprint.
                       unless a --header does.
   --jwks FILE         keys for every remote_jwks provider (local_jwks providers use their own);
                       without it remote keys are unavailable (503 jwks_unavailable)
+  --revocation-list FILE
+                      the document every provider's remote revocation_list serves; without
+                      it those lists are unavailable (503 revocation_unavailable)
   --path PATH         request :path, with query (default /)
   --method METHOD     request method (default GET)
   --header 'N: V'     a request header (repeatable); :authority and :scheme may be set too
@@ -67,9 +71,12 @@ pub fn system_now() -> Result<u64, CliError> {
         .map_err(|_| CliError::usage("the system clock is before 1970; pass --now"))
 }
 
-/// Keys as the CLI has them: ready, or unavailable. Never pending: nothing is fetched.
+/// Keys and revocation lists as the CLI has them: ready, or unavailable. Never pending:
+/// nothing is fetched.
 struct CliKeys {
     sets: Vec<Option<Arc<KeySet>>>,
+    /// From `--revocation-list`, for every remote revocation list.
+    revocation: Option<Revocation>,
 }
 
 impl KeyLookup for CliKeys {
@@ -77,6 +84,13 @@ impl KeyLookup for CliKeys {
         match self.sets.get(id) {
             Some(Some(k)) => KeyState::Ready(k),
             _ => KeyState::Unavailable,
+        }
+    }
+
+    fn revocation_list(&self, _id: JwksId) -> ListState<'_> {
+        match &self.revocation {
+            Some(r) => ListState::Ready(r),
+            None => ListState::Unavailable,
         }
     }
 }
@@ -96,7 +110,7 @@ enum AudienceCheck {
 
 /// `jwt-edge explain`.
 pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, CliError> {
-    const OPTS: [Opt; 9] = [
+    const OPTS: [Opt; 10] = [
         args::value("config"),
         args::value("token"),
         args::value("jwks"),
@@ -106,6 +120,7 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
         args::value("route-name"),
         args::value("now"),
         args::value("authority"),
+        args::value("revocation-list"),
     ];
     let a = Args::parse("explain", argv, &OPTS)?;
     if a.help {
@@ -161,6 +176,7 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
         &raw,
         token.as_deref(),
         a.one("jwks"),
+        a.one("revocation-list"),
         now,
         &mut trace,
         &mut secrets,
@@ -285,6 +301,7 @@ fn explain(
     raw: &raw::JwtAuthentication,
     token: Option<&str>,
     jwks_path: Option<&str>,
+    revocation_path: Option<&str>,
     now: u64,
     out: &mut Output,
     secrets: &mut Vec<(String, &'static str)>,
@@ -331,15 +348,30 @@ fn explain(
             Some((p, load))
         }
     };
+    let revocation = match revocation_path {
+        None => None,
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| CliError::usage(format!("--revocation-list: cannot read {p}: {e}")))?;
+            Some(
+                parse_revocation_list(&bytes)
+                    .map_err(|e| CliError::usage(format!("--revocation-list {p}: {e}")))?,
+            )
+        }
+    };
     let keys = CliKeys {
         sets: policy
             .jwks_sources
             .iter()
             .map(|s| match s {
                 JwksSource::Local(k) => Some(Arc::clone(k)),
-                JwksSource::Remote(_) => cli_jwks.as_ref().map(|(_, l)| Arc::new(l.keys.clone())),
+                JwksSource::Remote(spec) if spec.document == Document::Jwks => {
+                    cli_jwks.as_ref().map(|(_, l)| Arc::new(l.keys.clone()))
+                }
+                JwksSource::Remote(_) => None,
             })
             .collect(),
+        revocation,
     };
 
     out.out("request:");
@@ -826,13 +858,33 @@ fn trace_provider(
         (Some(_), Ok(())) => steps.ok("subject", "sub matches the subjects matcher"),
         (Some(_), Err(e)) => steps.fail("subject", e.code(), e),
     }
-    match (
-        p.revoked.jti.is_empty() && p.revoked.sub.is_empty(),
-        p.revoked.revokes(claims_for_rest),
-    ) {
-        (true, _) => steps.ok("revocation", "no deny-list"),
-        (false, false) => steps.ok("revocation", "jti and sub are not on the deny-list"),
+    match (p.revoked.is_empty(), p.revoked.revokes(claims_for_rest)) {
+        (true, _) => steps.ok("revocation", "no inline deny-list"),
+        (false, false) => steps.ok("revocation", "jti and sub are not on the inline deny-list"),
         (false, true) => steps.fail("revocation", "token_revoked", AuthError::TokenRevoked),
+    }
+    if let Some(list) = p.revocation_list {
+        match keys.revocation_list(list) {
+            ListState::Ready(r) if r.revokes(claims_for_rest) => steps.fail(
+                "revocation",
+                "token_revoked",
+                "jti or sub is on the remote revocation list (--revocation-list)",
+            ),
+            ListState::Ready(r) => steps.ok(
+                "revocation",
+                format!(
+                    "jti and sub are not on the remote revocation list ({} entries from \
+                     --revocation-list)",
+                    r.len()
+                ),
+            ),
+            ListState::Pending | ListState::Unavailable => steps.fail(
+                "revocation",
+                "revocation_unavailable",
+                "the remote revocation list is not fetched by explain; pass \
+                 --revocation-list FILE",
+            ),
+        }
     }
     // The filter checks these only once the provider verified, per requirement that names it.
     for check in audience_checks {

@@ -1,6 +1,8 @@
 //! Metric names. Envoy shows them under `wasmcustom.` in `/stats` and without a prefix in
 //! `/stats/prometheus`; counters from every worker's VM add up.
 
+use crate::authn::policy::Document;
+
 /// Requests let through (all reasons).
 pub const ALLOWED: &str = "jwt_edge.allowed";
 /// Requests answered locally.
@@ -42,7 +44,17 @@ pub fn provider_denied(provider: &str, code: &str) -> String {
     format!("jwt_edge.provider.{}.denied.{code}", sanitize(provider))
 }
 
-/// `jwt_edge.jwks.<source>.<event>`: `fetch_success`, `fetch_failed`, `stale_serving`.
-pub fn jwks(source: &str, event: &str) -> String {
-    format!("jwt_edge.jwks.{}.{event}", sanitize(source))
+/// `jwt_edge.jwks.<source>.<event>` for key sets, `jwt_edge.revocation.<source>.<event>` for
+/// revocation lists: counters `fetch_success`, `fetch_failed`; gauges `keys` / `entries`, and
+/// `stale_serving` (1 while the last fetch failed and the last good document is in use).
+pub fn source(document: Document, source: &str, event: &str) -> String {
+    format!("jwt_edge.{}.{}.{event}", document.label(), sanitize(source))
+}
+
+/// The gauge holding what a source's document holds: `keys` or `entries`.
+pub fn count_gauge(document: Document) -> &'static str {
+    match document {
+        Document::Jwks => "keys",
+        Document::RevocationList => "entries",
+    }
 }

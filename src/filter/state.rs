@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::authn::authenticate::{decide_cached, Decision, KeyLookup, KeyState};
+use crate::authn::authenticate::{decide_cached, Decision, KeyLookup, KeyState, ListState};
 use crate::authn::discovery::{parse_discovery, MAX_DISCOVERY_BYTES};
-use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, MAX_JWKS_BYTES};
+use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, SkippedKey, MAX_JWKS_BYTES};
 use crate::authn::jwks_cache::{decode_doc, encode_doc, SharedMeta};
-use crate::authn::policy::{JwksId, JwksSource, Policy, RemoteJwks};
+use crate::authn::policy::{Document, JwksId, JwksSource, Policy, RemoteJwks};
 use crate::authn::request::RequestView;
+use crate::authn::revocation::{parse_revocation_list, Revocation, MAX_REVOCATION_BYTES};
 use crate::authn::token_cache::TokenCache;
 use crate::filter::host::{Host, SharedWriteError};
 use crate::filter::metrics;
@@ -29,7 +30,7 @@ pub enum Action {
     Pause,
 }
 
-/// One VM's view of one remote key source.
+/// One VM's view of one remote source: a key set, or a revocation list.
 #[derive(Debug)]
 struct RemoteSource {
     spec: RemoteJwks,
@@ -39,8 +40,80 @@ struct RemoteSource {
     doc_key: String,
     /// The last shared record this VM read.
     meta: SharedMeta,
-    /// The installed key set and the document version it came from.
-    keys: Option<(u64, Arc<KeySet>)>,
+    /// The installed document and the version it came from.
+    installed: Option<(u64, Installed)>,
+}
+
+/// A document installed from a remote source.
+#[derive(Debug, Clone)]
+enum Installed {
+    Keys(Arc<KeySet>),
+    Revoked(Arc<Revocation>),
+}
+
+/// A fetched document that parsed.
+struct Parsed {
+    installed: Installed,
+    /// Keys or entries.
+    count: usize,
+    skipped: Vec<SkippedKey>,
+}
+
+impl RemoteSource {
+    /// The installed document's version (0: none).
+    fn version(&self) -> u64 {
+        self.installed.as_ref().map_or(0, |(v, _)| *v)
+    }
+
+    /// The installed document, if it may still be used at `now_ms`.
+    fn usable(&self, now_ms: u64) -> Option<&Installed> {
+        let (_, doc) = self.installed.as_ref()?;
+        self.meta
+            .keys_usable(
+                now_ms,
+                self.spec.cache_duration_seconds * 1000,
+                self.spec.max_stale_ms,
+            )
+            .then_some(doc)
+    }
+
+    /// `jwks` or `revocation`, for logs.
+    fn kind(&self) -> &'static str {
+        self.spec.document.label()
+    }
+
+    /// The largest document this source accepts.
+    fn max_bytes(&self) -> usize {
+        match self.spec.document {
+            Document::Jwks => MAX_JWKS_BYTES,
+            Document::RevocationList => MAX_REVOCATION_BYTES,
+        }
+    }
+
+    /// Parses a document of this source's kind.
+    fn parse(&self, body: &[u8]) -> Result<Parsed, String> {
+        match self.spec.document {
+            Document::Jwks => parse_jwks(
+                body,
+                JwksOptions {
+                    allow_symmetric: false,
+                },
+            )
+            .map(|load| Parsed {
+                count: load.keys.len(),
+                installed: Installed::Keys(Arc::new(load.keys)),
+                skipped: load.skipped,
+            })
+            .map_err(|e| e.to_string()),
+            Document::RevocationList => parse_revocation_list(body)
+                .map(|list| Parsed {
+                    count: list.len(),
+                    installed: Installed::Revoked(Arc::new(list)),
+                    skipped: Vec::new(),
+                })
+                .map_err(|e| format!("not a revocation list: {e}")),
+        }
+    }
 }
 
 /// Which document a call fetches.
@@ -48,8 +121,8 @@ struct RemoteSource {
 enum Step {
     /// The OIDC discovery document (then the key set it names).
     Discovery,
-    /// The key set.
-    Jwks,
+    /// The source's document: the key set or the revocation list.
+    Document,
 }
 
 /// What became of a request.
@@ -107,21 +180,28 @@ impl KeyLookup for Keys<'_> {
                 let Some(Some(src)) = self.state.remotes.get(id) else {
                     return KeyState::Unavailable;
                 };
-                match &src.keys {
-                    Some((_, keys))
-                        if src.meta.keys_usable(
-                            self.now_ms,
-                            spec.cache_duration_seconds * 1000,
-                            spec.max_stale_ms,
-                        ) =>
-                    {
-                        KeyState::Ready(keys)
+                match src.usable(self.now_ms) {
+                    Some(Installed::Keys(keys)) => KeyState::Ready(keys),
+                    _ if self.last_chance || spec.document != Document::Jwks => {
+                        KeyState::Unavailable
                     }
-                    _ if self.last_chance => KeyState::Unavailable,
                     _ => KeyState::Pending,
                 }
             }
             None => KeyState::Unavailable,
+        }
+    }
+
+    fn revocation_list(&self, id: JwksId) -> ListState<'_> {
+        let Some(Some(src)) = self.state.remotes.get(id) else {
+            return ListState::Unavailable;
+        };
+        match src.usable(self.now_ms) {
+            Some(Installed::Revoked(list)) => ListState::Ready(list),
+            _ if self.last_chance || src.spec.document != Document::RevocationList => {
+                ListState::Unavailable
+            }
+            _ => ListState::Pending,
         }
     }
 
@@ -132,7 +212,7 @@ impl KeyLookup for Keys<'_> {
         let Some(Some(src)) = self.state.remotes.get(id) else {
             return false;
         };
-        let version = src.keys.as_ref().map_or(0, |(v, _)| *v);
+        let version = src.version();
         // A request that already waited for a newer key set does not wait again.
         if self.waited.iter().any(|(w, v)| *w == id && *v != version) {
             return false;
@@ -159,16 +239,21 @@ impl FilterState {
                     let label = policy
                         .providers
                         .iter()
-                        .find(|p| p.jwks == id)
+                        .find(|p| p.jwks == id || p.revocation_list == Some(id))
                         .map_or_else(|| format!("source{id}"), |p| p.name.clone());
-                    let base = format!("jwt-edge/v1/jwks/{}/{}", spec.cluster, spec.uri);
+                    let base = format!(
+                        "jwt-edge/v1/{}/{}/{}",
+                        spec.document.label(),
+                        spec.cluster,
+                        spec.uri
+                    );
                     Some(RemoteSource {
                         spec: spec.clone(),
                         label,
                         meta_key: format!("{base}/meta"),
                         doc_key: format!("{base}/doc"),
                         meta: SharedMeta::default(),
-                        keys: None,
+                        installed: None,
                     })
                 }
             })
@@ -321,7 +406,7 @@ impl FilterState {
 
     fn installed_version(&self, id: JwksId) -> u64 {
         match self.remotes.get(id) {
-            Some(Some(src)) => src.keys.as_ref().map_or(0, |(v, _)| *v),
+            Some(Some(src)) => src.version(),
             _ => 0,
         }
     }
@@ -333,7 +418,7 @@ impl FilterState {
             let Some(Some(src)) = self.remotes.get_mut(*id) else {
                 continue;
             };
-            if src.keys.is_none() {
+            if src.installed.is_none() || src.spec.document != Document::Jwks {
                 continue;
             }
             let (current, cas) = read_meta(host, &src.meta_key);
@@ -366,8 +451,12 @@ impl FilterState {
                 continue;
             };
             src.meta = meta;
-            let installed = src.keys.as_ref().map_or(0, |(v, _)| *v);
-            if meta.doc_version > installed && install_from_shared(host, src) {
+            if meta.doc_version > src.version()
+                && install_from_shared(host, src)
+                && src.spec.document == Document::Jwks
+            {
+                // Cached tokens are only as good as the keys that verified them. (Revocation
+                // lists are consulted on every cache hit: no need to clear for them.)
                 self.cache.clear();
             }
         }
@@ -403,7 +492,11 @@ impl FilterState {
                         src.meta = released;
                     }
                 }
-                log::warn!("jwks {}: fetch got no answer in time; released", src.label);
+                log::warn!(
+                    "{} {}: fetch got no answer in time; released",
+                    src.kind(),
+                    src.label
+                );
             }
         }
         let fetching: std::collections::BTreeSet<JwksId> =
@@ -441,14 +534,14 @@ impl FilterState {
                 Ok(()) => src.meta = leased,
                 Err(SharedWriteError::CasMismatch) => continue,
                 Err(SharedWriteError::Other) => {
-                    log::warn!("jwks {}: cannot write shared data", src.label);
+                    log::warn!("{} {}: cannot write shared data", src.kind(), src.label);
                     continue;
                 }
             }
             let step = if src.spec.discovery_issuer.is_some() {
                 Step::Discovery
             } else {
-                Step::Jwks
+                Step::Document
             };
             let (authority, path) = (src.spec.authority.clone(), src.spec.path.clone());
             let secure = is_https(&src.spec.uri);
@@ -492,7 +585,7 @@ impl FilterState {
                     if let Some(token) = dispatch(host, src, now, secure, &loc.authority, &loc.path)
                     {
                         let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
-                        self.calls.insert(token, (id, Step::Jwks, deadline));
+                        self.calls.insert(token, (id, Step::Document, deadline));
                     }
                 }
                 Err(why) => {
@@ -503,25 +596,17 @@ impl FilterState {
             self.resume_ready(host, now);
             return;
         }
-        let result = response_body(host, &status, body_size, MAX_JWKS_BYTES).and_then(|body| {
-            parse_jwks(
-                &body,
-                JwksOptions {
-                    allow_symmetric: false,
-                },
-            )
-            .map(|load| (body, load))
-            .map_err(|e| e.to_string())
-        });
+        let result = response_body(host, &status, body_size, src.max_bytes())
+            .and_then(|body| src.parse(&body).map(|parsed| (body, parsed)));
         match result {
-            Ok((body, load)) => {
-                for s in &load.skipped {
+            Ok((body, parsed)) => {
+                for skip in &parsed.skipped {
                     log::info!(
                         "jwks {}: key {} (kid {}) skipped: {}",
                         src.label,
-                        s.index,
-                        log_safe(s.kid.as_deref()),
-                        s.reason
+                        skip.index,
+                        log_safe(skip.kid.as_deref()),
+                        skip.reason
                     );
                 }
                 let (current, cas) = read_meta(host, &src.meta_key);
@@ -533,28 +618,38 @@ impl FilterState {
                     // the version matches the document just stored.
                     let _ = host.set_shared(&src.meta_key, &next.encode(), None);
                 }
-                host.increment_counter(&metrics::jwks(&src.label, "fetch_success"), 1);
-                host.set_gauge(&metrics::jwks(&src.label, "keys"), load.keys.len() as u64);
+                let document = src.spec.document;
+                host.increment_counter(&metrics::source(document, &src.label, "fetch_success"), 1);
+                host.set_gauge(&metrics::source(document, &src.label, "stale_serving"), 0);
+                host.set_gauge(
+                    &metrics::source(document, &src.label, metrics::count_gauge(document)),
+                    parsed.count as u64,
+                );
                 log::info!(
-                    "jwks {}: {} keys loaded, {} skipped (version {})",
+                    "{} {}: {} {} loaded, {} skipped (version {})",
+                    src.kind(),
                     src.label,
-                    load.keys.len(),
-                    load.skipped.len(),
+                    parsed.count,
+                    metrics::count_gauge(document),
+                    parsed.skipped.len(),
                     next.doc_version
                 );
                 src.meta = next;
-                src.keys = Some((next.doc_version, Arc::new(load.keys)));
-                self.cache.clear();
+                src.installed = Some((next.doc_version, parsed.installed));
+                if document == Document::Jwks {
+                    self.cache.clear();
+                }
             }
             Err(why) => {
                 log::warn!(
-                    "jwks {}: fetch from cluster {} failed: {why}; {}",
+                    "{} {}: fetch from cluster {} failed: {why}; {}",
+                    src.kind(),
                     src.label,
                     src.spec.cluster,
-                    if src.keys.is_some() {
-                        "keeping the last good key set"
+                    if src.installed.is_some() {
+                        "keeping the last good one"
                     } else {
-                        "no key set yet"
+                        "none yet"
                     }
                 );
                 record_failure(host, src, now);
@@ -596,29 +691,26 @@ impl FilterState {
 }
 
 /// Reads the shared document and installs it if it parses. A document that does not parse
-/// (it did when stored) leaves the installed keys as they are.
+/// (it did when stored) leaves the installed one as it is.
 fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
     let (raw, _) = host.get_shared(&src.doc_key);
     let Some((version, body)) = raw.as_deref().and_then(decode_doc) else {
         return false;
     };
-    match parse_jwks(
-        body,
-        JwksOptions {
-            allow_symmetric: false,
-        },
-    ) {
-        Ok(load) => {
+    match src.parse(body) {
+        Ok(parsed) => {
             log::debug!(
-                "jwks {}: installed version {version} ({} keys)",
+                "{} {}: installed version {version} ({} {})",
+                src.kind(),
                 src.label,
-                load.keys.len()
+                parsed.count,
+                metrics::count_gauge(src.spec.document)
             );
-            src.keys = Some((version, Arc::new(load.keys)));
+            src.installed = Some((version, parsed.installed));
             true
         }
         Err(e) => {
-            log::warn!("jwks {}: shared key set unusable: {e}", src.label);
+            log::warn!("{} {}: shared copy unusable: {e}", src.kind(), src.label);
             false
         }
     }
@@ -635,7 +727,8 @@ fn read_meta(host: &dyn Host, key: &str) -> (SharedMeta, Option<u32>) {
     )
 }
 
-/// The body of a key-set or discovery response: only a 200 within `max` bytes.
+/// The body of a key-set, revocation-list or discovery response: only a 200 within `max`
+/// bytes.
 fn response_body(
     host: &dyn Host,
     status: &str,
@@ -670,12 +763,19 @@ fn dispatch(
         (":scheme", if secure { "https" } else { "http" }),
         (":path", path),
         (":authority", authority),
-        ("accept", "application/json, application/jwk-set+json"),
+        (
+            "accept",
+            match src.spec.document {
+                Document::Jwks => "application/json, application/jwk-set+json",
+                Document::RevocationList => "application/json",
+            },
+        ),
     ];
     match host.dispatch_http_call(&src.spec.cluster, &headers, src.spec.timeout_ms) {
         Ok(token) => {
             log::debug!(
-                "jwks {}: fetching {authority}{} through {}",
+                "{} {}: fetching {authority}{} through {}",
+                src.kind(),
                 src.label,
                 log_safe(Some(path)),
                 src.spec.cluster
@@ -684,7 +784,8 @@ fn dispatch(
         }
         Err(why) => {
             log::warn!(
-                "jwks {}: cannot call cluster {}: {why}",
+                "{} {}: cannot call cluster {}: {why}",
+                src.kind(),
                 src.label,
                 src.spec.cluster
             );
@@ -695,7 +796,11 @@ fn dispatch(
 }
 
 fn record_failure(host: &dyn Host, src: &mut RemoteSource, now: u64) {
-    host.increment_counter(&metrics::jwks(&src.label, "fetch_failed"), 1);
+    let document = src.spec.document;
+    host.increment_counter(&metrics::source(document, &src.label, "fetch_failed"), 1);
+    if src.installed.is_some() {
+        host.set_gauge(&metrics::source(document, &src.label, "stale_serving"), 1);
+    }
     let (current, cas) = read_meta(host, &src.meta_key);
     let next = current.on_failure(now, jitter(now));
     if host.set_shared(&src.meta_key, &next.encode(), cas).is_err() {

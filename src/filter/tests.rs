@@ -492,3 +492,174 @@ fn a_live_fetcher_keeps_its_lease() {
     }
     assert_eq!((a.calls.borrow().len(), b.calls.borrow().len()), (1, 0));
 }
+
+fn revocation_vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
+    let cfg = json!({
+        "providers": {"p": {
+            "issuer": "https://issuer.test",
+            "audiences": ["api"],
+            "remote_jwks": {"http_uri": {"uri": "https://idp.test/keys", "cluster": "idp", "timeout": "2s"}, "cache_duration": "600s"},
+            "revocation_list": {"http_uri": {"uri": "https://idp.test/revoked", "cluster": "idp", "timeout": "2s"}, "cache_duration": "10s", "max_stale": "20s"},
+            "jwt_cache_config": {"jwt_cache_size": 10}
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    });
+    let host = FakeHost::new(shared.clone(), T0, &["idp"]);
+    let state = FilterState::new(config::parse(&cfg.to_string()).unwrap());
+    (host, state)
+}
+
+/// Answers every outstanding call by its path.
+fn answer_by_path(
+    host: &FakeHost,
+    state: &mut FilterState,
+    answers: &[(&str, &str, &[u8])],
+) -> Vec<String> {
+    let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
+    let mut paths = Vec::new();
+    for c in calls {
+        let (_, status, body) = answers
+            .iter()
+            .find(|(p, _, _)| *p == c.path)
+            .unwrap_or_else(|| panic!("unexpected fetch of {}", c.path));
+        host.respond(status, body);
+        state.on_http_call_response(host, c.token, body.len());
+        paths.push(c.path);
+    }
+    paths.sort();
+    paths
+}
+
+#[test]
+fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = revocation_vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    let listed = format!("Bearer {}", token("with_jti")); // jti tok-123, sub bob
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    state.on_tick(&host);
+    let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
+    let paths: Vec<&str> = calls.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/keys", "/revoked"],
+        "both fetched on the first tick"
+    );
+    // Keys first: the request is verified, then waits on for the list.
+    host.respond("200", JWKS.as_bytes());
+    state.on_http_call_response(&host, calls[0].token, JWKS.len());
+    assert!(
+        host.stream(1).reply.is_none() && !host.stream(1).resumed,
+        "still waiting for the list"
+    );
+    assert_eq!(state.pending_len(), 1);
+    let list = br#"{"jti":["tok-123"]}"#;
+    host.respond("200", list);
+    state.on_http_call_response(&host, calls[1].token, list.len());
+    assert!(host.stream(1).resumed, "allowed once the list arrived");
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &listed)]),
+        Action::Pause
+    );
+    assert_eq!(
+        host.stream(2).reply.map(|r| (r.status, r.body)),
+        Some((
+            401,
+            r#"{"error":"token_revoked","error_description":"token has been revoked"}"#.into()
+        ))
+    );
+    assert_eq!(host.counter("jwt_edge.revocation.p.fetch_success"), 1);
+    assert_eq!(
+        host.gauges.borrow().get("jwt_edge.revocation.p.entries"),
+        Some(&1)
+    );
+
+    // Another VM gets both documents from shared data: no fetch of its own.
+    let (host2, mut state2) = revocation_vm(&shared);
+    state2.on_tick(&host2);
+    assert!(host2.calls.borrow().is_empty());
+    assert_eq!(
+        request(&host2, &mut state2, 1, "/a", &[("authorization", &listed)]),
+        Action::Pause
+    );
+    assert_eq!(host2.stream(1).reply.map(|r| r.status), Some(401));
+
+    // Refreshes that bring no usable list keep the last good one.
+    for (status, body) in [
+        ("500", &b"oops"[..]),
+        ("200", &b"<html>"[..]),
+        ("200", &br#"{"jti":["tok-123"],"jtis":[]}"#[..]),
+        ("200", &br#"{"jti":"tok-123"}"#[..]),
+    ] {
+        // First refresh at 85-95 % of 10 s, then retries with backoff (1 s, 2 s, 4 s).
+        for _ in 0..40 {
+            if !host.calls.borrow().is_empty() {
+                break;
+            }
+            host.now_ms.set(host.now_ms.get() + 250);
+            state.on_tick(&host);
+        }
+        assert_eq!(
+            answer_by_path(&host, &mut state, &[("/revoked", status, body)]),
+            ["/revoked"]
+        );
+        assert!(host.now_ms.get() < T0 + 30_000, "still within max_stale");
+        assert_eq!(
+            request(&host, &mut state, 3, "/a", &[("authorization", &listed)]),
+            Action::Pause,
+            "{status} {}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(host.stream(3).reply.map(|r| r.status), Some(401));
+        assert_eq!(
+            request(&host, &mut state, 4, "/a", &[("authorization", &good)]),
+            Action::Continue
+        );
+    }
+    assert_eq!(host.counter("jwt_edge.revocation.p.fetch_failed"), 4);
+    assert_eq!(
+        host.gauges
+            .borrow()
+            .get("jwt_edge.revocation.p.stale_serving"),
+        Some(&1)
+    );
+    assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 0);
+
+    // Past cache_duration + max_stale (10 s + 20 s) with no good list: fail closed, after
+    // the request waited for a fetch that never succeeds.
+    host.now_ms.set(T0 + 31_000);
+    assert_eq!(
+        request(&host, &mut state, 6, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert!(host.stream(6).reply.is_none(), "waits first");
+    host.now_ms.set(T0 + 31_000 + KEY_WAIT_MS);
+    state.on_tick(&host);
+    let reply = host.stream(6).reply.expect("decided at the deadline");
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            503,
+            r#"{"error":"revocation_unavailable","error_description":"the revocation list is not available"}"#
+        )
+    );
+    assert_eq!(host.counter("jwt_edge.denied.revocation_unavailable"), 1);
+    // A good list again: accepted again.
+    host.calls.borrow_mut().clear();
+    host.now_ms.set(T0 + 120_000);
+    state.on_tick(&host);
+    answer_by_path(&host, &mut state, &[("/revoked", "200", b"{}")]);
+    assert_eq!(
+        request(&host, &mut state, 7, "/a", &[("authorization", &listed)]),
+        Action::Continue
+    );
+    assert_eq!(
+        host.gauges
+            .borrow()
+            .get("jwt_edge.revocation.p.stale_serving"),
+        Some(&0)
+    );
+}

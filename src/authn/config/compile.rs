@@ -16,11 +16,13 @@ use crate::authn::matcher::{
     StringPattern,
 };
 use crate::authn::policy::{
-    ClaimRequirement, ClaimToHeader, JwksId, JwksSource, Policy, Provider, ProviderId, RemoteJwks,
-    Requirement, Revocation, RouteOverride, Rule, TokenLocation, DEFAULT_CACHE_DURATION_SECONDS,
-    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS,
-    DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS,
+    ClaimRequirement, ClaimToHeader, Document, JwksId, JwksSource, Policy, Provider, ProviderId,
+    RemoteJwks, Requirement, Revocation, RouteOverride, Rule, TokenLocation,
+    DEFAULT_CACHE_DURATION_SECONDS, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS,
+    DEFAULT_MAX_STALE_MS, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS,
+    DEFAULT_REVOCATION_CACHE_SECONDS, DEFAULT_REVOCATION_MAX_STALE_MS, DEFAULT_WAIT_TIMEOUT_MS,
 };
+pub use crate::authn::revocation::MAX_REVOKED_ENTRIES;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -262,8 +264,8 @@ fn non_empty<'a>(value: &'a str, path: &str) -> Result<&'a str> {
 #[derive(Default)]
 struct Sources {
     list: Vec<JwksSource>,
-    /// (uri, cluster) → (source, first provider using it).
-    remote: BTreeMap<(String, String), (JwksId, String)>,
+    /// (document, uri, cluster) → (source, first provider using it).
+    remote: BTreeMap<(Document, String, String), (JwksId, String)>,
 }
 
 /// A header some provider writes, and where it was configured.
@@ -449,11 +451,13 @@ fn compile_provider(
         max_token_bytes,
         jwt_cache_size,
         revoked: compile_revoked(p.revoked.as_ref(), path)?,
+        revocation_list: p
+            .revocation_list
+            .as_ref()
+            .map(|r| compile_revocation_list(r, &join(path, "revocation_list"), name, sources))
+            .transpose()?,
     })
 }
-
-/// Most entries a deny-list may hold: it is checked on every request and lives in every VM.
-pub const MAX_REVOKED_ENTRIES: usize = 100_000;
 
 fn compile_revoked(r: Option<&raw::Revoked>, path: &str) -> Result<Revocation> {
     let Some(r) = r else {
@@ -682,14 +686,17 @@ fn check_authority(authority: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn compile_remote_jwks(
-    r: &raw::RemoteJwks,
-    path: &str,
-    provider: &str,
-    issuer: Option<&str>,
-    sources: &mut Sources,
-) -> Result<JwksId> {
-    let http = required(&r.http_uri, path, "http_uri")?;
+/// `http_uri` of a remote source: (uri, cluster, authority, path, timeout in ms).
+struct Fetch {
+    uri: String,
+    cluster: String,
+    authority: String,
+    path: String,
+    timeout_ms: u64,
+}
+
+fn compile_http_uri(http: Option<&raw::HttpUri>, path: &str) -> Result<Fetch> {
+    let http = required(&http, path, "http_uri")?;
     let hpath = join(path, "http_uri");
     let uri = non_empty(required(&http.uri, &hpath, "uri")?, &join(&hpath, "uri"))?;
     let (authority, fetch_path) =
@@ -698,7 +705,6 @@ fn compile_remote_jwks(
         required(&http.cluster, &hpath, "cluster")?,
         &join(&hpath, "cluster"),
     )?;
-
     let timeout_ms = match &http.timeout {
         None => DEFAULT_FETCH_TIMEOUT_MS,
         Some(d) => u64::try_from(d.0.as_millis())
@@ -714,8 +720,18 @@ fn compile_remote_jwks(
                 )
             })?,
     };
-    let cache_duration_seconds = match &r.cache_duration {
-        None => DEFAULT_CACHE_DURATION_SECONDS,
+    Ok(Fetch {
+        uri: uri.to_string(),
+        cluster: cluster.to_string(),
+        authority,
+        path: fetch_path,
+        timeout_ms,
+    })
+}
+
+fn cache_seconds(d: &Option<raw::ProtoDuration>, path: &str, default: u64) -> Result<u64> {
+    match d {
+        None => Ok(default),
         Some(d) => Some(d.0.as_secs())
             .filter(|s| (1..MAX_CACHE_DURATION_SECONDS).contains(s))
             .ok_or_else(|| {
@@ -723,11 +739,20 @@ fn compile_remote_jwks(
                     join(path, "cache_duration"),
                     format!("must be at least 1s and below {MAX_CACHE_DURATION_SECONDS}s"),
                 )
-            })?,
-    };
+            }),
+    }
+}
 
-    let ms = |d: &Option<raw::ProtoDuration>, field: &str, default: u64, min: u64, max: u64| match d
-    {
+/// An optional duration field in milliseconds, within `min..=max`.
+fn duration_ms(
+    d: &Option<raw::ProtoDuration>,
+    path: &str,
+    field: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64> {
+    match d {
         None => Ok(default),
         Some(d) => u64::try_from(d.0.as_millis())
             .ok()
@@ -742,27 +767,47 @@ fn compile_remote_jwks(
                     ),
                 )
             }),
-    };
-    let max_stale_ms = ms(
+    }
+}
+
+/// Longest `max_stale` accepted: 30 days.
+const MAX_STALE_LIMIT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Longest `request_wait_timeout` accepted.
+const MAX_WAIT_TIMEOUT_MS: u64 = 60_000;
+
+fn compile_remote_jwks(
+    r: &raw::RemoteJwks,
+    path: &str,
+    provider: &str,
+    issuer: Option<&str>,
+    sources: &mut Sources,
+) -> Result<JwksId> {
+    let fetch = compile_http_uri(r.http_uri.as_ref(), path)?;
+    let cache_duration_seconds =
+        cache_seconds(&r.cache_duration, path, DEFAULT_CACHE_DURATION_SECONDS)?;
+    let max_stale_ms = duration_ms(
         &r.max_stale,
+        path,
         "max_stale",
         DEFAULT_MAX_STALE_MS,
         0,
-        30 * 24 * 3600 * 1000,
+        MAX_STALE_LIMIT_MS,
     )?;
-    let refetch_interval_ms = ms(
+    let refetch_interval_ms = duration_ms(
         &r.unknown_kid_refetch_interval,
+        path,
         "unknown_kid_refetch_interval",
         DEFAULT_REFETCH_INTERVAL_MS,
         1_000,
         24 * 3600 * 1000,
     )?;
-    let wait_timeout_ms = ms(
+    let wait_timeout_ms = duration_ms(
         &r.request_wait_timeout,
+        path,
         "request_wait_timeout",
         DEFAULT_WAIT_TIMEOUT_MS,
         0,
-        60_000,
+        MAX_WAIT_TIMEOUT_MS,
     )?;
     let discovery_issuer = if r.discovery.unwrap_or(false) {
         match issuer {
@@ -775,28 +820,86 @@ fn compile_remote_jwks(
     } else {
         None
     };
-
     let remote = RemoteJwks {
-        uri: uri.to_string(),
-        cluster: cluster.to_string(),
-        authority,
-        path: fetch_path,
-        timeout_ms,
+        document: Document::Jwks,
+        uri: fetch.uri,
+        cluster: fetch.cluster,
+        authority: fetch.authority,
+        path: fetch.path,
+        timeout_ms: fetch.timeout_ms,
         cache_duration_seconds,
         max_stale_ms,
         refetch_interval_ms,
         wait_timeout_ms,
         discovery_issuer,
     };
-    let key = (remote.uri.clone(), remote.cluster.clone());
+    add_remote(remote, path, provider, sources)
+}
+
+/// Extension: a provider's remote revocation list.
+fn compile_revocation_list(
+    r: &raw::RevocationList,
+    path: &str,
+    provider: &str,
+    sources: &mut Sources,
+) -> Result<JwksId> {
+    let fetch = compile_http_uri(r.http_uri.as_ref(), path)?;
+    let remote = RemoteJwks {
+        document: Document::RevocationList,
+        uri: fetch.uri,
+        cluster: fetch.cluster,
+        authority: fetch.authority,
+        path: fetch.path,
+        timeout_ms: fetch.timeout_ms,
+        cache_duration_seconds: cache_seconds(
+            &r.cache_duration,
+            path,
+            DEFAULT_REVOCATION_CACHE_SECONDS,
+        )?,
+        max_stale_ms: duration_ms(
+            &r.max_stale,
+            path,
+            "max_stale",
+            DEFAULT_REVOCATION_MAX_STALE_MS,
+            0,
+            MAX_STALE_LIMIT_MS,
+        )?,
+        // Not used: a revocation list has no `kid` to be missing from.
+        refetch_interval_ms: DEFAULT_REFETCH_INTERVAL_MS,
+        wait_timeout_ms: duration_ms(
+            &r.request_wait_timeout,
+            path,
+            "request_wait_timeout",
+            DEFAULT_WAIT_TIMEOUT_MS,
+            0,
+            MAX_WAIT_TIMEOUT_MS,
+        )?,
+        discovery_issuer: None,
+    };
+    add_remote(remote, path, provider, sources)
+}
+
+/// Registers a remote source, sharing an identical one another provider already declared.
+fn add_remote(
+    remote: RemoteJwks,
+    path: &str,
+    provider: &str,
+    sources: &mut Sources,
+) -> Result<JwksId> {
+    let key = (remote.document, remote.uri.clone(), remote.cluster.clone());
     if let Some((id, first)) = sources.remote.get(&key) {
         return match sources.list.get(*id) {
             Some(JwksSource::Remote(existing)) if *existing == remote => Ok(*id),
             _ => Err(ConfigError::new(
                 path,
                 format!(
-                    "same uri and cluster as provider {first:?} but a different timeout or \
-                     cache_duration: providers sharing a key set must agree"
+                    "same uri and cluster as provider {first:?} but different settings \
+                     (timeout, cache_duration, max_stale, ...): providers sharing a {} must \
+                     agree",
+                    match remote.document {
+                        Document::Jwks => "key set",
+                        Document::RevocationList => "revocation list",
+                    }
                 ),
             )),
         };

@@ -87,6 +87,8 @@ pub struct JwtProvider {
     pub max_token_bytes: Option<u64>,
     /// Extension: a deny-list of `jti` and `sub` values.
     pub revoked: Option<Revoked>,
+    /// Extension: a deny-list fetched through a cluster and refreshed like a key set.
+    pub revocation_list: Option<RevocationList>,
 }
 
 /// `RemoteJwks`.
@@ -109,6 +111,19 @@ pub struct RemoteJwks {
     /// Extension: `http_uri.uri` is an OpenID Connect discovery document; its `jwks_uri` is
     /// fetched through the same cluster.
     pub discovery: Option<bool>,
+}
+
+/// Extension: a remote revocation list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationList {
+    pub http_uri: Option<HttpUri>,
+    /// How long a fetched list is used before it is refreshed.
+    pub cache_duration: Option<ProtoDuration>,
+    /// How long past `cache_duration` a list that cannot be refreshed stays in use.
+    pub max_stale: Option<ProtoDuration>,
+    /// How long a request may wait for the first list.
+    pub request_wait_timeout: Option<ProtoDuration>,
 }
 
 /// `envoy.config.core.v3.HttpUri`.
