@@ -53,12 +53,12 @@ lint: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TARGET) -- -D warnings
 
-integration: venv build
+integration: venv build cli
 	$(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
 test: lint unit integration
 
-run: venv build
+run: venv build cli
 	$(VENV)/bin/python envoy/demo/run_demo.py
 
 clean:

@@ -4,10 +4,13 @@
     POST /oauth/token                      grant_type=client_credentials&client_id=..&client_secret=..&audience=..
     GET  /.well-known/jwks.json            the public signing key
     GET  /.well-known/openid-configuration issuer metadata
+    GET  /revoked.json                     the revocation list: {"jti": [...], "sub": [...]}
 
 Tokens are RS256 with a `kid`, `iss` = --issuer, `sub` = client_id, `aud`, `scope`, and
-`iat`/`exp` from the real clock (valid one hour). The signing key is made at start-up and lives
-only in memory. Needs `pyjwt` and `cryptography`.
+`iat`/`exp` from the real clock (valid one hour). The signing key is --key (a PEM, e.g. from
+`jwt-edge keygen`, with --kid) or, without it, made at start-up and kept only in memory.
+Tokens with `jti` "demo-revoked" and the subject "demo-banned" are on the revocation list.
+Needs `pyjwt` and `cryptography`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 TOKEN_LIFETIME_S = 3600
 
@@ -39,17 +43,28 @@ def _b64url_uint(n: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+# The revocation list /revoked.json serves.
+REVOKED = {"jti": ["demo-revoked"], "sub": ["demo-banned"]}
+
+
 class DemoIdp:
-    def __init__(self, issuer: str):
+    def __init__(self, issuer: str, key_pem: bytes | None = None, kid: str | None = None):
         self.issuer = issuer
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if key_pem is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            self._key = load_pem_private_key(key_pem, password=None)
+            if not isinstance(self._key, rsa.RSAPrivateKey):
+                raise ValueError("the demo IdP signs RS256: --key must be an RSA key")
         nums = self._key.public_key().public_numbers()
         self.jwk = {"kty": "RSA", "n": _b64url_uint(nums.n), "e": _b64url_uint(nums.e),
                     "alg": "RS256", "use": "sig"}
-        # RFC 7638 thumbprint as kid.
-        canonical = json.dumps({k: self.jwk[k] for k in ("e", "kty", "n")},
-                               separators=(",", ":"), sort_keys=True).encode()
-        self.jwk["kid"] = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()[:16]
+        if kid is None:
+            # RFC 7638 thumbprint as kid.
+            canonical = json.dumps({k: self.jwk[k] for k in ("e", "kty", "n")},
+                                   separators=(",", ":"), sort_keys=True).encode()
+            kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+        self.jwk["kid"] = kid
 
     def jwks(self) -> dict:
         return {"keys": [self.jwk]}
@@ -86,6 +101,8 @@ def make_handler(idp: DemoIdp):
                                  "token_endpoint": f"{base}/oauth/token",
                                  "grant_types_supported": ["client_credentials"],
                                  "id_token_signing_alg_values_supported": ["RS256"]})
+            elif path == "/revoked.json":
+                self._json(200, REVOKED)
             elif path == "/healthz":
                 self._json(200, {"status": "ok"})
             else:
@@ -115,9 +132,10 @@ def make_handler(idp: DemoIdp):
     return Handler
 
 
-def serve(host: str, port: int, issuer: str) -> tuple[ThreadingHTTPServer, DemoIdp]:
+def serve(host: str, port: int, issuer: str, key_pem: bytes | None = None,
+          kid: str | None = None) -> tuple[ThreadingHTTPServer, DemoIdp]:
     """Starts the IdP in a background thread; returns the server (call `shutdown()`)."""
-    idp = DemoIdp(issuer)
+    idp = DemoIdp(issuer, key_pem, kid)
     server = ThreadingHTTPServer((host, port), make_handler(idp))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True, name="demo-idp").start()
@@ -129,8 +147,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--issuer", default="http://127.0.0.1:9000/")
+    parser.add_argument("--key", help="PEM private key (RSA) to sign with")
+    parser.add_argument("--kid", help="its kid (default: the RFC 7638 thumbprint)")
     args = parser.parse_args()
-    idp = DemoIdp(args.issuer)
+    key_pem = open(args.key, "rb").read() if args.key else None
+    idp = DemoIdp(args.issuer, key_pem, args.kid)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(idp))
     print(f"demo IdP on {args.host}:{args.port}, issuer {args.issuer}, kid {idp.jwk['kid']}", flush=True)
     try:

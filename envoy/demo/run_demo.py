@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Runs the jwt-edge demo on 127.0.0.1 until Ctrl-C (`make run`).
 
-Starts the demo IdP (:9000), two backends (:8081, :8082) and Envoy with envoy/envoy.yaml
-(listener :10000, admin :9901), fetches tokens from the IdP, checks the four demo cases, and
-prints curl lines to try by hand. Everything it started is stopped on exit.
+Makes the IdP's signing key with `jwt-edge keygen`, starts the demo IdP (:9000) with it, two
+backends (:8081, :8082) and Envoy with envoy/envoy.yaml (listener :10000, admin :9901), mints
+fresh tokens with `jwt-edge mint`, checks the demo cases, and prints curl lines to try by hand
+(and the `jwt-edge mint` line that makes another token). Everything it started is stopped on
+exit.
 
     --check   run the self-check and exit (non-zero if a case does not answer as expected)
 """
@@ -34,8 +36,23 @@ import idp as demo_idp  # noqa: E402
 
 ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
+CLI = Path(os.environ.get("JWT_EDGE_CLI", REPO / "target" / "release" / "jwt-edge"))
 IDP_PORT, BACKEND_PORTS, LISTENER_PORT, ADMIN_PORT = 9000, (8081, 8082), 10000, 9901
 BASE = f"http://127.0.0.1:{LISTENER_PORT}"
+ISSUER = f"http://127.0.0.1:{IDP_PORT}/"
+
+
+def cli(*args: str) -> str:
+    """Runs the jwt-edge tool; returns its stdout (exits with its message on failure)."""
+    result = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        sys.exit(f"jwt-edge {args[0]} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def mint_args(key: Path, audience: str, *extra: str) -> list[str]:
+    return ["mint", "--key", str(key), "--iss", ISSUER, "--sub", "demo-client",
+            "--aud", audience, "--scope", "orders:read", "--ttl", "1h", *extra]
 
 
 def envoy_binary() -> str:
@@ -93,12 +110,15 @@ def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | No
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
-def self_check(api_token: str) -> bool:
+def self_check(api_token: str, idp_token: str, revoked_token: str) -> bool:
     cases = [
         ("valid token, backend 1 or 2", "GET", "/orders", {"authorization": f"Bearer {api_token}"}, 200),
         ("valid token, the other backend", "GET", "/orders", {"authorization": f"Bearer {api_token}"}, 200),
         ("no token", "GET", "/orders", {}, 401),
+        ("token from the IdP's /oauth/token", "GET", "/orders", {"authorization": f"Bearer {idp_token}"}, 200),
         ("bad token", "GET", "/orders", {"authorization": "Bearer not.a.token"}, 401),
+        ("revoked token (jti on the IdP's revocation list)", "GET", "/orders",
+         {"authorization": f"Bearer {revoked_token}"}, 401),
         ("api token on /admin", "GET", "/admin", {"authorization": f"Bearer {api_token}"}, 403),
         ("health check, no token", "GET", "/health", {}, 200),
     ]
@@ -115,16 +135,18 @@ def self_check(api_token: str) -> bool:
             pass
         mark = "ok " if status == want else "BAD"
         ok &= status == want
-        print(f"  [{mark}] {label:32s} -> {status} {detail}")
+        print(f"  [{mark}] {label:50s} -> {status} {detail}")
     if len(set(served)) < 2:
         print(f"  [BAD] expected both backends to serve requests, got {served}")
         ok = False
     return ok
 
 
-def print_curl_lines(api_token: str, admin_token: str) -> None:
+def print_curl_lines(api_token: str, admin_token: str, key: Path) -> None:
+    tool = CLI.relative_to(REPO) if CLI.is_relative_to(REPO) else CLI
+    mint_cmd = " ".join([str(tool), *mint_args(key, "api")])
     print(f"""
-Try it (tokens are valid for an hour):
+Try it (tokens are valid for an hour; minted by jwt-edge with the IdP's key):
 
   export TOKEN='{api_token}'
   export ADMIN_TOKEN='{admin_token}'
@@ -141,7 +163,14 @@ Try it (tokens are valid for an hour):
   curl -si {BASE}/admin -H "Authorization: Bearer $TOKEN"
   curl -s  {BASE}/admin -H "Authorization: Bearer $ADMIN_TOKEN"
 
-  # a fresh token from the demo IdP
+  # 401 token_revoked: the IdP's /revoked.json lists jti "demo-revoked" (and sub "demo-banned")
+  REVOKED=$({mint_cmd} --claim jti=demo-revoked)
+  curl -si {BASE}/orders -H "Authorization: Bearer $REVOKED"
+
+  # a fresh token, minted with the IdP's signing key
+  {mint_cmd}
+
+  # or from the demo IdP's client-credentials endpoint
   curl -s -X POST http://127.0.0.1:{IDP_PORT}/oauth/token \\
        -d grant_type=client_credentials -d client_id=demo-client -d client_secret=demo-secret -d audience=api
 
@@ -166,7 +195,12 @@ def main() -> int:
     log_dir = tempfile.mkdtemp(prefix="jwt-edge-demo-")
     log_path = Path(log_dir) / "envoy.log"
     try:
-        idp_server, _ = demo_idp.serve("127.0.0.1", IDP_PORT, f"http://127.0.0.1:{IDP_PORT}/")
+        if not CLI.is_file():
+            sys.exit(f"{CLI} is missing: run `make cli` first (or `make run`)")
+        # The IdP's signing key, made by the jwt-edge tool; tokens are minted with it too.
+        key = Path(log_dir) / "idp-key.pem"
+        kid = cli("keygen", "--alg", "RS256", "--out", str(key)).split()[-1]
+        idp_server, _ = demo_idp.serve("127.0.0.1", IDP_PORT, ISSUER, key.read_bytes(), kid)
         servers.append(idp_server)
         for i, port in enumerate(BACKEND_PORTS, 1):
             servers.append(backend.serve("127.0.0.1", port, f"backend-{i}"))
@@ -180,7 +214,10 @@ def main() -> int:
         try:
             wait_until(lambda: http("GET", f"http://127.0.0.1:{ADMIN_PORT}/ready")[0] == 200,
                        60, "Envoy to be ready", envoy)
-            api_token, admin_token = get_token("api"), get_token("admin")
+            api_token = cli(*mint_args(key, "api"))
+            admin_token = cli(*mint_args(key, "admin"))
+            revoked_token = cli(*mint_args(key, "api", "--claim", "jti=demo-revoked"))
+            idp_token = get_token("api")
             # The first requests wait while the filter fetches the JWKS; warm up before the demo.
             wait_until(lambda: http("GET", BASE + "/orders",
                                     {"authorization": f"Bearer {api_token}"})[0] == 200,
@@ -193,10 +230,10 @@ def main() -> int:
         print(f"jwt-edge demo: Envoy {BASE} (admin :{ADMIN_PORT}), IdP :{IDP_PORT}, "
               f"backends :{BACKEND_PORTS[0]} :{BACKEND_PORTS[1]}; Envoy log {log_path}")
         print("self-check:")
-        ok = self_check(api_token)
+        ok = self_check(api_token, idp_token, revoked_token)
         if args.check:
             return 0 if ok else 1
-        print_curl_lines(api_token, admin_token)
+        print_curl_lines(api_token, admin_token, key)
         print("Running; Ctrl-C to stop.")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         while envoy.poll() is None:
