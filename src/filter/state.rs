@@ -23,6 +23,49 @@ const CALL_GRACE_MS: u64 = 1_000;
 /// shared-data record per key source.
 pub const TICK_MS: u64 = 100;
 
+/// Warn lines about one source: a burst of this many, then one per [`WARN_REFILL_MS`]; lines
+/// over the budget are counted and the count is reported with the next line written. (A
+/// failed fetch is already paced by the backoff; this bounds what could repeat every tick,
+/// per VM: an unusable shared copy, a shared-data write that keeps failing.)
+pub const WARN_BURST: u32 = 5;
+/// See [`WARN_BURST`].
+pub const WARN_REFILL_MS: u64 = 10_000;
+
+/// A token bucket for one source's warn lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarnBudget {
+    tokens: u32,
+    refilled_at: u64,
+    suppressed: u32,
+}
+
+impl Default for WarnBudget {
+    fn default() -> WarnBudget {
+        WarnBudget {
+            tokens: WARN_BURST,
+            refilled_at: 0,
+            suppressed: 0,
+        }
+    }
+}
+
+impl WarnBudget {
+    /// `Some(lines suppressed since the last one written)` when a line may be written at `now`.
+    pub fn admit(&mut self, now: u64) -> Option<u32> {
+        let earned = now.saturating_sub(self.refilled_at) / WARN_REFILL_MS;
+        if earned > 0 {
+            self.tokens = (self.tokens as u64 + earned).min(WARN_BURST as u64) as u32;
+            self.refilled_at = now;
+        }
+        if self.tokens == 0 {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return None;
+        }
+        self.tokens -= 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// What the stream callback returns to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -42,6 +85,8 @@ struct RemoteSource {
     meta: SharedMeta,
     /// The installed document and the version it came from.
     installed: Option<(u64, Installed)>,
+    /// Rate limit of this source's warn lines.
+    warns: WarnBudget,
 }
 
 /// A document installed from a remote source.
@@ -60,6 +105,18 @@ struct Parsed {
 }
 
 impl RemoteSource {
+    /// A warn line about this source, within its budget.
+    fn warn(&mut self, now: u64, message: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.warns.admit(now) {
+            let note = if suppressed > 0 {
+                format!(" ({suppressed} similar lines suppressed)")
+            } else {
+                String::new()
+            };
+            log::warn!("{} {}: {message}{note}", self.kind(), self.label);
+        }
+    }
+
     /// The installed document's version (0: none).
     fn version(&self) -> u64 {
         self.installed.as_ref().map_or(0, |(v, _)| *v)
@@ -254,6 +311,7 @@ impl FilterState {
                         doc_key: format!("{base}/doc"),
                         meta: SharedMeta::default(),
                         installed: None,
+                        warns: WarnBudget::default(),
                     })
                 }
             })
@@ -437,14 +495,14 @@ impl FilterState {
     /// paused requests whose keys arrived or whose time is up.
     pub fn on_tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
-        self.sync_from_shared(host);
+        self.sync_from_shared(host, now);
         self.renew_leases(host, now);
         self.start_due_fetches(host, now);
         self.resume_ready(host, now);
     }
 
     /// Reads every remote source's shared record; installs a newer key set if there is one.
-    fn sync_from_shared(&mut self, host: &dyn Host) {
+    fn sync_from_shared(&mut self, host: &dyn Host, now: u64) {
         for src in self.remotes.iter_mut().flatten() {
             let (raw, _) = host.get_shared(&src.meta_key);
             let Some(meta) = raw.as_deref().and_then(SharedMeta::decode) else {
@@ -452,7 +510,7 @@ impl FilterState {
             };
             src.meta = meta;
             if meta.doc_version > src.version()
-                && install_from_shared(host, src)
+                && install_from_shared(host, src, now)
                 && src.spec.document == Document::Jwks
             {
                 // Cached tokens are only as good as the keys that verified them. (Revocation
@@ -492,11 +550,7 @@ impl FilterState {
                         src.meta = released;
                     }
                 }
-                log::warn!(
-                    "{} {}: fetch got no answer in time; released",
-                    src.kind(),
-                    src.label
-                );
+                src.warn(now, format_args!("fetch got no answer in time; released"));
             }
         }
         let fetching: std::collections::BTreeSet<JwksId> =
@@ -534,7 +588,7 @@ impl FilterState {
                 Ok(()) => src.meta = leased,
                 Err(SharedWriteError::CasMismatch) => continue,
                 Err(SharedWriteError::Other) => {
-                    log::warn!("{} {}: cannot write shared data", src.kind(), src.label);
+                    src.warn(now, format_args!("cannot write shared data"));
                     continue;
                 }
             }
@@ -589,7 +643,7 @@ impl FilterState {
                     }
                 }
                 Err(why) => {
-                    log::warn!("jwks {}: {why}", src.label);
+                    src.warn(now, format_args!("{why}"));
                     record_failure(host, src, now);
                 }
             }
@@ -641,16 +695,15 @@ impl FilterState {
                 }
             }
             Err(why) => {
-                log::warn!(
-                    "{} {}: fetch from cluster {} failed: {why}; {}",
-                    src.kind(),
-                    src.label,
-                    src.spec.cluster,
-                    if src.installed.is_some() {
-                        "keeping the last good one"
-                    } else {
-                        "none yet"
-                    }
+                let keeping = if src.installed.is_some() {
+                    "keeping the last good one"
+                } else {
+                    "none yet"
+                };
+                let cluster = src.spec.cluster.clone();
+                src.warn(
+                    now,
+                    format_args!("fetch from cluster {cluster} failed: {why}; {keeping}"),
                 );
                 record_failure(host, src, now);
             }
@@ -692,7 +745,7 @@ impl FilterState {
 
 /// Reads the shared document and installs it if it parses. A document that does not parse
 /// (it did when stored) leaves the installed one as it is.
-fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
+fn install_from_shared(host: &dyn Host, src: &mut RemoteSource, now: u64) -> bool {
     let (raw, _) = host.get_shared(&src.doc_key);
     let Some((version, body)) = raw.as_deref().and_then(decode_doc) else {
         return false;
@@ -710,7 +763,7 @@ fn install_from_shared(host: &dyn Host, src: &mut RemoteSource) -> bool {
             true
         }
         Err(e) => {
-            log::warn!("{} {}: shared copy unusable: {e}", src.kind(), src.label);
+            src.warn(now, format_args!("shared copy unusable: {e}"));
             false
         }
     }
@@ -783,12 +836,8 @@ fn dispatch(
             Some(token)
         }
         Err(why) => {
-            log::warn!(
-                "{} {}: cannot call cluster {}: {why}",
-                src.kind(),
-                src.label,
-                src.spec.cluster
-            );
+            let cluster = src.spec.cluster.clone();
+            src.warn(now, format_args!("cannot call cluster {cluster}: {why}"));
             record_failure(host, src, now);
             None
         }
