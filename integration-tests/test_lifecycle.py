@@ -181,6 +181,7 @@ def test_one_fetch_at_startup_and_one_per_refresh_across_workers(envoy_factory, 
     log = envoy.log_text()
     assert stat(envoy, "jwt_edge.jwks.idp.fetch_success") == len(times), "fetches vs IdP count"
     assert stat(envoy, "jwt_edge.jwks.idp.fetch_failed") == 0
+    assert stat(envoy, "jwt_edge.jwks.idp.stale_serving") == 0
     assert stat(envoy, "jwt_edge.jwks.idp.keys") == 4
     # Every VM holds every version; exactly one VM fetched each, the others installed it from
     # shared data within about one tick of the fetch.
@@ -459,6 +460,7 @@ def test_failed_refresh_keeps_last_good_keys(envoy_factory, own_idp, keys, mode)
         (failures(), own_idp.count() - n0)
     assert stat(envoy, "jwt_edge.jwks.idp.fetch_success") == ok0, "a refresh succeeded?"
     assert stat(envoy, "jwt_edge.jwks.idp.keys") == 4
+    assert stat(envoy, "jwt_edge.jwks.idp.stale_serving") == 1
     assert stat(envoy, "jwt_edge.denied") == 0
     for _ in range(5):
         assert_passed(get(envoy, token))
