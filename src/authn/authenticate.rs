@@ -13,7 +13,7 @@ use crate::authn::claims;
 use crate::authn::error::AuthError;
 use crate::authn::extract::{extract, Found, FoundAt};
 use crate::authn::jwk::KeySet;
-use crate::authn::jws::{UntrustedToken, VerifiedToken};
+use crate::authn::jws::{payload_segment, UntrustedToken, VerifiedToken};
 use crate::authn::policy::{
     ClaimRequirement, JwksId, Policy, Provider, ProviderId, Requirement, Revocation, RouteOverride,
 };
@@ -502,11 +502,11 @@ impl Evaluation<'_, '_> {
             });
             if let Some(name) = &p.forward_payload_header {
                 let value = if p.pad_forward_payload_header {
-                    b64::decode(token.payload_segment())
+                    b64::decode(payload_segment(&found.token))
                         .map(|bytes| b64::encode_padded(&bytes))
                         .unwrap_or_default()
                 } else {
-                    token.payload_segment().to_owned()
+                    payload_segment(&found.token).to_owned()
                 };
                 set_header(&mut allow.set_headers, name, value);
             }

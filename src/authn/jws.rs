@@ -26,7 +26,6 @@ pub struct Header {
 #[derive(Debug, Clone)]
 pub struct UntrustedToken<'a> {
     signing_input: &'a str,
-    payload_segment: &'a str,
     header: Header,
     claims: Map<String, Value>,
     signature: Vec<u8>,
@@ -34,10 +33,12 @@ pub struct UntrustedToken<'a> {
 
 /// A token whose signature verified under a configured key.
 #[derive(Debug, Clone)]
+///
+/// It keeps what checks after verification need (header and claims), not the token's bytes:
+/// the caller has those (the verified-token cache keys on them), see [`payload_segment`].
 pub struct VerifiedToken {
     header: Header,
     claims: Map<String, Value>,
-    payload_segment: String,
 }
 
 impl<'a> UntrustedToken<'a> {
@@ -79,7 +80,6 @@ impl<'a> UntrustedToken<'a> {
 
         Ok(UntrustedToken {
             signing_input,
-            payload_segment: p,
             header,
             claims,
             signature,
@@ -111,7 +111,6 @@ impl<'a> UntrustedToken<'a> {
         Ok(VerifiedToken {
             header: self.header,
             claims: self.claims,
-            payload_segment: self.payload_segment.to_owned(),
         })
     }
 
@@ -133,11 +132,12 @@ impl VerifiedToken {
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
     }
+}
 
-    /// The payload segment exactly as received (canonical base64url of the payload JSON).
-    pub fn payload_segment(&self) -> &str {
-        &self.payload_segment
-    }
+/// The payload segment of a compact JWS exactly as received (for a token that parsed: the
+/// canonical base64url of its payload JSON).
+pub fn payload_segment(token: &str) -> &str {
+    token.split('.').nth(1).unwrap_or_default()
 }
 
 fn json_error(e: StrictJsonError, part: &'static str) -> AuthError {

@@ -67,11 +67,13 @@ impl Host for ProxyHost {
             .map(|pairs| {
                 pairs
                     .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_ascii_lowercase(),
-                            String::from_utf8_lossy(&v).into_owned(),
-                        )
+                    .map(|(mut k, v)| {
+                        // In place: HTTP/1 and HTTP/2 codecs hand names over lower-case
+                        // already, and values are nearly always UTF-8 (no copy then).
+                        k.make_ascii_lowercase();
+                        let v = String::from_utf8(v)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                        (k, v)
                     })
                     .collect()
             })
