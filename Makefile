@@ -56,7 +56,7 @@ lint: toolchain
 integration: venv build cli
 	$(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
-test: lint unit integration
+test: lint unit unit-wasm integration
 
 run: venv build cli
 	$(VENV)/bin/python envoy/demo/run_demo.py
@@ -129,3 +129,4 @@ test-matrix: venv build
 # Benchmarks: make bench, make bench-micro (bench/README.md).
 include mk/bench.mk
 include mk/fuzz.mk
+include mk/unit-wasm.mk
