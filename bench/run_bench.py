@@ -4,6 +4,8 @@ Throughput part (bench/README.md has the details). For each round, workload and 
 fresh Envoy (`--concurrency 1`, `taskset -c 0`, `--log-level warn`) answers `200` itself
 (`direct_response`: no upstream), behind
   passthrough: no auth filter;
+  noop:        a do-nothing proxy-wasm filter (bench/noop-filter): what any Wasm filter
+               costs per request in Envoy's V8 before it does anything (the floor);
   jwt_authn:   envoy.filters.http.jwt_authn, typed config = the provider JSON below;
   jwt-edge:    the Wasm filter (V8), configuration = the same provider JSON.
 wrk (`taskset -c 1 wrk -t1 -c16 -d<S>s --latency -s bench/bench.lua`) sends every request with
@@ -59,7 +61,7 @@ AUDIENCE = "bench-api"
 KEYS = {"rsa": ("rsa", "RS256"), "ec": ("p256", "ES256")}  # kid -> (kind, alg)
 ALG_KID = {alg: kid for kid, (_, alg) in KEYS.items()}
 WRK_SCRIPT = bl.BENCH / "bench.lua"
-VARIANTS = ("passthrough", "jwt_authn", "jwt-edge")
+VARIANTS = ("passthrough", "noop", "jwt_authn", "jwt-edge")
 # name -> (description, token file alg, verified-token cache size or None)
 WORKLOADS = {
     "rs256-distinct": ("distinct RS256 tokens, caches off", "RS256", None),
@@ -325,7 +327,8 @@ def summarise(runs: list[dict]) -> dict:
             per_variant[v]["token_wraps"] = sum(r["token_wraps"] for r in rs)
         ratios = {}
         for num, den in (("jwt-edge", "jwt_authn"), ("jwt_authn", "passthrough"),
-                         ("jwt-edge", "passthrough")):
+                         ("jwt-edge", "passthrough"), ("noop", "passthrough"),
+                         ("jwt-edge", "noop")):
             rr = {}
             for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req"):
                 vals = []
@@ -340,7 +343,7 @@ def summarise(runs: list[dict]) -> dict:
             r["cpu_us_per_req"] - p["cpu_us_per_req"]
             for r in runs if r["workload"] == workload and r["variant"] == v
             for p in runs if p["workload"] == workload and p["variant"] == "passthrough"
-            and p["round"] == r["round"]]) for v in ("jwt_authn", "jwt-edge")}
+            and p["round"] == r["round"]]) for v in ("noop", "jwt_authn", "jwt-edge")}
         summary[workload] = {"variants": per_variant, "ratios": ratios, "extra_cpu_us": extra}
     return summary
 
@@ -376,8 +379,9 @@ def print_tables(summary: dict, memory: dict | None, sizes: dict, meta: dict) ->
             print(f"{name:<24} | {fmt_ratio(rr['rps']):>6} | {fmt_ratio(rr['p50_ms']):>6} | "
                   f"{fmt_ratio(rr['p99_ms']):>6} | {fmt_ratio(rr['cpu_us_per_req']):>7}")
         e = s["extra_cpu_us"]
-        print(f"extra Envoy CPU µs/request over passthrough: jwt_authn {e['jwt_authn']:.0f}, "
-              f"jwt-edge {e['jwt-edge']:.0f}")
+        print(f"extra Envoy CPU µs/request over passthrough: noop wasm {e['noop']:.0f}, "
+              f"jwt_authn {e['jwt_authn']:.0f}, jwt-edge {e['jwt-edge']:.0f} "
+              f"(jwt-edge over noop: {e['jwt-edge'] - e['noop']:.0f})")
     if memory:
         print_memory(memory)
     print(f"\n-- module size: jwt_edge.wasm {sizes['jwt_edge']:,} B = {sizes['jwt_edge'] / 2**20:.2f} MiB "
