@@ -27,10 +27,21 @@ from harness.envoy import envoy_binary, random_base_id, tail  # noqa: E402
 
 RESULTS = BENCH / "results"
 WORK = REPO / "target" / "bench"  # keys, token pools, Envoy working dirs (not committed)
-JWT_EDGE_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
-NOOP_WASM = BENCH / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "jwt_edge_bench_noop.wasm"
-MICRO_WASM = BENCH / "micro" / "target" / "wasm32-wasip1" / "release" / "jwt_edge_bench_micro.wasm"
-MICRO_NATIVE = BENCH / "micro" / "target" / "release" / "micro-native"
+
+
+def cargo_target_dir(package: Path) -> Path:
+    """Where Cargo puts `package`'s builds: $CARGO_TARGET_DIR (one directory for every package,
+    as Cargo does; the Makefile exports it as an absolute path) or the package's `target/`."""
+    env = os.environ.get("CARGO_TARGET_DIR")
+    return Path(env).resolve() if env else package / "target"
+
+
+# The module `make build` ships ($JWT_EDGE_WASM, as for the integration tests).
+JWT_EDGE_WASM = Path(os.environ.get("JWT_EDGE_WASM")
+                     or cargo_target_dir(REPO) / "wasm32-wasip1" / "release" / "jwt_edge.wasm")
+NOOP_WASM = cargo_target_dir(BENCH / "noop-filter") / "wasm32-wasip1" / "release" / "jwt_edge_bench_noop.wasm"
+MICRO_WASM = cargo_target_dir(BENCH / "micro") / "wasm32-wasip1" / "release" / "jwt_edge_bench_micro.wasm"
+MICRO_NATIVE = cargo_target_dir(BENCH / "micro") / "release" / "micro-native"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 60.0
@@ -238,7 +249,10 @@ def snapshot(module: Path) -> tuple[Path, dict]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(module, dest)
     data = dest.read_bytes()
-    return dest, {"file": str(module.relative_to(REPO)), "bytes": len(data),
+    # Relative to the repository unless $CARGO_TARGET_DIR put it elsewhere (changed_since
+    # reads it back either way: REPO / an absolute path is that path).
+    file = module.relative_to(REPO) if module.is_relative_to(REPO) else module
+    return dest, {"file": str(file), "bytes": len(data),
                   "sha256": hashlib.sha256(data).hexdigest()[:16],
                   "built": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(module.stat().st_mtime))}
 

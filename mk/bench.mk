@@ -23,8 +23,12 @@ bench-tools:
 bench-noop: toolchain
 	cd bench/noop-filter && cargo build --release --target $(WASM_TARGET)
 
-bench-micro-build: toolchain
+# The micro module goes through the same wasm-opt step as the shipped one (mk/wasm-opt.mk).
+MICRO_WASM = $(or $(CARGO_TARGET_DIR),bench/micro/target)/$(WASM_TARGET)/release/jwt_edge_bench_micro.wasm
+
+bench-micro-build: toolchain wasm-opt-tool
 	cd bench/micro && cargo build --release --target $(WASM_TARGET) --lib
+	$(call wasm_optimise,$(MICRO_WASM))
 	cd bench/micro && cargo build --release --bin micro-native
 
 bench: venv build bench-tools bench-noop bench-micro-build
