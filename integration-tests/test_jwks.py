@@ -15,6 +15,7 @@ from harness import client
 from harness.expect import assert_denied, assert_passed
 from harness.idp import Idp
 from harness.tokens import mint
+from harness.waits import wait_until
 
 IDP_ISS = "https://idp.test/"
 UNAVAILABLE_DEADLINE_S = 20  # the filter holds requests for a few seconds at most
@@ -47,13 +48,8 @@ def get(envoy, token: str | None, path: str = "/"):
 
 
 def poll(fn, timeout: float, interval: float = 0.25):
-    """Calls `fn` until it returns a truthy value or `timeout` passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+    """`wait_until` with this suite's slower default interval."""
+    return wait_until(fn, timeout, interval)
 
 
 def wait_for_keys(envoy, token: str, timeout: float = 20) -> None:

@@ -28,6 +28,7 @@ from harness.expect import assert_denied, assert_passed
 from harness.idp import Idp
 from harness.keys import Key
 from harness.tokens import EXP_EXPIRED, claims, mint
+from harness.waits import stat, wait_until
 
 IDP_ISS = "https://idp.test/"
 CLIENT_TIMEOUT_S = 30
@@ -73,21 +74,6 @@ def timed_get(envoy, token: str | None, path: str = "/"):
     t0 = time.monotonic()
     resp = get(envoy, token, path)
     return resp, t0, time.monotonic() - t0
-
-
-def stat(envoy, name: str, default=0):
-    """A jwt-edge metric from admin `/stats` (`wasmcustom.` prefix added)."""
-    return envoy.stats().get("wasmcustom." + name, default)
-
-
-def wait_until(fn, timeout: float, interval: float = 0.05):
-    """Calls `fn` until it returns a truthy value or `timeout` passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def wait_for_fetches(envoy, n: int = 1, provider: str = "idp", timeout: float = 15) -> None:

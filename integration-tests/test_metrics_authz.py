@@ -19,6 +19,7 @@ from harness import client, wasmlog
 from harness.expect import assert_denied, assert_passed, realm
 from harness.keys import jwks
 from harness.tokens import EXP_EXPIRED, claims, mint, segments
+from harness.waits import wait_until
 
 IDP_ISS = "https://idp.test/"
 
@@ -34,15 +35,6 @@ def jwt_edge_stats(envoy) -> dict:
     """Every jwt-edge metric in admin `/stats`, without the `wasmcustom.` prefix."""
     return {k.removeprefix("wasmcustom."): v for k, v in envoy.stats().items()
             if k.startswith("wasmcustom.jwt_edge.")}
-
-
-def wait_until(fn, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from harness import client
 from harness.expect import assert_denied, assert_passed
 from harness.idp import Idp
 from harness.tokens import claims, mint
+from harness.waits import stat, wait_until
 
 IDP_ISS = "https://idp.test/"
 CLIENT_TIMEOUT_S = 30
@@ -61,19 +62,6 @@ def config(idp, *, cache_duration="2s", max_stale="3600s", wait="3s", jwt_cache=
 def get(envoy, token: str | None, path: str = "/"):
     headers = [("authorization", f"Bearer {token}")] if token else []
     return client.request(envoy.url(path), headers=headers, timeout=CLIENT_TIMEOUT_S)
-
-
-def stat(envoy, name: str, default=0):
-    return envoy.stats().get("wasmcustom." + name, default)
-
-
-def wait_until(fn, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def wait_stat(envoy, name: str, at_least: int, timeout: float = 15) -> None:
