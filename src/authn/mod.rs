@@ -18,6 +18,7 @@ pub mod jwk;
 pub mod jwks_cache;
 pub mod jws;
 pub mod matcher;
+pub mod p256_field;
 pub mod p256_tables;
 pub mod policy;
 pub mod request;

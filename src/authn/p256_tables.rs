@@ -1,5 +1,6 @@
 //! Fast ES256 verification: ECDSA P-256 as one fixed-window multi-scalar multiplication
-//! u1·G + u2·Q over precomputed affine tables, on p256 0.13's field and point arithmetic.
+//! u1·G + u2·Q over precomputed affine tables, on our own field arithmetic
+//! ([`p256_field`](crate::authn::p256_field)) and non-complete point formulas.
 //!
 //! `p256::ecdsa::VerifyingKey::verify_prehash` (0.13) runs two separate constant-time 4-bit
 //! window scalar multiplications for every token: ~510 doublings, ~160 additions and a
@@ -11,28 +12,35 @@
 //! is then one mixed addition (or subtraction) per non-zero digit and no doublings at all.
 //!
 //! - G's table is built once per VM ([`generator_table`], 8-bit windows: 4,097 points,
-//!   ~272 KiB on wasm32, ~21 ms in Node's V8) and Q's table once per key when the key set is
-//!   loaded ([`P256VerifyKey::new`], 6-bit windows: 1,360 points, ~90 KiB, ~7 ms). A
-//!   verification is then at most 76 mixed additions and one field inversion. Signed digits
-//!   halve each row against unsigned windows: a negative digit costs only the negation of `y`
-//!   inside `sub_mixed`. Key tables are capped per VM ([`KEY_TABLE_BUDGET`]); keys past the
-//!   cap use p256's own verifier.
-//! - Why 6 bits for keys (wasm32 in Node 20's V8, p256 0.13 `verify_prehash` ~1,100 µs):
-//!   4 bits: ~190–230 µs, 34 KiB, 3 ms per key; 6 bits: ~156 µs, 90 KiB, 7 ms; 8 bits:
-//!   ~142–163 µs, 272 KiB, 21 ms. Past 6 bits the memory and the build (paid per key, per VM,
+//!   ~288 KiB, ~25 ms in Node's V8) and Q's table once per key when the key set is loaded
+//!   ([`P256VerifyKey::new`], 6-bit windows: 1,360 points, ~96 KiB, ~3 ms). An entry is two
+//!   field elements of 9 × 32-bit limbs, 72 bytes. A verification is then at most 76 mixed
+//!   additions and no field inversion. Signed digits halve each row against unsigned windows:
+//!   a negative digit costs only the negation of `y`. Key tables are capped per VM
+//!   ([`KEY_TABLE_BUDGET`]); keys past the cap use p256's own verifier.
+//! - Why 6 bits for keys (measured on p256's arithmetic, wasm32 in Node 20's V8, p256 0.13
+//!   `verify_prehash` ~1,100 µs): 4 bits: ~190–230 µs, 3 ms per key; 6 bits: ~156 µs, 7 ms;
+//!   8 bits: ~142–163 µs, 21 ms. Past 6 bits the memory and the build (paid per key, per VM,
 //!   at every key-set load) triple for under 10 % (native instruction counts: −16 % from 4 to
 //!   6 bits, −9 % more from 6 to 8). G's table is paid once per VM, so it gets 8 bits.
-//! - Building a table needs each point's z coordinate, which p256 0.13 keeps private, so the
-//!   multiples are computed by the small Jacobian module below (build time only). Every entry
-//!   is then decoded by p256 (which checks it is on the curve) and the entries' sum is checked
-//!   against p256's own scalar multiplication; verification itself uses only p256's points.
+//! - Points ([`curve`]): Jacobian accumulators plus affine entries, "madd-2004-hmv" mixed
+//!   addition (8M + 3S). Those formulas are not complete, so the accumulator at the identity,
+//!   P + P (which must double) and P + (−P) (the identity) are separate branches. An
+//!   adversary can reach them only with negligible probability, but they are correct and
+//!   tested. Table entries are built in Jacobian form, normalised in batches with one
+//!   inversion each, checked to be on the curve, and their sum (by the same mixed additions
+//!   verification uses) is checked against p256's own scalar multiplication: p256 is the
+//!   reference at build time, and a table failing either check is not used.
 //! - The checks are those of ecdsa 0.16's `verify_prehashed`: r, s in [1, n-1] (enforced when
 //!   the [`Signature`] is parsed), z = bits2field(prehash) reduced mod n, w = s⁻¹,
 //!   u1 = z·w, u2 = r·w, R = u1·G + u2·Q, the identity refused, accepted iff x(R) mod n == r.
+//!   The scalars stay on p256's `Scalar`. x(R) mod n == r is tested without inverting Z:
+//!   X == r·Z², or X == (r + n)·Z² when r + n < p (see [`x_matches`]).
 //!   tests/p256_differential.rs checks agreement with the RustCrypto verifier on random cases.
 //! - **Variable time, on purpose.** Every input here is public (key, signature, signed bytes),
-//!   so table lookups indexed by scalar digits, skipped zero digits and the vartime inversion
-//!   of s leak nothing. This code must never be used with a secret scalar (signing, ECDH).
+//!   so table lookups indexed by scalar digits, skipped zero digits, branches on exceptional
+//!   cases and the vartime inversion of s leak nothing. This code must never be used with a
+//!   secret scalar (signing, ECDH).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -40,17 +48,24 @@ use std::sync::{Arc, OnceLock};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::Signature;
 use p256::elliptic_curve::ops::{Invert, Reduce};
-use p256::elliptic_curve::point::AffineCoordinates;
 use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
+
+use crate::authn::p256_field::Fe;
 use sha2::{Digest, Sha256};
 
-/// Window of G's table: 32 rows of 128 points and one of 1, ~272 KiB (wasm32), once per VM.
+/// Window of G's table: 32 rows of 128 points and one of 1, ~288 KiB, once per VM.
 pub const G_WINDOW: u32 = 8;
-/// Window of each public key's table: 42 rows of 32 points and one of 16, ~90 KiB (wasm32).
+/// Window of each public key's table: 42 rows of 32 points and one of 16, ~96 KiB.
 pub const Q_WINDOW: u32 = 6;
 /// Accepted window sizes. Above 8 the tables grow past a megabyte per point.
 pub const MIN_WINDOW: u32 = 2;
 pub const MAX_WINDOW: u32 = 8;
+
+/// The group order n, big-endian.
+const ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
 
 /// Bits in a P-256 scalar.
 const SCALAR_BITS: u32 = 256;
@@ -64,18 +79,18 @@ pub struct FixedBaseTable {
     row_len: usize,
     /// Rows concatenated; row `i` holds `j · 2^(window·i) · P` for `j = 1..=row_len`, except
     /// the last row, which only holds the multiples its digit can reach.
-    points: Box<[AffinePoint]>,
+    points: Box<[curve::Affine]>,
 }
 
 impl FixedBaseTable {
     /// Builds the table of `point` with `window`-bit signed digits (clamped to
     /// [`MIN_WINDOW`]..=[`MAX_WINDOW`]).
     ///
-    /// The multiples are computed in Jacobian coordinates by [`jacobian`], which exposes the z
-    /// coordinates so that all points are normalised with one shared field inversion. p256
-    /// then checks each entry is on the curve, and that the entries sum to the point its own
-    /// arithmetic gives for the same sum (see [`table_sum_scalar`]); if either check fails
-    /// there is no table (`None`) and callers verify without one. For a valid public key that
+    /// The multiples are computed in Jacobian coordinates ([`curve`]) and normalised in
+    /// batches with one shared field inversion each. Each entry is checked to be on the curve,
+    /// and the entries' sum is checked against the point p256's own arithmetic gives for the
+    /// same sum (see [`table_sum_scalar`]); if either check fails there is no table (`None`)
+    /// and callers verify without one. For a valid public key that
     /// never happens: no multiple `j · 2^(w·i)` with `j <= 2^(w-1)` is a multiple of the prime
     /// group order, so no intermediate sum is ever the identity.
     pub fn new(point: &AffinePoint, window: u32) -> Option<FixedBaseTable> {
@@ -87,7 +102,7 @@ impl FixedBaseTable {
         // batch, and a bounded scratch buffer (G's table would otherwise need ~400 KiB of
         // Jacobian points at once, and wasm memory never shrinks).
         let mut pending = Vec::with_capacity(NORMALIZE_BATCH + row_len);
-        let mut base = jacobian::Point::from_affine(point)?;
+        let mut base = curve::Jacobian::from(&curve::Affine::from_p256(point)?);
         for len in lengths.clone() {
             let mut multiple = base;
             pending.push(multiple);
@@ -99,16 +114,22 @@ impl FixedBaseTable {
             // (only the last row is shorter, and nothing follows it).
             base = multiple.double();
             if pending.len() >= NORMALIZE_BATCH {
-                jacobian::normalize_into(&pending, &mut points)?;
+                curve::normalize_into(&pending, &mut points)?;
                 pending.clear();
             }
         }
-        jacobian::normalize_into(&pending, &mut points)?;
-        let sum = points
-            .iter()
-            .fold(ProjectivePoint::IDENTITY, |sum, point| sum + point);
+        curve::normalize_into(&pending, &mut points)?;
+        // The entries' sum, by the mixed additions verification uses, against p256's own
+        // scalar multiplication (the identity, with negligible probability, on both sides).
+        let sum = points.iter().fold(curve::Jacobian::IDENTITY, |sum, point| {
+            sum.add_affine(point)
+        });
         let expected = ProjectivePoint::from(*point) * table_sum_scalar(window, lengths);
-        (sum == expected).then(|| FixedBaseTable {
+        let sum_matches = match curve::Affine::from_p256(&expected.to_affine()) {
+            Some(expected) => sum.to_affine() == Some(expected),
+            None => sum.is_identity(),
+        };
+        sum_matches.then(|| FixedBaseTable {
             window,
             row_len,
             points: points.into_boxed_slice(),
@@ -121,7 +142,7 @@ impl FixedBaseTable {
         let points: usize = (0..row_count(window))
             .map(|row| row_length(window, row))
             .sum();
-        points * std::mem::size_of::<AffinePoint>()
+        points * std::mem::size_of::<curve::Affine>()
     }
 
     /// The window size in bits.
@@ -131,11 +152,11 @@ impl FixedBaseTable {
 
     /// Heap bytes held by the table.
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val::<[AffinePoint]>(&self.points)
+        std::mem::size_of_val::<[curve::Affine]>(&self.points)
     }
 
     /// Adds `scalar · P` to `acc`.
-    fn add_multiple(&self, scalar: &Scalar, mut acc: ProjectivePoint) -> ProjectivePoint {
+    fn add_multiple(&self, scalar: &Scalar, mut acc: curve::Jacobian) -> curve::Jacobian {
         let limbs = le_limbs(scalar);
         let half = 1i32 << (self.window - 1);
         let mut carry = 0i32;
@@ -154,11 +175,11 @@ impl FixedBaseTable {
             // A missing entry cannot happen (see `new`); it would make the result wrong, and a
             // wrong result only ever rejects, because x(R) is then unrelated to r.
             if let Some(multiple) = points.get(digit.unsigned_abs() as usize - 1) {
-                if digit > 0 {
-                    acc += multiple;
+                acc = if digit > 0 {
+                    acc.add_affine(multiple)
                 } else {
-                    acc -= multiple;
-                }
+                    acc.sub_affine(multiple)
+                };
             }
         }
         acc
@@ -222,82 +243,145 @@ fn window_bits(limbs: &[u64; 4], pos: u32, width: u32) -> i32 {
     ((low | high) & ((1u64 << width) - 1)) as i32
 }
 
-/// Jacobian arithmetic for building tables only: p256 0.13 keeps its point coordinates
-/// private and has no batch normalisation (its `BatchNormalize` needs `Invert` on the field
-/// element, which 0.13 lacks), and one inversion per point would make building cost ~20
-/// additions per point. The field is crypto-bigint's Montgomery `Residue` (u32 limbs on wasm32).
-mod jacobian {
-    use p256::elliptic_curve::bigint::modular::constant_mod::Residue;
-    use p256::elliptic_curve::bigint::{impl_modulus, Encoding, U256};
-    use p256::elliptic_curve::sec1::{EncodedPoint, FromEncodedPoint, ToEncodedPoint};
-    use p256::{AffinePoint, FieldBytes, NistP256};
+/// P-256 points on our own field arithmetic ([`p256_field`](crate::authn::p256_field)):
+/// Jacobian points as accumulators, affine points as table entries. p256 0.13 keeps its
+/// coordinates private, has no batch normalisation and uses complete formulas on 64-bit
+/// fiat-crypto limbs, all slow in wasm; here the formulas are the cheaper non-complete ones,
+/// with every exceptional case (identity, P + P, P + (−P)) handled by an explicit branch.
+mod curve {
+    use crate::authn::p256_field::Fe;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
 
-    impl_modulus!(
-        FieldModulus,
-        U256,
-        "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
-    );
-    type Fe = Residue<FieldModulus, { U256::LIMBS }>;
+    /// The curve's b, big-endian (y² = x³ − 3x + b).
+    const B: [u8; 32] = [
+        0x5a, 0xc6, 0x35, 0xd8, 0xaa, 0x3a, 0x93, 0xe7, 0xb3, 0xeb, 0xbd, 0x55, 0x76, 0x98, 0x86,
+        0xbc, 0x65, 0x1d, 0x06, 0xb0, 0xcc, 0x53, 0xb0, 0xf6, 0x3b, 0xce, 0x3c, 0x3e, 0x27, 0xd2,
+        0x60, 0x4b,
+    ];
+
+    /// A point other than the identity, `(x, y)`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) struct Affine {
+        pub(super) x: Fe,
+        pub(super) y: Fe,
+    }
+
+    impl Affine {
+        /// `None` for the identity, which has no affine coordinates.
+        pub(super) fn from_p256(point: &p256::AffinePoint) -> Option<Affine> {
+            let encoded = point.to_encoded_point(false);
+            let coordinate = |bytes: Option<&p256::FieldBytes>| -> Option<Fe> {
+                Fe::from_be_bytes(&(*bytes?).into())
+            };
+            Some(Affine {
+                x: coordinate(encoded.x())?,
+                y: coordinate(encoded.y())?,
+            })
+        }
+
+        /// Whether y² = x³ − 3x + b.
+        pub(super) fn is_on_curve(&self) -> bool {
+            let Some(b) = Fe::from_be_bytes(&B) else {
+                return false;
+            };
+            let x3 = self.x.square().mul(&self.x);
+            let three_x = self.x.double().add(&self.x);
+            self.y.square() == x3.sub(&three_x).add(&b)
+        }
+
+        fn neg(&self) -> Affine {
+            Affine {
+                x: self.x,
+                y: self.y.neg(),
+            }
+        }
+    }
 
     /// `(X, Y, Z)` standing for `(X/Z², Y/Z³)`; `Z = 0` is the identity.
-    #[derive(Clone, Copy)]
-    pub(super) struct Point {
-        x: Fe,
-        y: Fe,
-        z: Fe,
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Jacobian {
+        pub(super) x: Fe,
+        pub(super) y: Fe,
+        pub(super) z: Fe,
     }
 
-    fn fe(bytes: &FieldBytes) -> Fe {
-        let mut be = [0u8; 32];
-        be.copy_from_slice(bytes);
-        Fe::new(&U256::from_be_bytes(be))
+    impl From<&Affine> for Jacobian {
+        fn from(point: &Affine) -> Jacobian {
+            Jacobian {
+                x: point.x,
+                y: point.y,
+                z: Fe::ONE,
+            }
+        }
     }
 
-    fn bytes(fe: &Fe) -> FieldBytes {
-        FieldBytes::from(fe.retrieve().to_be_bytes())
-    }
-
-    impl Point {
-        const IDENTITY: Point = Point {
+    impl Jacobian {
+        pub(super) const IDENTITY: Jacobian = Jacobian {
             x: Fe::ONE,
             y: Fe::ONE,
             z: Fe::ZERO,
         };
 
-        /// `None` for the identity, which has no affine coordinates.
-        pub(super) fn from_affine(point: &AffinePoint) -> Option<Point> {
-            let encoded = point.to_encoded_point(false);
-            Some(Point {
-                x: fe(encoded.x()?),
-                y: fe(encoded.y()?),
-                z: Fe::ONE,
-            })
+        pub(super) fn is_identity(&self) -> bool {
+            self.z.is_zero()
         }
 
-        /// "dbl-2001-b" (a = -3), hyperelliptic.org/EFD/g1p/auto-shortw-jacobian-3.html.
-        pub(super) fn double(&self) -> Point {
+        /// "dbl-2001-b" (a = −3), hyperelliptic.org/EFD/g1p/auto-shortw-jacobian-3.html.
+        /// The identity doubles to Z = 2·Y·Z = 0, the identity (P-256 has no point of order 2).
+        pub(super) fn double(&self) -> Jacobian {
             let delta = self.z.square();
             let gamma = self.y.square();
             let beta = self.x.mul(&gamma);
-            let t = self.x.sub(&delta).mul(&self.x.add(&delta));
-            let alpha = t.add(&t).add(&t);
-            let beta4 = beta.add(&beta).add(&beta.add(&beta));
-            let beta8 = beta4.add(&beta4);
-            let x = alpha.square().sub(&beta8);
+            let alpha = self.x.sub(&delta).mul(&self.x.add(&delta));
+            let alpha = alpha.double().add(&alpha);
+            let beta4 = beta.double().double();
+            let x = alpha.square().sub(&beta4.double());
             let z = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
-            let gamma2 = gamma.square();
-            let gamma2x2 = gamma2.add(&gamma2);
-            let gamma2x4 = gamma2x2.add(&gamma2x2);
-            let y = alpha.mul(&beta4.sub(&x)).sub(&gamma2x4.add(&gamma2x4));
-            Point { x, y, z }
+            let gamma2x8 = gamma.square().double().double().double();
+            let y = alpha.mul(&beta4.sub(&x)).sub(&gamma2x8);
+            Jacobian { x, y, z }
         }
 
-        /// "add-1998-cmo-2", with the identity, doubling and inverse cases handled.
-        pub(super) fn add(&self, other: &Point) -> Point {
-            if self.z == Fe::ZERO {
+        /// `self + other`, "madd-2004-hmv" (8M + 3S) with the identity, doubling and inverse
+        /// cases handled: the formula itself is only valid for `self ≠ ±other`, `self ≠ 0`.
+        pub(super) fn add_affine(&self, other: &Affine) -> Jacobian {
+            if self.is_identity() {
+                return Jacobian::from(other);
+            }
+            let z1z1 = self.z.square();
+            let u2 = other.x.mul(&z1z1);
+            let s2 = other.y.mul(&z1z1.mul(&self.z));
+            let h = u2.sub(&self.x);
+            let r = s2.sub(&self.y);
+            if h.is_zero() {
+                // Same x: self = other (double) or self = −other (identity).
+                return if r.is_zero() {
+                    self.double()
+                } else {
+                    Jacobian::IDENTITY
+                };
+            }
+            let hh = h.square();
+            let hhh = hh.mul(&h);
+            let v = self.x.mul(&hh);
+            let x = r.square().sub(&hhh).sub(&v.double());
+            let y = r.mul(&v.sub(&x)).sub(&self.y.mul(&hhh));
+            let z = self.z.mul(&h);
+            Jacobian { x, y, z }
+        }
+
+        /// `self − other`.
+        pub(super) fn sub_affine(&self, other: &Affine) -> Jacobian {
+            self.add_affine(&other.neg())
+        }
+
+        /// `self + other`, "add-1998-cmo-2" (12M + 4S) with the identity, doubling and
+        /// inverse cases handled. For building tables.
+        pub(super) fn add(&self, other: &Jacobian) -> Jacobian {
+            if self.is_identity() {
                 return *other;
             }
-            if other.z == Fe::ZERO {
+            if other.is_identity() {
                 return *self;
             }
             let z1z1 = self.z.square();
@@ -308,48 +392,59 @@ mod jacobian {
             let s2 = other.y.mul(&self.z).mul(&z1z1);
             let h = u2.sub(&u1);
             let r = s2.sub(&s1);
-            if h == Fe::ZERO {
-                return if r == Fe::ZERO {
+            if h.is_zero() {
+                return if r.is_zero() {
                     self.double()
                 } else {
-                    Point::IDENTITY
+                    Jacobian::IDENTITY
                 };
             }
             let hh = h.square();
             let hhh = hh.mul(&h);
             let v = u1.mul(&hh);
-            let x = r.square().sub(&hhh).sub(&v.add(&v));
+            let x = r.square().sub(&hhh).sub(&v.double());
             let y = r.mul(&v.sub(&x)).sub(&s1.mul(&hhh));
             let z = self.z.mul(&other.z).mul(&h);
-            Point { x, y, z }
+            Jacobian { x, y, z }
+        }
+
+        /// The affine form (one inversion); `None` for the identity.
+        pub(super) fn to_affine(self) -> Option<Affine> {
+            let mut out = Vec::with_capacity(1);
+            normalize_into(std::slice::from_ref(&self), &mut out)?;
+            out.pop()
+        }
+
+        /// Whether the affine x coordinate X/Z² equals `x` (false for the identity), without
+        /// an inversion: X = x·Z².
+        pub(super) fn has_x(&self, x: &Fe) -> bool {
+            !self.is_identity() && self.x == x.mul(&self.z.square())
         }
     }
 
     /// Appends the affine forms of `points` to `out`, with one field inversion in all
-    /// (Montgomery's trick), each decoded by p256, which checks it is on the curve. `None` if
-    /// any point is the identity or off the curve.
-    pub(super) fn normalize_into(points: &[Point], out: &mut Vec<AffinePoint>) -> Option<()> {
-        if points.is_empty() {
-            return Some(());
-        }
+    /// (Montgomery's trick), each checked to be on the curve. `None` if any point is the
+    /// identity or off the curve.
+    pub(super) fn normalize_into(points: &[Jacobian], out: &mut Vec<Affine>) -> Option<()> {
         // prefix[i] = z_0 · … · z_i
         let mut prefix = Vec::with_capacity(points.len());
         let mut product = Fe::ONE;
         for point in points {
-            if point.z == Fe::ZERO {
+            if point.is_identity() {
                 return None;
             }
             product = product.mul(&point.z);
             prefix.push(product);
         }
-        let (mut inverse, invertible) = product.invert();
-        if !bool::from(invertible) {
-            return None;
-        }
+        let mut inverse = product.invert()?;
         let start = out.len();
-        out.resize(start + points.len(), AffinePoint::IDENTITY);
+        let placeholder = Affine {
+            x: Fe::ZERO,
+            y: Fe::ZERO,
+        };
+        out.resize(start + points.len(), placeholder);
         let slots = out.get_mut(start..)?;
-        // Walking back, `inverse` is (z_0 · … · z_i)^-1, so z_i^-1 = inverse · prefix[i-1].
+        // Walking back, `inverse` is (z_0 · … · z_i)⁻¹, so z_i⁻¹ = inverse · prefix[i-1].
         for (i, (point, slot)) in points.iter().zip(slots.iter_mut()).enumerate().rev() {
             let z_inv = match i.checked_sub(1) {
                 Some(before) => inverse.mul(prefix.get(before)?),
@@ -357,11 +452,14 @@ mod jacobian {
             };
             inverse = inverse.mul(&point.z);
             let z_inv2 = z_inv.square();
-            let x = point.x.mul(&z_inv2);
-            let y = point.y.mul(&z_inv2.mul(&z_inv));
-            let encoded =
-                EncodedPoint::<NistP256>::from_affine_coordinates(&bytes(&x), &bytes(&y), false);
-            *slot = Option::from(AffinePoint::from_encoded_point(&encoded))?;
+            let affine = Affine {
+                x: point.x.mul(&z_inv2),
+                y: point.y.mul(&z_inv2.mul(&z_inv)),
+            };
+            if !affine.is_on_curve() {
+                return None;
+            }
+            *slot = affine;
         }
         Some(())
     }
@@ -369,37 +467,92 @@ mod jacobian {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use p256::ProjectivePoint;
+        use p256::{AffinePoint, ProjectivePoint, Scalar};
 
-        fn affine(point: &Point) -> Option<AffinePoint> {
-            let mut out = Vec::new();
-            normalize_into(std::slice::from_ref(point), &mut out)?;
-            out.pop()
+        fn affine(point: &Jacobian) -> Option<Affine> {
+            point.to_affine()
+        }
+
+        fn multiple(k: u64) -> Affine {
+            Affine::from_p256(&(ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine()).unwrap()
         }
 
         #[test]
         fn exceptional_additions() {
-            let g = Point::from_affine(&AffinePoint::GENERATOR).unwrap();
-            let minus_g = Point { y: g.y.neg(), ..g };
-            let two_g = (ProjectivePoint::GENERATOR + ProjectivePoint::GENERATOR).to_affine();
+            let g_affine = multiple(1);
+            let g = Jacobian::from(&g_affine);
+            let minus_g = g_affine.neg();
+            let two_g = multiple(2);
+            assert!(g_affine.is_on_curve() && minus_g.is_on_curve());
+            assert!(!Affine {
+                x: g_affine.x,
+                y: g_affine.x
+            }
+            .is_on_curve());
+            // Full additions.
             assert_eq!(affine(&g.add(&g)), Some(two_g));
             assert_eq!(affine(&g.double()), Some(two_g));
-            assert_eq!(g.add(&minus_g).z, Fe::ZERO);
+            assert!(g.add(&Jacobian::from(&minus_g)).is_identity());
+            assert_eq!(affine(&Jacobian::IDENTITY.add(&g)), Some(g_affine));
+            assert_eq!(affine(&g.add(&Jacobian::IDENTITY)), Some(g_affine));
+            assert_eq!(affine(&Jacobian::IDENTITY), None);
+            assert!(Jacobian::IDENTITY.double().is_identity());
+            // Mixed additions, from an accumulator whose z is not 1: 3G = 2G + G.
+            let three_g = g.double().add_affine(&g_affine);
+            assert_ne!(three_g.z, Fe::ONE);
+            assert_eq!(affine(&three_g), Some(multiple(3)));
+            assert_eq!(affine(&three_g.add_affine(&g_affine)), Some(multiple(4)));
+            assert_eq!(affine(&three_g.sub_affine(&g_affine)), Some(two_g));
+            // Accumulator at infinity; P + P (must double); P + (−P) (identity).
             assert_eq!(
-                affine(&Point::IDENTITY.add(&g)),
-                Some(AffinePoint::GENERATOR)
+                affine(&Jacobian::IDENTITY.add_affine(&g_affine)),
+                Some(g_affine)
             );
             assert_eq!(
-                affine(&g.add(&Point::IDENTITY)),
-                Some(AffinePoint::GENERATOR)
+                affine(&Jacobian::IDENTITY.sub_affine(&g_affine)),
+                Some(minus_g)
             );
-            assert_eq!(affine(&Point::IDENTITY), None);
-            // A point whose z is not 1: 2G + G, then + G again.
-            let three_g = g.double().add(&g);
-            let four_g = three_g.add(&g);
-            let expected = (ProjectivePoint::GENERATOR * p256::Scalar::from(4u64)).to_affine();
-            assert_eq!(affine(&four_g), Some(expected));
+            let three = multiple(3);
+            assert_eq!(affine(&three_g.add_affine(&three)), Some(multiple(6)));
+            assert!(three_g.sub_affine(&three).is_identity());
+            assert!(three_g.add_affine(&three.neg()).is_identity());
+            assert_eq!(affine(&g.add_affine(&g_affine)), Some(two_g));
+            assert!(g.sub_affine(&g_affine).is_identity());
+            // And on after the identity.
+            let back = three_g.sub_affine(&three).add_affine(&two_g);
+            assert_eq!(affine(&back), Some(two_g));
             assert_eq!(affine(&three_g.add(&three_g)), affine(&three_g.double()));
+            // has_x: X/Z² compared without inversion.
+            assert!(three_g.has_x(&three.x));
+            assert!(!three_g.has_x(&two_g.x));
+            assert!(!Jacobian::IDENTITY.has_x(&Fe::ZERO));
+        }
+
+        #[test]
+        fn mixed_additions_match_p256() {
+            // A chain of additions and subtractions of multiples of G against p256's sums.
+            let mut ours = Jacobian::IDENTITY;
+            let mut theirs = ProjectivePoint::IDENTITY;
+            let point = (ProjectivePoint::GENERATOR * Scalar::from(0x1234_5678u64)).to_affine();
+            let mut step = ProjectivePoint::from(point);
+            for i in 0..300u64 {
+                let entry = Affine::from_p256(&step.to_affine()).unwrap();
+                if i % 3 == 2 {
+                    ours = ours.sub_affine(&entry);
+                    theirs -= step;
+                } else {
+                    ours = ours.add_affine(&entry);
+                    theirs += step;
+                }
+                step = step + step + ProjectivePoint::from(point) * Scalar::from(i);
+                let expected = Affine::from_p256(&theirs.to_affine());
+                assert_eq!(affine(&ours), expected, "step {i}");
+            }
+            assert_eq!(
+                Affine::from_p256(&AffinePoint::IDENTITY),
+                None,
+                "the identity has no affine form"
+            );
         }
     }
 }
@@ -414,9 +567,9 @@ pub fn generator_table() -> Option<&'static FixedBaseTable> {
 }
 
 /// Most heap bytes of key tables (G's excluded) alive at once in this VM: 21 keys at
-/// [`Q_WINDOW`] natively (~96 KiB each), 22 on wasm32 (~90 KiB). A key set may hold hundreds of
-/// P-256 keys within its size limit; keys past the budget verify with p256's own
-/// `verify_prehash` (~7x slower, same answers) rather than cost memory and load time. An old
+/// [`Q_WINDOW`] (~96 KiB each). A key set may hold hundreds of P-256 keys within its size
+/// limit; keys past the budget verify with p256's own `verify_prehash` (~1 ms in Envoy's V8,
+/// same answers) rather than cost memory and load time. An old
 /// and a new key set are alive together during a swap, so sets of up to ~10 P-256 keys always
 /// get tables; with G's table the worst case stays under ~2.5 MiB per VM.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
@@ -515,15 +668,36 @@ impl P256VerifyKey {
         };
         let u1 = z * s_inv;
         let u2 = *r * s_inv;
-        let sum = g_table.add_multiple(&u1, ProjectivePoint::IDENTITY);
+        let sum = g_table.add_multiple(&u1, curve::Jacobian::IDENTITY);
         let sum = q_table.add_multiple(&u2, sum);
-        // One field inversion: p256 0.13's `is_identity` would normalise twice more.
-        let sum = sum.to_affine();
-        if sum == AffinePoint::IDENTITY {
-            return false;
-        }
-        <Scalar as Reduce<U256>>::reduce_bytes(&sum.x()) == *r
+        x_matches(&sum, &r.to_bytes().into())
     }
+}
+
+/// Whether x(R) mod n == r for `r` in [1, n − 1] (big-endian), false for the identity, without
+/// a field inversion. x(R) is below p < 2n, so x(R) mod n is x(R) or x(R) − n: either
+/// x(R) == r, or x(R) == r + n when that is below p.
+fn x_matches(sum: &curve::Jacobian, r: &[u8; 32]) -> bool {
+    let Some(r_fe) = Fe::from_be_bytes(r) else {
+        return false;
+    };
+    if sum.has_x(&r_fe) {
+        return true;
+    }
+    // r + n, if it does not overflow 256 bits and is below p (from_be_bytes checks).
+    let mut r_plus_n = [0u8; 32];
+    let mut carry = 0u16;
+    for ((out, a), b) in r_plus_n
+        .iter_mut()
+        .rev()
+        .zip(r.iter().rev())
+        .zip(ORDER.iter().rev())
+    {
+        let total = u16::from(*a) + u16::from(*b) + carry;
+        *out = total as u8;
+        carry = total >> 8;
+    }
+    carry == 0 && Fe::from_be_bytes(&r_plus_n).is_some_and(|x| sum.has_x(&x))
 }
 
 /// ecdsa 0.16's `bits2field` for a 32-byte field: at least 16 bytes, a shorter digest is
@@ -564,8 +738,13 @@ mod tests {
         for window in MIN_WINDOW..=MAX_WINDOW {
             let table = FixedBaseTable::new(&point, window).unwrap();
             for k in &scalars {
-                let got = table.add_multiple(k, ProjectivePoint::IDENTITY);
-                assert_eq!(got, ProjectivePoint::from(point) * k, "window {window}");
+                let got = table.add_multiple(k, curve::Jacobian::IDENTITY);
+                let expected = (ProjectivePoint::from(point) * k).to_affine();
+                assert_eq!(
+                    got.to_affine(),
+                    curve::Affine::from_p256(&expected),
+                    "window {window}"
+                );
             }
         }
     }
@@ -610,6 +789,128 @@ mod tests {
         drop(verify_key);
         assert!(copy.table().is_some());
         drop(copy);
+    }
+
+    /// µs per verification and table build times, in whatever runtime runs the test (natively,
+    /// or wasm under `node --no-liftoff`, which tracks Envoy's V8 on 32-bit-limb code):
+    /// `cargo test --release --lib -- --ignored --nocapture verify_timing`.
+    #[test]
+    #[ignore = "timing: run with --release --ignored --nocapture"]
+    fn verify_timing() {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        use std::time::Instant;
+        let started = Instant::now();
+        generator_table().unwrap();
+        let g_build = started.elapsed();
+        let sk = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+        let started = Instant::now();
+        let key = P256VerifyKey::new(sk.verifying_key());
+        let q_build = started.elapsed();
+        let z = [0x17u8; 32];
+        let sig: Signature = sk.sign_prehash(&z).unwrap();
+        let rounds = 500;
+        let mut medians = Vec::new();
+        for _ in 0..7 {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                assert!(key.verify_prehash(std::hint::black_box(&z), &sig));
+            }
+            medians.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
+        }
+        medians.sort_by(f64::total_cmp);
+        println!(
+            "ES256 verify_prehash: median {:.1} µs (min {:.1}); G table {:.1} ms, {} B; \
+             key table {:.2} ms, {} B",
+            medians[3],
+            medians[0],
+            g_build.as_secs_f64() * 1e3,
+            generator_table().unwrap().heap_bytes(),
+            q_build.as_secs_f64() * 1e3,
+            key.table().unwrap().heap_bytes()
+        );
+    }
+
+    /// Big-endian 32-byte `a + b` (wrapping) and `a - b` (wrapping).
+    fn be_add(a: &[u8; 32], b: &[u8; 32], subtract: bool) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let mut carry = 0i16;
+        for i in (0..32).rev() {
+            let t = i16::from(a[i])
+                + if subtract {
+                    -i16::from(b[i])
+                } else {
+                    i16::from(b[i])
+                }
+                + carry;
+            out[i] = t.rem_euclid(256) as u8;
+            carry = t.div_euclid(256);
+        }
+        out
+    }
+
+    #[test]
+    fn x_matches_covers_r_plus_n() {
+        // x(R) = X/Z² is compared without inverting Z, against r and (when below p) r + n.
+        // Only X and Z matter, so synthetic Jacobian triples with a chosen x suffice.
+        let p: [u8; 32] =
+            hex_bytes("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+        let p_minus_n = be_add(&p, &ORDER, true);
+        assert_eq!(p_minus_n[..16], [0; 16]);
+        let one = {
+            let mut one = [0u8; 32];
+            one[31] = 1;
+            one
+        };
+        let z = Fe::from_be_bytes(&[0x3c; 32]).unwrap();
+        let with_x = |x: &[u8; 32]| -> curve::Jacobian {
+            let x = Fe::from_be_bytes(x).unwrap();
+            curve::Jacobian {
+                x: x.mul(&z.square()),
+                y: Fe::ONE,
+                z,
+            }
+        };
+        let below_p = |x: &[u8; 32]| Fe::from_be_bytes(x).is_some();
+        let candidates = [
+            one,
+            [0x11; 32].map(|b| b & 0x0f),
+            be_add(&p_minus_n, &one, true),
+            p_minus_n,
+            be_add(&p_minus_n, &one, false),
+            be_add(&ORDER, &one, true),
+        ];
+        for r in candidates {
+            let r_plus_n = be_add(&r, &ORDER, false);
+            assert!(x_matches(&with_x(&r), &r));
+            assert!(!x_matches(&with_x(&be_add(&r, &one, false)), &r));
+            assert!(!x_matches(&curve::Jacobian::IDENTITY, &r));
+            // Equal-length big-endian arrays compare as numbers.
+            if r < p_minus_n {
+                // x(R) in [n, p): x(R) mod n = x(R) − n.
+                assert!(below_p(&r_plus_n));
+                assert!(x_matches(&with_x(&r_plus_n), &r));
+                let next = be_add(&r_plus_n, &one, false);
+                if below_p(&next) {
+                    assert!(!x_matches(&with_x(&next), &r));
+                }
+            } else {
+                // r + n ≥ p is no x coordinate; neither is it reduced mod p or mod 2^256.
+                let reduced = be_add(&r_plus_n, &p, true);
+                for x in [r_plus_n, reduced] {
+                    if below_p(&x) && x != r {
+                        assert!(!x_matches(&with_x(&x), &r));
+                    }
+                }
+            }
+        }
+    }
+
+    fn hex_bytes(hex: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
     }
 
     #[test]
