@@ -434,10 +434,10 @@ impl Evaluation<'_, '_> {
         if let Err(e) = claims::check_subject(verified.claims(), p) {
             return fail(e);
         }
-        let verified = Rc::new(verified);
         // Cached before the deny-lists are consulted: they are consulted on every hit too,
         // and a request waiting for a revocation list needs no second verification.
-        self.cache.put(id, &found.token, verified.clone());
+        self.cache.put(id, &found.token, &verified);
+        let verified = Rc::new(verified);
         if let Err(refused) = self.check_revoked(verified.claims(), p, &facts) {
             return refused;
         }

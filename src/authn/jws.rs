@@ -4,6 +4,8 @@
 //! The two types keep unverified claims from being mistaken for verified ones: only
 //! [`UntrustedToken::verify`] makes a `VerifiedToken`, and it needs a key set.
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use crate::authn::alg::Algorithm;
@@ -37,7 +39,7 @@ pub struct UntrustedToken<'a> {
 /// It keeps what checks after verification need (header and claims), not the token's bytes:
 /// the caller has those (the verified-token cache keys on them), see [`payload_segment`].
 pub struct VerifiedToken {
-    header: Header,
+    header: Rc<Header>,
     claims: Map<String, Value>,
 }
 
@@ -109,7 +111,7 @@ impl<'a> UntrustedToken<'a> {
             return Err(AuthError::BadSignature);
         }
         Ok(VerifiedToken {
-            header: self.header,
+            header: Rc::new(self.header),
             claims: self.claims,
         })
     }
@@ -131,6 +133,19 @@ impl VerifiedToken {
     /// The verified claims.
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
+    }
+
+    /// The header, to share with the verified-token cache.
+    pub(crate) fn shared_header(&self) -> &Rc<Header> {
+        &self.header
+    }
+
+    /// A token the verified-token cache holds: `header` and `payload` (the decoded payload
+    /// segment) of a token that verified. Only [`TokenCache`](crate::authn::token_cache)
+    /// calls this, after comparing the request's token with the stored one in full.
+    pub(crate) fn from_cache(header: Rc<Header>, payload: &[u8]) -> Option<VerifiedToken> {
+        let claims = parse_object(payload).ok()?;
+        Some(VerifiedToken { header, claims })
     }
 }
 
