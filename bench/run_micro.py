@@ -28,7 +28,18 @@ ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"))
 
 
-def wasm_reports(module) -> dict[str, dict]:
+# The host calls jwt-edge makes per request, timed by the micro filter in a request whose
+# headers look like the throughput benchmark's (a 551-byte RS256 bearer token).
+HOSTCALL_HEADERS = {"authorization": "Bearer " + "a" * 551, "user-agent": "wrk"}
+HOSTCALLS = (("get_current_time", "proxy_get_current_time_nanoseconds"),
+             ("get_map_bytes_request_headers", "proxy_get_header_map_pairs (all)"),
+             ("get_map_value_authorization", "proxy_get_header_map_value"),
+             ("set_map_value_header", "proxy_replace_header_map_value"),
+             ("remove_map_value_header", "proxy_remove_header_map_value"),
+             ("increment_metric", "proxy_increment_metric"))
+
+
+def wasm_reports(module) -> tuple[dict[str, dict], dict]:
     config = bl.envoy_config([bl.plain_wasm_filter("jwt_edge_micro", module)])
     out = {}
     with bl.Envoy(config, bl.WORK / "micro-envoy", concurrency=1, cpus="0") as envoy:
@@ -38,7 +49,15 @@ def wasm_reports(module) -> dict[str, dict]:
                 sys.exit(f"{alg}: Envoy answered {resp.status}: {resp.body[:300]!r}\n"
                          f"{bl.tail(envoy.log(), 30)}")
             out[alg] = resp.json()
-    return out
+        reps = []
+        for _ in range(REPS):
+            resp = bl.client.request(envoy.url(f"/hostcalls?n={N * 10}"), headers=HOSTCALL_HEADERS,
+                                     timeout=60)
+            if resp.status != 200:
+                sys.exit(f"hostcalls: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            reps.append(resp.json())
+    hostcalls = {key: bl.median([r[key] for r in reps]) for key, _ in HOSTCALLS}
+    return out, hostcalls
 
 
 def native_reports() -> dict[str, dict]:
@@ -55,7 +74,7 @@ def main() -> None:
     git = bl.git_state()
     quiet = bl.wait_for_quiet(QUIET_WAIT)
     started = time.time()
-    wasm = wasm_reports(module)
+    wasm, hostcalls = wasm_reports(module)
     native = native_reports()
 
     print(f"\n== jwt-edge verification micro-benchmark: µs per call, median of {REPS} "
@@ -80,13 +99,18 @@ def main() -> None:
     jn = bl.median([native[a]["jwks_parse_us"] for a in ALGS])
     print(f"{'-':<6} | {'parse_jwks (4 keys)':<20} | {jw:9.1f} | {jn:9.1f} | {jw / jn:10.2f}x |")
 
+    print(f"\n== host calls, inside a request callback in Envoy's V8: µs per call, median of {REPS} "
+          f"repetitions of {N * 10} calls")
+    for key, label in HOSTCALLS:
+        print(f"   {label:<40} {hostcalls[key]:6.3f}")
+
     bl.RESULTS.mkdir(exist_ok=True)
     out = bl.RESULTS / "micro-latest.json"
     out.write_text(json.dumps({
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "n": N, "reps": REPS, "quiet": quiet, "module": module_info, "git": git, "rows": rows,
         "jwks_parse_us": {"wasm": jw, "native": jn},
-        "wasm": wasm, "native": native,
+        "wasm": wasm, "native": native, "hostcalls_us": hostcalls,
     }, indent=1) + "\n")
     print(f"\nwritten: {out.relative_to(bl.REPO)}")
 

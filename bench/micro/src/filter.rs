@@ -1,5 +1,7 @@
 //! The proxy-wasm side: `GET /bench?alg=RS256&n=200[&reps=5]` runs the benchmark inside the
 //! request callback, timed with the host clock, and answers with its JSON report.
+//! `GET /hostcalls?n=2000` times the host calls jwt-edge makes per request, on the request's
+//! own headers.
 //!
 //! The jwt-edge library brings its own `proxy_wasm::main!` (`_initialize`), which installs
 //! jwt-edge's root context. A second `_initialize` would not link, so this module exports
@@ -46,6 +48,45 @@ fn host_now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// µs per call of each host call jwt-edge makes per request, timed in this request callback
+/// after 20 untimed calls (`empty_loop` is the loop and the two clock reads alone).
+fn host_call_costs(n: u32) -> serde_json::Value {
+    use proxy_wasm::types::{MapType, MetricType};
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..20 {
+            f();
+        }
+        let start = host_now_ns();
+        for _ in 0..n {
+            f();
+        }
+        host_now_ns().saturating_sub(start) as f64 / 1000.0 / f64::from(n)
+    };
+    let counter = hostcalls::define_metric(MetricType::Counter, "bench_micro.counter").ok();
+    serde_json::json!({
+        "n": n,
+        "get_current_time": time(&mut || { let _ = hostcalls::get_current_time(); }),
+        "get_map_bytes_request_headers": time(&mut || {
+            let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
+        }),
+        "get_map_value_authorization": time(&mut || {
+            let _ = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization");
+        }),
+        "set_map_value_header": time(&mut || {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-bench", Some("user-123"));
+        }),
+        "remove_map_value_header": time(&mut || {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-bench", None);
+        }),
+        "increment_metric": time(&mut || {
+            if let Some(id) = counter {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+        }),
+        "empty_loop": time(&mut || {}),
+    })
+}
+
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
@@ -67,6 +108,11 @@ impl HttpContext for BenchRequest {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(5);
             crate::run(alg, n, reps, &host_now_ns).map(|v| v.to_string())
+        } else if route == "/hostcalls" {
+            let n = query_param(query, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000u32);
+            Ok(host_call_costs(n).to_string())
         } else {
             Err("GET /bench?alg=RS256&n=200&reps=5".to_string())
         };
