@@ -34,6 +34,9 @@ use crate::authn::b64;
 use crate::authn::jws::{Header, VerifiedToken};
 use crate::authn::policy::ProviderId;
 
+/// Bytes at the end of a token that its table index is computed from.
+const HASHED_SUFFIX: usize = 48;
+
 /// Distinct header segments shared per provider; past this, entries keep their own copy.
 const MAX_SHARED_HEADERS: usize = 16;
 
@@ -196,6 +199,18 @@ impl TokenCache {
         }
     }
 
+    /// The table index of `token`: a keyed hash of its length and its last
+    /// [`HASHED_SUFFIX`] bytes, the tail of the signature, which differs between any two
+    /// tokens a key signs (hashing all ~0.5-1 KiB would cost more than the rest of a hit).
+    /// Candidates are compared in full, so tokens that share a tail only share a slot.
+    fn hash(&self, token: &str) -> u64 {
+        let tail = token
+            .as_bytes()
+            .get(token.len().saturating_sub(HASHED_SUFFIX)..)
+            .unwrap_or_default();
+        self.hasher.hash_one((token.len(), tail))
+    }
+
     /// A cache that stores nothing.
     pub fn disabled() -> TokenCache {
         TokenCache::default()
@@ -213,7 +228,7 @@ impl TokenCache {
         if !self.enabled(provider) {
             return None;
         }
-        let hash = self.hasher.hash_one(token);
+        let hash = self.hash(token);
         let found = self
             .providers
             .borrow_mut()
@@ -253,7 +268,7 @@ impl TokenCache {
             bytes: bytes.into_boxed_slice(),
             payload_len,
         };
-        g.insert(self.hasher.hash_one(token), entry);
+        g.insert(self.hash(token), entry);
     }
 
     /// Drops every entry (a key set changed).
@@ -367,6 +382,21 @@ mod tests {
         assert!(g.get(42, &b).is_some());
         // Both entries share one header.
         assert_eq!(g.headers.len(), 1);
+    }
+
+    #[test]
+    fn tokens_sharing_a_tail_share_a_slot_never_an_answer() {
+        let cache = TokenCache::new([10]);
+        // Same length, same signature, different claims: the same table index.
+        let (a, va) = token("alice", &[7; 256]);
+        let (b, vb) = token("alicf", &[7; 256]);
+        assert_eq!(cache.hash(&a), cache.hash(&b));
+        cache.put(0, &a, &va);
+        assert!(cache.get(0, &b).is_none());
+        cache.put(0, &b, &vb);
+        assert_eq!(cache.get(0, &b).unwrap().claims()["sub"], "alicf");
+        // The slot now holds b: a costs a miss, and is never answered with b's claims.
+        assert!(cache.get(0, &a).is_none());
     }
 
     #[test]
