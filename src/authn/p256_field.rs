@@ -17,7 +17,7 @@
 //! - Elements are stored in Montgomery form a·R mod p; [`Fe::from_be_bytes`] and
 //!   [`Fe::to_be_bytes`] convert, and the first refuses a non-canonical encoding (≥ p).
 //!
-//! **Variable time, on purpose.** Additions branch on whether a correction is needed,
+//! **Variable time, on purpose.** Additions pick one of two candidates by sign,
 //! [`Fe::invert`] is a plain exponentiation and equality is early-exit. Every value handled in
 //! verification is public (key, signature, digest), so that leaks nothing; this module must
 //! never be used with a secret (signing, ECDH).
@@ -141,13 +141,9 @@ impl Fe {
 
     /// `self + other`.
     pub fn add(&self, other: &Fe) -> Fe {
-        let mut sum = [0u64; LIMBS];
-        for ((s, a), b) in sum.iter_mut().zip(&self.0).zip(&other.0) {
-            *s = u64::from(*a) + u64::from(*b);
-        }
-        carry(&mut sum);
-        // Below 4p; back below 2p.
-        Fe(narrow(&sub_limbs(&sum, &TWO_P).unwrap_or(sum)))
+        // The sum is below 4p: the sum − 2p unless that is negative.
+        let (sum, _, reduced, reduced_negative) = candidates(&self.0, &other.0, 1, -1);
+        Fe(if reduced_negative { sum } else { reduced })
     }
 
     /// `2 · self`.
@@ -157,20 +153,9 @@ impl Fe {
 
     /// `self − other`.
     pub fn sub(&self, other: &Fe) -> Fe {
-        match sub_limbs(&widen(&self.0), &widen(&other.0)) {
-            Some(difference) => Fe(narrow(&difference)),
-            None => {
-                // self − other + 2p, in (0, 2p): add 2p to the wrapped difference.
-                let mut limbs = [0u64; LIMBS];
-                let mut borrow = 0i64;
-                for (((out, a), b), t) in limbs.iter_mut().zip(&self.0).zip(&other.0).zip(&TWO_P) {
-                    let value = i64::from(*a) - i64::from(*b) + *t as i64 + borrow;
-                    *out = (value as u64) & MASK;
-                    borrow = value >> LIMB_BITS;
-                }
-                Fe(narrow(&limbs))
-            }
-        }
+        // The difference is above −2p: the difference, or + 2p if it is negative.
+        let (difference, negative, lifted, _) = candidates(&self.0, &other.0, -1, 1);
+        Fe(if negative { lifted } else { difference })
     }
 
     /// `−self`.
@@ -330,17 +315,30 @@ fn montgomery_reduce(t: [u64; 2 * LIMBS - 1]) -> Fe {
     Fe(narrow(&[r0, r1, r2, r3, r4, r5, r6, r7, acc]))
 }
 
-/// Propagates carries so every limb but the top one is below 2^29.
-fn carry(limbs: &mut [u64; LIMBS]) {
-    let mut carry = 0u64;
-    for limb in limbs.iter_mut() {
-        let value = *limb + carry;
-        *limb = value & MASK;
-        carry = value >> LIMB_BITS;
+/// `x = a + sign·b` and `y = a + sign·b + shift·2p`, as carried limbs, each with whether it
+/// is negative (then its limbs are meaningless). One pass with two independent carry chains;
+/// every value involved is within ±2^261, so the last carry is exactly the sign.
+#[inline(always)]
+fn candidates(
+    a: &[u32; LIMBS],
+    b: &[u32; LIMBS],
+    sign: i64,
+    shift: i64,
+) -> ([u32; LIMBS], bool, [u32; LIMBS], bool) {
+    let mut x = [0u32; LIMBS];
+    let mut y = [0u32; LIMBS];
+    let (mut carry_x, mut carry_y) = (0i64, 0i64);
+    let inputs = a.iter().zip(b).zip(&TWO_P);
+    for ((x_out, y_out), ((a, b), two_p)) in x.iter_mut().zip(y.iter_mut()).zip(inputs) {
+        let base = i64::from(*a) + sign * i64::from(*b);
+        let value_x = base + carry_x;
+        let value_y = base + shift * *two_p as i64 + carry_y;
+        *x_out = (value_x as u64 & MASK) as u32;
+        *y_out = (value_y as u64 & MASK) as u32;
+        carry_x = value_x >> LIMB_BITS;
+        carry_y = value_y >> LIMB_BITS;
     }
-    if let Some(top) = limbs.last_mut() {
-        *top += carry << LIMB_BITS;
-    }
+    (x, carry_x < 0, y, carry_y < 0)
 }
 
 /// `a − b` for carried limbs, or `None` if b > a.
@@ -434,6 +432,19 @@ mod tests {
                     };
                 }
             }
+        }
+    }
+
+    /// Propagates carries so every limb but the top one is below 2^29.
+    fn carry(limbs: &mut [u64; LIMBS]) {
+        let mut carry = 0u64;
+        for limb in limbs.iter_mut() {
+            let value = *limb + carry;
+            *limb = value & MASK;
+            carry = value >> LIMB_BITS;
+        }
+        if let Some(top) = limbs.last_mut() {
+            *top += carry << LIMB_BITS;
         }
     }
 
