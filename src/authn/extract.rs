@@ -134,6 +134,19 @@ fn check_token68(t: &str) -> Result<&str, AuthError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn token68_character_set() {
+        // RFC 7235 token68, plus '.' between JWS segments: every byte value, each way.
+        const ALLOWED: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=";
+        for b in 0..=255u8 {
+            let expected = ALLOWED.contains(&b);
+            let text = String::from_utf8_lossy(&[b'a', b, b'z']).into_owned();
+            assert_eq!(check_token68(&text).is_ok(), expected, "byte {b:#04x}");
+        }
+        assert!(check_token68("é").is_err());
+    }
+
     fn provider(locations: Vec<TokenLocation>) -> Provider {
         Provider {
             name: "p".into(),
