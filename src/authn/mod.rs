@@ -20,6 +20,7 @@ pub mod jws;
 pub mod matcher;
 pub mod p256_field;
 pub mod p256_tables;
+pub mod p384_tables;
 pub mod policy;
 pub mod request;
 pub mod revocation;
