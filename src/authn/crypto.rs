@@ -25,9 +25,9 @@
 //!   [`p256_field`](crate::authn::p256_field): ~40-60 µs in Envoy's V8, ~20x p256 0.13's
 //!   `verify_prehash`, with the same checks and answers: tests/p256_differential.rs). ES384
 //!   runs on per-key precomputed tables over p384 0.13's own point arithmetic
-//!   ([`p384_tables`](crate::authn::p384_tables): ~6-8x faster than p384's `verify_prehash`
-//!   in Node's V8, 1.4-2.0 ms against 11.6 ms there, where p384 takes ~4 ms in Envoy; same
-//!   checks and answers: tests/p384_differential.rs).
+//!   ([`p384_tables`](crate::authn::p384_tables): ~650 µs in Envoy's V8 against ~4 ms for
+//!   p384 0.13's `verify_prehash`, with the same checks and answers:
+//!   tests/p384_differential.rs).
 //! - EdDSA (Ed25519 only): 64-byte signature, S < L (RFC 8032 §5.1.7), and `verify_strict`,
 //!   which also refuses a small-order R or A; small-order public keys are refused at load.
 //!   The Wycheproof Ed25519 file passes in full with `verify` and with `verify_strict` alike
