@@ -13,7 +13,7 @@
 //!
 //! - In Envoy 1.40's V8 (`make bench-micro`) an ES384 verification takes ~650 µs, against
 //!   ~4,000 µs for p384 0.13's `verify_prehash`. What remains is p384's own field arithmetic
-//!   (64-bit limbs, slow in wasm32) in at most 114 mixed additions, and its constant-time
+//!   (64-bit limbs, slow in wasm32) in at most 120 mixed additions, and its constant-time
 //!   scalar inversion (~10 % of the total).
 //! - G's table is built once per VM ([`generator_table`], [`G_WINDOW`]) and Q's table once
 //!   per key when the key set is loaded ([`P384VerifyKey::new`], [`Q_WINDOW`]); sizes, build
@@ -46,16 +46,17 @@ use p384::elliptic_curve::point::AffineCoordinates;
 use p384::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U384};
 use sha2::{Digest, Sha384};
 
-/// Window of G's table: 48 rows of 128 points and one of 1, 6,145 points, 614,500 bytes on
-/// wasm32 (639,080 natively), built once per VM in ~130-280 ms (wasm32, Node's V8).
+/// Window of G's table: 7 bits, 55 rows of up to 64 points, 352,000 bytes on wasm32, built
+/// once per VM in ~61 ms (wasm32, Node's V8) when the first P-384 key loads.
 ///
 /// Measured on wasm32 in Node 20's V8 (`--no-liftoff`, the ignored `p384_verify_timing`
 /// test with `P384_WINDOW_SWEEP=1`; p384 0.13 `verify_prehash` 7,300 µs there, on a quiet
-/// VM): with 8-bit G and 6-bit Q windows ~1,000-1,170 µs, 4/4 ~1,450 µs, 6/6 ~1,130 µs,
-/// 8/8 ~990 µs (the sweep is noisy to ~15 %). Each verification is at most 49 + 65 mixed
-/// additions, ~10 µs each there, and one scalar inversion (~110 µs). 8 and 6 both divide 384,
-/// so the last row holds one point; larger windows would pass the ~600 KiB / ~200 KiB caps.
-pub const G_WINDOW: u32 = 8;
+/// VM): with 8-bit G and 6-bit Q windows ~1,000-1,170 µs, 7/6 ~1,060 µs, 4/4 ~1,450 µs,
+/// 6/6 ~1,130 µs, 8/8 ~990 µs (the sweep is noisy to ~15 %). 8 bits would save ~5 % per
+/// verification for 614,500 bytes per VM and a 130-280 ms build that stalls the worker's
+/// first P-384 key load, so G gets 7. Each verification is at most 55 + 65 mixed additions,
+/// ~10 µs each there, and one scalar inversion (~110 µs).
+pub const G_WINDOW: u32 = 7;
 /// Window of each public key's table: 64 rows of 32 points and one of 1, 2,049 points,
 /// 204,900 bytes on wasm32 (213,096 natively), ~38-54 ms per key (wasm32, Node's V8).
 /// Window 5 (123,200 B, ~24 ms) was 0-25 % slower per verification across two sweeps; 7
