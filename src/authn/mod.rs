@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod fixed_window;
 pub mod json;
 pub mod jwk;
 pub mod jwks_cache;

@@ -47,7 +47,6 @@
 //!   cases and the variable-time inversion of s leak nothing. This code must never be used with a
 //!   secret scalar (signing, ECDH).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -55,8 +54,10 @@ use p256::ecdsa::Signature;
 use p256::elliptic_curve::ops::{Invert, Reduce};
 use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
 
-use crate::authn::p256_field::Fe;
 use sha2::{Digest, Sha256};
+
+use crate::authn::fixed_window::{self, Reservation, TableBudget};
+use crate::authn::p256_field::Fe;
 
 /// Window of G's table: 32 rows of 128 points and one of 1, ~288 KiB, once per VM.
 pub const G_WINDOW: u32 = 8;
@@ -129,7 +130,8 @@ impl FixedBaseTable {
         let sum = points.iter().fold(curve::Jacobian::IDENTITY, |sum, point| {
             sum.add_affine(point)
         });
-        let expected = ProjectivePoint::from(*point) * table_sum_scalar(window, lengths);
+        let expected = ProjectivePoint::from(*point)
+            * fixed_window::table_sum_scalar::<Scalar>(window, lengths);
         let sum_matches = match curve::Affine::from_p256(&expected.to_affine()) {
             Some(expected) => sum.to_affine() == Some(expected),
             None => sum.is_identity(),
@@ -167,7 +169,8 @@ impl FixedBaseTable {
         let mut carry = 0i32;
         for (row, points) in self.points.chunks(self.row_len).enumerate() {
             // Signed recoding: a digit above 2^(w-1) becomes digit - 2^w, carrying 1 upwards.
-            let mut digit = window_bits(&limbs, row as u32 * self.window, self.window) + carry;
+            let mut digit =
+                fixed_window::window_bits(&limbs, row as u32 * self.window, self.window) + carry;
             if digit > half {
                 digit -= 1 << self.window;
                 carry = 1;
@@ -191,61 +194,17 @@ impl FixedBaseTable {
     }
 }
 
-/// Rows needed for signed `window`-bit digits of a 256-bit scalar: the recoding can carry one
-/// past the top bit, so 257 bits are covered.
 fn row_count(window: u32) -> u32 {
-    (SCALAR_BITS + 1).div_ceil(window)
+    fixed_window::row_count(SCALAR_BITS, window)
 }
 
-/// Entries in row `row`: `2^(window-1)`, except in the last row, whose digit only covers the
-/// scalar's top bits plus a carry.
 fn row_length(window: u32, row: u32) -> usize {
-    let row_len = 1usize << (window - 1);
-    let rows = row_count(window);
-    if row + 1 < rows {
-        return row_len;
-    }
-    let top_bits = SCALAR_BITS.saturating_sub(window * (rows - 1));
-    row_len.min(1usize << top_bits)
+    fixed_window::row_length(SCALAR_BITS, window, row)
 }
 
-/// `Σ_i (1 + 2 + … + len_i) · 2^(window·i) mod n`: the scalar whose multiple of P is the sum
-/// of every entry of P's table.
-fn table_sum_scalar(window: u32, lengths: impl Iterator<Item = usize>) -> Scalar {
-    let step = Scalar::from(1u64 << window);
-    let mut weight = Scalar::ONE;
-    let mut total = Scalar::ZERO;
-    for len in lengths {
-        let len = len as u64;
-        total += Scalar::from(len * (len + 1) / 2) * weight;
-        weight *= step;
-    }
-    total
-}
-
-/// The scalar as four little-endian 64-bit limbs.
+/// The scalar as little-endian 64-bit limbs.
 fn le_limbs(scalar: &Scalar) -> [u64; 4] {
-    let bytes = scalar.to_bytes();
-    let mut limbs = [0u64; 4];
-    for (limb, chunk) in limbs.iter_mut().zip(bytes.rchunks_exact(8)) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        *limb = u64::from_be_bytes(word);
-    }
-    limbs
-}
-
-/// Bits `pos .. pos + width` of the little-endian `limbs` (zero beyond the top).
-fn window_bits(limbs: &[u64; 4], pos: u32, width: u32) -> i32 {
-    let index = (pos / 64) as usize;
-    let shift = pos % 64;
-    let low = limbs.get(index).copied().unwrap_or(0) >> shift;
-    let high = if shift + width > 64 {
-        limbs.get(index + 1).copied().unwrap_or(0) << (64 - shift)
-    } else {
-        0
-    };
-    ((low | high) & ((1u64 << width) - 1)) as i32
+    fixed_window::le_limbs(&scalar.to_bytes())
 }
 
 /// P-256 points on our own field arithmetic ([`p256_field`](crate::authn::p256_field)):
@@ -899,31 +858,17 @@ pub fn generator_table() -> Option<&'static FixedBaseTable> {
 /// get tables; with G's table the worst case stays under ~2.5 MiB per VM.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
 
-static KEY_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: TableBudget = TableBudget::new(KEY_TABLE_BUDGET);
 
 /// Heap bytes of key tables alive now in this VM (process, natively).
 pub fn key_table_bytes() -> usize {
-    KEY_TABLE_BYTES.load(Ordering::Relaxed)
-}
-
-/// Takes `bytes` from `used` if that stays within `budget`.
-fn reserve(used: &AtomicUsize, bytes: usize, budget: usize) -> bool {
-    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-        now.checked_add(bytes).filter(|total| *total <= budget)
-    })
-    .is_ok()
+    BUDGET.used()
 }
 
 /// A key's table, counted against [`KEY_TABLE_BUDGET`] while it lives.
 struct KeyTable {
     table: FixedBaseTable,
-    reserved: usize,
-}
-
-impl Drop for KeyTable {
-    fn drop(&mut self) {
-        KEY_TABLE_BYTES.fetch_sub(self.reserved, Ordering::Relaxed);
-    }
+    _reserved: Reservation,
 }
 
 /// A P-256 public key with its precomputed table, ready to verify ES256 signatures.
@@ -944,20 +889,17 @@ impl P256VerifyKey {
 
     /// As [`P256VerifyKey::new`], with a chosen window for the key's table (for measurement).
     pub fn with_window(key: &p256::ecdsa::VerifyingKey, window: u32) -> P256VerifyKey {
-        let reserved = FixedBaseTable::size_for(window);
-        let table = if generator_table().is_some()
-            && reserve(&KEY_TABLE_BYTES, reserved, KEY_TABLE_BUDGET)
-        {
-            match FixedBaseTable::new(key.as_affine(), window) {
-                Some(table) => Some(Arc::new(KeyTable { table, reserved })),
-                None => {
-                    KEY_TABLE_BYTES.fetch_sub(reserved, Ordering::Relaxed);
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        // A table that fails its checks gives its reservation back as it drops.
+        let table = generator_table()
+            .and_then(|_| BUDGET.reserve(FixedBaseTable::size_for(window)))
+            .and_then(|reserved| {
+                FixedBaseTable::new(key.as_affine(), window).map(|table| {
+                    Arc::new(KeyTable {
+                        table,
+                        _reserved: reserved,
+                    })
+                })
+            });
         P256VerifyKey { key: *key, table }
     }
 
@@ -1030,17 +972,9 @@ fn x_matches(sum: &curve::Jacobian, r: &[u8; 32]) -> bool {
     carry == 0 && Fe::from_be_bytes(&r_plus_n).is_some_and(|x| sum.has_x(&x))
 }
 
-/// ecdsa 0.16's `bits2field` for a 32-byte field: at least 16 bytes, a shorter digest is
-/// left-padded with zeros and a longer one truncated to its leading 32 bytes.
+/// ecdsa 0.16's `bits2field` for the 32-byte field.
 fn bits2field(prehash: &[u8]) -> Option<FieldBytes> {
-    if prehash.len() < 16 {
-        return None;
-    }
-    let mut field = FieldBytes::default();
-    let len = prehash.len().min(32);
-    let (dst, src) = (field.get_mut(32 - len..)?, prehash.get(..len)?);
-    dst.copy_from_slice(src);
-    Some(field)
+    fixed_window::bits2field::<32>(prehash).map(FieldBytes::from)
 }
 
 #[cfg(test)]
@@ -1089,22 +1023,6 @@ mod tests {
         assert_eq!(
             FixedBaseTable::new(&g, 5).unwrap().points.len(),
             51 * 16 + 2
-        );
-    }
-
-    #[test]
-    fn budget_reservations() {
-        let used = AtomicUsize::new(0);
-        assert!(reserve(&used, 600, 1000));
-        assert!(reserve(&used, 400, 1000));
-        assert!(!reserve(&used, 1, 1000));
-        assert_eq!(used.load(Ordering::Relaxed), 1000);
-        assert!(!reserve(&used, usize::MAX, usize::MAX));
-        assert_eq!(
-            FixedBaseTable::size_for(Q_WINDOW),
-            FixedBaseTable::new(&AffinePoint::GENERATOR, Q_WINDOW)
-                .unwrap()
-                .heap_bytes()
         );
     }
 

@@ -36,7 +36,6 @@
 //!   so table lookups indexed by scalar digits and skipped zero digits leak nothing. This code
 //!   must never be used with a secret scalar (signing, ECDH).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use p384::ecdsa::signature::hazmat::PrehashVerifier;
@@ -45,6 +44,8 @@ use p384::elliptic_curve::ops::{Invert, Reduce};
 use p384::elliptic_curve::point::AffineCoordinates;
 use p384::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U384};
 use sha2::{Digest, Sha384};
+
+use crate::authn::fixed_window::{self, Reservation, TableBudget};
 
 /// Window of G's table: 7 bits, 55 rows of up to 64 points, 352,000 bytes on wasm32, built
 /// once per VM in ~61 ms (wasm32, Node's V8) when the first P-384 key loads.
@@ -122,7 +123,8 @@ impl FixedBaseTable {
         let sum = points
             .iter()
             .fold(ProjectivePoint::IDENTITY, |sum, point| sum + point);
-        let expected = ProjectivePoint::from(*point) * table_sum_scalar(window, lengths);
+        let expected = ProjectivePoint::from(*point)
+            * fixed_window::table_sum_scalar::<Scalar>(window, lengths);
         (sum == expected).then(|| FixedBaseTable {
             window,
             row_len,
@@ -156,7 +158,8 @@ impl FixedBaseTable {
         let mut carry = 0i32;
         for (row, points) in self.points.chunks(self.row_len).enumerate() {
             // Signed recoding: a digit above 2^(w-1) becomes digit - 2^w, carrying 1 upwards.
-            let mut digit = window_bits(&limbs, row as u32 * self.window, self.window) + carry;
+            let mut digit =
+                fixed_window::window_bits(&limbs, row as u32 * self.window, self.window) + carry;
             if digit > half {
                 digit -= 1 << self.window;
                 carry = 1;
@@ -180,61 +183,17 @@ impl FixedBaseTable {
     }
 }
 
-/// Rows needed for signed `window`-bit digits of a 384-bit scalar: the recoding can carry one
-/// past the top bit, so 385 bits are covered.
 fn row_count(window: u32) -> u32 {
-    (SCALAR_BITS + 1).div_ceil(window)
+    fixed_window::row_count(SCALAR_BITS, window)
 }
 
-/// Entries in row `row`: `2^(window-1)`, except in the last row, whose digit only covers the
-/// scalar's top bits plus a carry.
 fn row_length(window: u32, row: u32) -> usize {
-    let row_len = 1usize << (window - 1);
-    let rows = row_count(window);
-    if row + 1 < rows {
-        return row_len;
-    }
-    let top_bits = SCALAR_BITS.saturating_sub(window * (rows - 1));
-    row_len.min(1usize << top_bits)
+    fixed_window::row_length(SCALAR_BITS, window, row)
 }
 
-/// `Σ_i (1 + 2 + … + len_i) · 2^(window·i) mod n`: the scalar whose multiple of P is the sum
-/// of every entry of P's table.
-fn table_sum_scalar(window: u32, lengths: impl Iterator<Item = usize>) -> Scalar {
-    let step = Scalar::from(1u64 << window);
-    let mut weight = Scalar::ONE;
-    let mut total = Scalar::ZERO;
-    for len in lengths {
-        let len = len as u64;
-        total += Scalar::from(len * (len + 1) / 2) * weight;
-        weight *= step;
-    }
-    total
-}
-
-/// The scalar as six little-endian 64-bit limbs.
+/// The scalar as little-endian 64-bit limbs.
 fn le_limbs(scalar: &Scalar) -> [u64; 6] {
-    let bytes = scalar.to_bytes();
-    let mut limbs = [0u64; 6];
-    for (limb, chunk) in limbs.iter_mut().zip(bytes.rchunks_exact(8)) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        *limb = u64::from_be_bytes(word);
-    }
-    limbs
-}
-
-/// Bits `pos .. pos + width` of the little-endian `limbs` (zero beyond the top).
-fn window_bits(limbs: &[u64; 6], pos: u32, width: u32) -> i32 {
-    let index = (pos / 64) as usize;
-    let shift = pos % 64;
-    let low = limbs.get(index).copied().unwrap_or(0) >> shift;
-    let high = if shift + width > 64 {
-        limbs.get(index + 1).copied().unwrap_or(0) << (64 - shift)
-    } else {
-        0
-    };
-    ((low | high) & ((1u64 << width) - 1)) as i32
+    fixed_window::le_limbs(&scalar.to_bytes())
 }
 
 /// Jacobian arithmetic for building tables only: p384 0.13 keeps its point coordinates
@@ -434,31 +393,17 @@ pub fn generator_table() -> Option<&'static FixedBaseTable> {
 /// keys always get tables. Separate from the P-256 budget.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
 
-static KEY_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: TableBudget = TableBudget::new(KEY_TABLE_BUDGET);
 
-/// Heap bytes of P-384 key tables alive now in this VM (process, natively).
+/// Heap bytes of key tables alive now in this VM (process, natively).
 pub fn key_table_bytes() -> usize {
-    KEY_TABLE_BYTES.load(Ordering::Relaxed)
-}
-
-/// Takes `bytes` from `used` if that stays within `budget`.
-fn reserve(used: &AtomicUsize, bytes: usize, budget: usize) -> bool {
-    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-        now.checked_add(bytes).filter(|total| *total <= budget)
-    })
-    .is_ok()
+    BUDGET.used()
 }
 
 /// A key's table, counted against [`KEY_TABLE_BUDGET`] while it lives.
 struct KeyTable {
     table: FixedBaseTable,
-    reserved: usize,
-}
-
-impl Drop for KeyTable {
-    fn drop(&mut self) {
-        KEY_TABLE_BYTES.fetch_sub(self.reserved, Ordering::Relaxed);
-    }
+    _reserved: Reservation,
 }
 
 /// A P-384 public key with its precomputed table, ready to verify ES384 signatures.
@@ -479,20 +424,17 @@ impl P384VerifyKey {
 
     /// As [`P384VerifyKey::new`], with a chosen window for the key's table (for measurement).
     pub fn with_window(key: &p384::ecdsa::VerifyingKey, window: u32) -> P384VerifyKey {
-        let reserved = FixedBaseTable::size_for(window);
-        let table = if generator_table().is_some()
-            && reserve(&KEY_TABLE_BYTES, reserved, KEY_TABLE_BUDGET)
-        {
-            match FixedBaseTable::new(key.as_affine(), window) {
-                Some(table) => Some(Arc::new(KeyTable { table, reserved })),
-                None => {
-                    KEY_TABLE_BYTES.fetch_sub(reserved, Ordering::Relaxed);
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        // A table that fails its checks gives its reservation back as it drops.
+        let table = generator_table()
+            .and_then(|_| BUDGET.reserve(FixedBaseTable::size_for(window)))
+            .and_then(|reserved| {
+                FixedBaseTable::new(key.as_affine(), window).map(|table| {
+                    Arc::new(KeyTable {
+                        table,
+                        _reserved: reserved,
+                    })
+                })
+            });
         P384VerifyKey { key: *key, table }
     }
 
@@ -551,17 +493,9 @@ fn verify_with_tables(
     <Scalar as Reduce<U384>>::reduce_bytes(&sum.x()) == *r
 }
 
-/// ecdsa 0.16's `bits2field` for a 48-byte field: at least 24 bytes, a shorter digest is
-/// left-padded with zeros and a longer one truncated to its leading 48 bytes.
+/// ecdsa 0.16's `bits2field` for the 48-byte field.
 fn bits2field(prehash: &[u8]) -> Option<FieldBytes> {
-    if prehash.len() < 24 {
-        return None;
-    }
-    let mut field = FieldBytes::default();
-    let len = prehash.len().min(48);
-    let (dst, src) = (field.get_mut(48 - len..)?, prehash.get(..len)?);
-    dst.copy_from_slice(src);
-    Some(field)
+    fixed_window::bits2field::<48>(prehash).map(FieldBytes::from)
 }
 
 #[cfg(test)]
@@ -613,25 +547,6 @@ mod tests {
             FixedBaseTable::size_for(G_WINDOW),
             generator_table().unwrap().heap_bytes()
         );
-    }
-
-    #[test]
-    fn budget_reservations() {
-        let used = AtomicUsize::new(0);
-        assert!(reserve(&used, 600, 1000));
-        assert!(reserve(&used, 400, 1000));
-        assert!(!reserve(&used, 1, 1000));
-        assert_eq!(used.load(Ordering::Relaxed), 1000);
-        assert!(!reserve(&used, usize::MAX, usize::MAX));
-        assert_eq!(
-            FixedBaseTable::size_for(Q_WINDOW),
-            FixedBaseTable::new(&AffinePoint::GENERATOR, Q_WINDOW)
-                .unwrap()
-                .heap_bytes()
-        );
-        // The budget holds a useful number of key tables, and each stays under ~212 KiB.
-        assert!(KEY_TABLE_BUDGET / FixedBaseTable::size_for(Q_WINDOW) >= 8);
-        assert!(FixedBaseTable::size_for(Q_WINDOW) <= 212 * 1024);
     }
 
     #[test]
