@@ -306,10 +306,37 @@ impl HttpContext for Stream {
             ProxyHost.send_response(500, &[], b"");
             return ProxyAction::Pause;
         };
-        match s.on_request_headers(&ProxyHost, self.context_id) {
-            Action::Continue => ProxyAction::Continue,
-            Action::Pause => ProxyAction::Pause,
+        to_proxy(s.on_request_headers(&ProxyHost, self.context_id))
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> ProxyAction {
+        self.request_data()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> ProxyAction {
+        self.request_data()
+    }
+}
+
+impl Stream {
+    /// Body and trailers of a stream that waits for keys or was refused stay held (the SDK's
+    /// default would let them, and with them the paused headers, through on some hosts).
+    fn request_data(&self) -> ProxyAction {
+        match &self.state {
+            Some(state) => match state.try_borrow() {
+                Ok(s) => to_proxy(s.on_request_data(self.context_id)),
+                Err(_) => ProxyAction::Pause,
+            },
+            // Not configured: the headers callback answered 500.
+            None => ProxyAction::Pause,
         }
+    }
+}
+
+fn to_proxy(action: Action) -> ProxyAction {
+    match action {
+        Action::Continue => ProxyAction::Continue,
+        Action::Pause => ProxyAction::Pause,
     }
 }
 

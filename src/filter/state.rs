@@ -208,7 +208,13 @@ pub struct FilterState {
     /// Indexed like `policy.jwks_sources`; `None` for local sources.
     remotes: Vec<Option<RemoteSource>>,
     pending: Vec<Pending>,
-    /// In-flight fetches: call token → source.
+    /// Streams answered with a local reply. With `pending`, the streams whose body and
+    /// trailers must never be let through: a host that delivers body callbacks while the
+    /// headers are paused (Envoy with `allow_on_headers_stop_iteration`, hosts without
+    /// cpp-host's StopIteration -> StopAllIteration conversion) would otherwise forward
+    /// headers and body when the body callback answers `Continue`.
+    /// (A short list: a refused stream ends right after its local reply.)
+    refused: Vec<u32>,
     /// In-flight calls: token → (source, step, time by which the host must have answered).
     calls: BTreeMap<u32, (JwksId, Step, u64)>,
     /// Verified tokens of this VM; cleared whenever a key set changes.
@@ -326,6 +332,7 @@ impl FilterState {
             policy: Arc::new(policy),
             remotes,
             pending: Vec::new(),
+            refused: Vec::new(),
             calls: BTreeMap::new(),
             vm_id: random_id(),
         }
@@ -359,13 +366,30 @@ impl FilterState {
                 Action::Pause
             }
             Outcome::Allowed => Action::Continue,
-            Outcome::Denied => Action::Pause,
+            Outcome::Denied => {
+                self.refused.push(context_id);
+                Action::Pause
+            }
+        }
+    }
+
+    /// The request-body or request-trailers callback of stream `context_id`: held while the
+    /// stream waits for keys or after it was refused, so that only a decision to allow (and
+    /// the resume that carries it out) lets the request go on.
+    pub fn on_request_data(&self, context_id: u32) -> Action {
+        if self.refused.contains(&context_id)
+            || self.pending.iter().any(|p| p.context_id == context_id)
+        {
+            Action::Pause
+        } else {
+            Action::Continue
         }
     }
 
     /// A stream ended: it must never be resumed.
     pub fn on_stream_done(&mut self, context_id: u32) {
         self.pending.retain(|p| p.context_id != context_id);
+        self.refused.retain(|id| *id != context_id);
     }
 
     /// Decides the current stream and carries the decision out.
@@ -732,7 +756,9 @@ impl FilterState {
                     host.resume_request();
                 }
                 // The local reply ends the stream; it is not resumed.
-                Outcome::Denied => {}
+                Outcome::Denied => {
+                    self.refused.push(p.context_id);
+                }
                 Outcome::Wait(waiting_on) => self.pending.push(Pending {
                     context_id: p.context_id,
                     deadline_ms: p.deadline_ms,

@@ -83,6 +83,67 @@ fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
     }
 }
 
+/// F1: the body (and trailers) of a stream that waits for keys, or that was refused, is held;
+/// only the stream an allow decision resumed lets its body go on.
+#[test]
+fn body_and_trailers_are_held_while_waiting_and_after_a_refusal() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    let forged = format!("Bearer {}", token("forged_kid"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &forged)]),
+        Action::Pause
+    );
+    // No token: refused at once.
+    assert_eq!(request(&host, &mut state, 3, "/a", &[]), Action::Pause);
+    // No requirement: let through at once.
+    assert_eq!(
+        request(&host, &mut state, 4, "/public", &[]),
+        Action::Continue
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(state.on_request_data(id), Action::Pause, "stream {id}");
+    }
+    assert_eq!(state.on_request_data(4), Action::Continue);
+
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert!(host.stream(1).resumed);
+    assert_eq!(state.on_request_data(1), Action::Continue);
+    // Refused after the wait (bad signature) or at once (no token): held until the end.
+    assert_eq!(host.stream(2).reply.map(|r| r.status), Some(401));
+    assert_eq!(state.on_request_data(2), Action::Pause);
+    assert_eq!(state.on_request_data(3), Action::Pause);
+    state.on_stream_done(2);
+    state.on_stream_done(3);
+    // A context id the host reuses later starts clean.
+    assert_eq!(state.on_request_data(3), Action::Continue);
+}
+
+/// F1, deadline path: a request that waited until `request_wait_timeout` and was refused
+/// (503) keeps its body held.
+#[test]
+fn body_is_held_when_the_wait_ends_in_a_refusal() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    host.now_ms.set(T0 + KEY_WAIT_MS + 1);
+    state.on_tick(&host);
+    assert_eq!(host.stream(1).reply.map(|r| r.status), Some(503));
+    assert!(!host.stream(1).resumed);
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(state.on_request_data(1), Action::Pause);
+}
+
 #[test]
 fn cold_start_pauses_then_resumes_with_the_right_answers() {
     let shared = Rc::new(RefCell::new(SharedStore::default()));
