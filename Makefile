@@ -51,6 +51,7 @@ toolchain:
 build: toolchain wasm-opt-tool
 	cargo build --release --target $(WASM_TARGET) --lib
 	$(call wasm_optimise,$(WASM))
+	$(PYTHON) mk/wasm_imports.py $(WASM) $(HOST_ABI_TABLES)
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes (limit $(WASM_MAX_BYTES): make wasm-size)"
 
 cli:
@@ -143,6 +144,8 @@ test-matrix: venv build
 
 # wasm-opt after rustc: make build, make wasm-size.
 include mk/wasm-opt.mk
+# make build checks the module's imports against each host's functions.
+include mk/wasm-imports.mk
 # Benchmarks: make bench, make bench-micro (bench/README.md).
 include mk/bench.mk
 include mk/fuzz.mk

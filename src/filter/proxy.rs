@@ -228,21 +228,18 @@ impl RootContext for Root {
         };
         match config::parse(text) {
             Ok(policy) => {
-                // Format only what the host will print: the configured level, or the
-                // host's own (Envoy has `proxy_get_log_level`; ngx_wasm_module does not,
-                // so there the configuration must set `log_level`).
-                let level = match policy.log_level.as_deref() {
-                    Some("trace") => Some(LogLevel::Trace),
-                    Some("debug") => Some(LogLevel::Debug),
-                    Some("info") => Some(LogLevel::Info),
-                    Some("warn") => Some(LogLevel::Warn),
-                    Some("error") => Some(LogLevel::Error),
-                    Some(_) => Some(LogLevel::Critical),
-                    None => hostcalls::get_log_level().ok(),
-                };
-                if let Some(level) = level {
-                    proxy_wasm::set_log_level(level);
-                }
+                // Format only what the host will print. Unset: `info`. The level is not
+                // asked of the host: `proxy_get_log_level` differs in signature between
+                // hosts (ngx_wasm_module declares two parameters), and a module that merely
+                // imports it does not instantiate there (mk/host-abi/, `make build`).
+                proxy_wasm::set_log_level(match policy.log_level.as_deref() {
+                    Some("trace") => LogLevel::Trace,
+                    Some("debug") => LogLevel::Debug,
+                    Some("info") | None => LogLevel::Info,
+                    Some("warn") => LogLevel::Warn,
+                    Some("error") => LogLevel::Error,
+                    Some(_) => LogLevel::Critical,
+                });
                 METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
