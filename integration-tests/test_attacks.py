@@ -9,7 +9,11 @@ attacker's key: if the filter ever followed a token's `jku`/`x5u`, the canary wo
 Every row of ATTACKS asserts the exact outcome: jwt-edge's status and `error` code (checked
 field by field against src/authn/error.rs by `assert_denied`), a 200 from a backend for the
 few inputs that are valid, or Envoy's own codec reply (400/431) for bytes that never reach
-the filter. Sources for the attack classes: ../shared/research/security.md sections 1 and 4.
+the filter. The attack classes come from RFC 8725 (JWT Best Current Practices), the published
+advisories against JWT libraries and gateways (alg `none` and RS256→HS256 confusion, e.g.
+CVE-2015-9235 and CVE-2022-29217; ECDSA r = s = 0, CVE-2022-21449; `jku`/`x5u`/`kid`
+injection; Istio CVE-2019-12995), jwt_tool's `-X` attack modes, and Project Wycheproof's
+`doc/json_web_crypto.md`.
 
 After the table: a bit-flip sweep over one RS256 and one ES256 token, then checks that the
 canary and the IdP saw no request driven by a token header, that Envoy counted no Wasm VM
