@@ -203,8 +203,10 @@ fn jwt_authn_value(v: &Value) -> Option<String> {
         Value::String(s) => s.clone(),
         Value::Number(n) => jwt_authn_number(n.as_f64()?),
         Value::Bool(b) => b.to_string(),
+        // `Value`'s Display is its compact JSON (and reuses the serializer the module
+        // already carries for error bodies).
         Value::Array(_) | Value::Object(_) => {
-            base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).ok()?)
+            base64::engine::general_purpose::STANDARD.encode(v.to_string())
         }
         Value::Null => return None,
     })
@@ -220,9 +222,94 @@ fn jwt_authn_number(d: f64) -> String {
         let int = d as u64;
         int.to_string()
     } else {
-        // std::to_string(double) is printf("%f"): six decimals, correctly rounded.
-        format!("{d:.6}")
+        fixed6(d)
     }
+}
+
+/// C's `printf("%f", d)` (what `std::to_string(double)` prints): the exact binary value
+/// rounded half-to-even to six decimals. Done with integers: Rust's own `{:.6}` would pull
+/// the whole exact float formatter into the module (~30 KB of Wasm).
+fn fixed6(d: f64) -> String {
+    if !d.is_finite() {
+        // JSON has no infinities or NaN; nothing to print.
+        return String::new();
+    }
+    let bits = d.to_bits();
+    let negative = bits >> 63 == 1;
+    let biased = i64::try_from((bits >> 52) & 0x7ff).unwrap_or(0);
+    let fraction = bits & ((1 << 52) - 1);
+    // d = mantissa * 2^exponent, exactly.
+    let (mantissa, exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, biased - 1075)
+    };
+    // The digits of round(|d| * 10^6).
+    let digits = if exponent >= 0 {
+        let mut s = decimal_shifted(mantissa, u32::try_from(exponent).unwrap_or(0));
+        s.push_str("000000");
+        s
+    } else {
+        let shift = u32::try_from(-exponent).unwrap_or(u32::MAX);
+        // < 2^73: fits, and for shift >= 128 the value is far below half a unit.
+        let scaled = u128::from(mantissa) * 1_000_000;
+        if shift >= 128 {
+            "0".to_owned()
+        } else {
+            let q = scaled >> shift;
+            let r = scaled & ((1u128 << shift) - 1);
+            let half = 1u128 << (shift - 1);
+            let q = if r > half || (r == half && q & 1 == 1) {
+                q + 1
+            } else {
+                q
+            };
+            q.to_string()
+        }
+    };
+    let digits = format!("{digits:0>7}");
+    let (int, frac) = digits
+        .split_at_checked(digits.len().saturating_sub(6))
+        .unwrap_or((&digits, ""));
+    format!("{}{int}.{frac}", if negative { "-" } else { "" })
+}
+
+/// `m * 2^e` in decimal (base-10^9 limbs, least significant first).
+fn decimal_shifted(m: u64, mut e: u32) -> String {
+    const BASE: u64 = 1_000_000_000;
+    let mut limbs: Vec<u64> = Vec::new();
+    let mut rest = m;
+    while rest > 0 {
+        limbs.push(rest % BASE);
+        rest /= BASE;
+    }
+    while e > 0 {
+        let k = e.min(32);
+        e -= k;
+        let mut carry = 0u64;
+        for limb in &mut limbs {
+            // limb < 10^9 < 2^30 and k <= 32: the product fits in u64.
+            let v = (*limb << k) + carry;
+            *limb = v % BASE;
+            carry = v / BASE;
+        }
+        while carry > 0 {
+            limbs.push(carry % BASE);
+            carry /= BASE;
+        }
+    }
+    let mut out = String::new();
+    for (i, limb) in limbs.iter().rev().enumerate() {
+        if i == 0 {
+            out.push_str(&limb.to_string());
+        } else {
+            out.push_str(&format!("{limb:09}"));
+        }
+    }
+    if out.is_empty() {
+        out.push('0');
+    }
+    out
 }
 
 fn joined_value(v: &Value) -> Option<String> {
@@ -480,6 +567,30 @@ mod tests {
                 "{claim} joined"
             );
         }
+        // Six decimals exactly as C's printf("%f") (values checked with Python's '%f' %).
+        let printf = [
+            (-5.0, "-5.000000"),
+            (1.5, "1.500000"),
+            (0.1, "0.100000"),
+            (2.5e-7, "0.000000"),
+            (1234.5678915, "1234.567892"),
+            (-1e-9, "-0.000000"),
+            (1e20, "100000000000000000000.000000"),
+            (2.0000005, "2.000001"),
+            (-0.5000005, "-0.500000"),
+            (0.0000015, "0.000002"),
+            (123456789.1234565, "123456789.123456"),
+            (5e-324, "0.000000"),
+            (-3.0, "-3.000000"),
+        ];
+        for (d, want) in printf {
+            assert_eq!(fixed6(d), want, "{d:e}");
+        }
+        let e300 = fixed6(1e300);
+        assert!(e300.starts_with("1000000000000000052504760255204420248704468581108159"));
+        assert!(e300.ends_with("459400540160.000000") && e300.len() == 301 + 7);
+        assert_eq!(jwt_authn_number(-0.0), "0");
+        assert_eq!(jwt_authn_number(9999.0), "9999");
         // F9: the two arrays that used to give the same header no longer do.
         let one = claim_header_value(&json!(["user,admin"]), ClaimFormat::Joined);
         let two = claim_header_value(&json!(["user", "admin"]), ClaimFormat::Joined);
