@@ -399,3 +399,27 @@ def test_19_4_claim_headers_in_jwt_authn_format(parity, tokens):
     assert (watched["x-admin"], watched["x-off"]) == ("true", "false")
     assert watched["x-empty"] is None and watched["x-missing"] is None
     assert edge.upstream[1] == (), "the token was not forwarded (forward: false)"
+
+
+def test_f5_underscored_identity_header_is_stripped(parity, tokens):
+    """A client's `x_sub` (read as `x-sub` by CGI/WSGI backends): jwt_authn forwards it;
+    jwt-edge removes it (deviation underscore_identity_headers)."""
+    req = Request("/", [bearer(tokens["good"]), ("x_sub", "mallory"), ("X-Sub", "mallory")])
+    authn, edge = _one(parity, "claims_and_lifetime", req)
+    assert (authn.status, edge.status) == (200, 200)
+    assert dict(authn.upstream[0])["x_sub"] == "mallory"
+    assert dict(edge.upstream[0])["x_sub"] is None
+    assert dict(edge.upstream[0])["x-sub"] == dict(authn.upstream[0])["x-sub"] == "alice"
+
+
+def test_f4_bearer_tab_is_not_no_token(parity, tokens):
+    """`Authorization: Bearer<TAB>token` under allow_missing: jwt_authn 200 and forwards it
+    (it sees no token); jwt-edge 401 token_malformed. Under allow_missing_or_failed jwt-edge
+    lets it through but does not forward it."""
+    tab = [("authorization", f"Bearer\t{tokens['good']}")]
+    authn, edge = _one(parity, "lenient_and_whitespace", Request("/", tab))
+    assert authn.status == 200 and authn.upstream[1] == ("header:authorization",)
+    assert edge == Outcome(401, "invalid_token")
+    authn, edge = _one(parity, "lenient_and_whitespace", Request("/lenient", tab))
+    assert authn.upstream[1] == ("header:authorization",)
+    assert edge.status == 200 and edge.upstream[1] == ()
