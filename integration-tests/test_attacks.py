@@ -635,7 +635,8 @@ def attacks() -> list[Attack]:
         Attack("scheme-uppercase-bearer", bearer(t1, "BEARER"), 200),
         Attack("scheme-mixed-case-bearer", bearer(t1, "bEaReR"), 200),
         Attack("scheme-two-spaces", bearer(t1, "Bearer "), 200),
-        raw_auth(lambda c: f"Bearer\t{t1(c)}", "token_missing", "scheme-tab-separator"),
+        # F4 (issue #15): not "no token" (which allow_missing would pass on, header and all).
+        raw_auth(lambda c: f"Bearer\t{t1(c)}", "token_malformed", "scheme-tab-separator"),
         raw_auth(lambda c: f"Bearer{t1(c)}", "token_missing", "scheme-no-separator"),
         raw_auth(lambda c: f"xBearer {t1(c)}", "token_missing", "scheme-prefix-search"),
         raw_auth(lambda c: f"Token {t1(c)}", "token_missing", "scheme-other"),

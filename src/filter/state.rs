@@ -404,7 +404,7 @@ impl FilterState {
         let mut headers = host.request_headers();
         // No client-supplied copy of an identity header survives, on any route.
         headers.retain(|(name, _)| {
-            let forged = policy.identity_headers.iter().any(|h| h == name);
+            let forged = policy.is_identity_header(name);
             if forged {
                 host.remove_request_header(name);
             }

@@ -170,6 +170,8 @@ pub struct JwtClaimToHeader {
     pub header_name: Option<String>,
     pub claim_name: Option<String>,
     pub claim_path: Unsupported,
+    /// Extension: `"jwt_authn"` (default) or `"joined"`.
+    pub value_format: Option<String>,
 }
 
 /// `JwtCacheConfig`.
