@@ -733,32 +733,3 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
         Some(&0)
     );
 }
-
-#[test]
-fn warn_lines_per_source_are_a_burst_then_one_per_interval() {
-    use crate::sources::{WarnBudget, WARN_BURST, WARN_REFILL_MS};
-    let mut b = WarnBudget::default();
-    // Every tick (100 ms) for a minute: a burst, then one line per interval, each carrying
-    // the count of lines it stands for.
-    let mut written = Vec::new();
-    for tick in 0..600u64 {
-        if let Some(suppressed) = b.admit(T0 + tick * 100) {
-            written.push((tick * 100, suppressed));
-        }
-    }
-    assert_eq!(written.len() as u32, WARN_BURST + 5, "{written:?}");
-    assert!(written[..WARN_BURST as usize]
-        .iter()
-        .all(|&(at, n)| at < 500 && n == 0));
-    let later: Vec<u64> = written[WARN_BURST as usize..]
-        .iter()
-        .map(|&(at, _)| at)
-        .collect();
-    assert_eq!(later, [10_000, 20_000, 30_000, 40_000, 50_000]);
-    assert_eq!(written[WARN_BURST as usize].1, 100 - WARN_BURST);
-    assert_eq!(written[WARN_BURST as usize + 1].1, 99);
-    // Quiet for long enough: the whole burst is back.
-    let quiet = T0 + 60_000 + WARN_BURST as u64 * WARN_REFILL_MS;
-    assert!((0..WARN_BURST).all(|i| b.admit(quiet + i as u64).is_some()));
-    assert_eq!(b.admit(quiet + 10), None);
-}

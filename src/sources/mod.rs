@@ -1019,6 +1019,12 @@ impl Sources {
     ) -> Waiting {
         let mut hopeless = Vec::new();
         for &id in &ids {
+            // The generation to wake on is the one in shared data now, not this VM's copy.
+            if let Some((lease, _, true)) = self.read_lease(store, id) {
+                if let Some(Some(src)) = self.remotes.get_mut(id) {
+                    src.meta = lease;
+                }
+            }
             let has_keys = self
                 .remote(id)
                 .is_some_and(|s| s.spec.document == Document::Jwks && s.usable(now).is_some());
