@@ -6,7 +6,7 @@
 //! SDK.
 
 pub mod host;
-pub mod metrics;
+pub use crate::metrics;
 pub mod state;
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ impl RootContext for Root {
                 METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
-                let state = FilterState::new(policy);
+                let state = FilterState::new(policy, text);
                 self.state = Some(Rc::new(RefCell::new(state)));
                 log::info!("jwt-edge configured: {providers} providers, {rules} rules");
                 // The first tick starts key-set fetches. Set once per root context: a
