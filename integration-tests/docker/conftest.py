@@ -21,6 +21,8 @@ sys.path.insert(0, str(HERE.parent))  # the integration harness: keys and tokens
 from . import dockerlib  # noqa: E402
 
 DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
+# Where a failed suite leaves its containers' logs.
+LOG_DIR = REPO / "target" / "docker" / "logs"
 
 
 def pytest_ignore_collect(collection_path, config):

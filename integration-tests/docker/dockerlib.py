@@ -160,6 +160,13 @@ class Project:
         result = self.compose(*args, *services, timeout=60, check=False)
         return result.stdout + result.stderr
 
+    def save_logs(self, directory: Path) -> Path:
+        """Writes every service's log to DIRECTORY/<project>.log; returns the path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.name}.log"
+        path.write_text(self.logs())
+        return path
+
     def network(self, key: str) -> str:
         """The Docker name of the project's network `key`."""
         out = run(["docker", "network", "ls", "--format", "{{.Name}}", "--filter",
@@ -254,7 +261,7 @@ class Result:
     sent: float           # time.time() before the request
     done: float           # time.time() when the answer (or the error) came
     backend: str = ""     # the echo backend that answered, for 200s
-    error: str = ""
+    error: str = ""       # the error code of a local reply, or the transport error
 
 
 @dataclass
@@ -305,18 +312,20 @@ class Load:
                 conn.request("GET", f"/orders/{kind}", headers={"authorization": f"Bearer {token}"})
                 resp = conn.getresponse()
                 body = resp.read()
-                backend = ""
-                if resp.status == 200:
-                    try:
-                        backend = json.loads(body).get("backend", "")
-                    except ValueError:
-                        backend = "?"
-                result = Result(target, kind, resp.status, sent, time.time(), backend)
+                backend = error = ""
+                try:
+                    doc = json.loads(body)
+                    # 200: the echo backend's name; a local reply: its error code
+                    backend, error = (doc.get("backend", ""), "") if resp.status == 200 \
+                        else ("", doc.get("error", ""))
+                except (ValueError, AttributeError):
+                    error = body[:80].decode("utf-8", "replace")
+                result = Result(target, kind, resp.status, sent, time.time(), backend, error)
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
-                result = Result(target, kind, 0, sent, time.time(), error=type(e).__name__)
+                result = Result(target, kind, 0, sent, time.time(), error=f"{type(e).__name__}: {e}")
                 if conn is not None:
                     conn.close()
                 conn = None

@@ -12,7 +12,7 @@ import urllib.parse
 import pytest
 
 from . import dockerlib
-from .conftest import DEFAULT_WASM, REPO
+from .conftest import DEFAULT_WASM, LOG_DIR, REPO
 
 COMPOSE_FILE = REPO / "envoy" / "docker-compose.yml"
 READY_TIMEOUT_S = 90
@@ -37,7 +37,8 @@ def demo(request, images, wasm_file, project_name):
             raise AssertionError(f"Envoy not ready within {READY_TIMEOUT_S}s:\n{project.logs(tail=100)}")
         yield {"envoy": envoy_port, "idp": idp_port, "project": project}
         if request.session.testsfailed > failed_before:
-            print(f"\n===== {project.name} logs =====\n{project.logs(tail=200)}")
+            path = project.save_logs(LOG_DIR)
+            print(f"\n===== {project.name} logs (all in {path}) =====\n{project.logs(tail=100)}")
     finally:
         project.down()
 
