@@ -12,11 +12,14 @@
 # (110 MB, of which 107 MB is the Envoy binary) and builds in ~3 s; the same binary on the
 # Debian base would be 228 MB. The Python services need an interpreter with its standard
 # library and extension modules and `sh` (the compose file's IdP command); debootstrap gives a
-# real, versioned Debian instead of files copied off the host: ~2 min the first time (mostly
-# downloads; ~40 s with the .deb cache under $WORK), 121 MB after dropping apt lists, .debs,
-# docs, man pages and locales. It is rebuilt only when its recipe below changes (a label on
-# the image records the recipe's hash), so later runs take ~1 s. The Envoy image goes through
-# `docker build`, whose layer cache makes an unchanged binary a no-op.
+# real, versioned Debian instead of files copied off the host (a scratch image of the host's
+# python3.11, its extension modules' libraries and the venv's cryptography would be ~80 MB,
+# but tied to the host's files and without `sh`): 131-145 s to build (mostly dpkg unpacking
+# and configuring on 2 cores; the .deb cache under $WORK saves little), 121 MB after dropping
+# apt lists, .debs, docs, man pages and locales (267 MB before). It is rebuilt only when its
+# recipe below changes (a label on the image records the recipe's hash), so later runs take
+# ~1 s. The Envoy image goes through `docker build`, whose layer cache makes an unchanged
+# binary a no-op (~1 s).
 #
 # Environment: ENVOY_BIN (required), ENVOY_IMAGE, PYTHON_IMAGE, WORK (scratch space, default
 # target/docker), DEBIAN_SUITE, DEBIAN_MIRROR. Needs root or sudo for debootstrap (installed
