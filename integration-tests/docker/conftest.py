@@ -9,6 +9,7 @@ machine the project tests on, CI included.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,13 +26,26 @@ DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "jwt_edge.wasm"
 LOG_DIR = REPO / "target" / "docker" / "logs"
 
 
+def _docker_session(config) -> bool:
+    return config.inipath is not None and Path(config.inipath).resolve() == HERE / "pytest.ini"
+
+
 def pytest_ignore_collect(collection_path, config):
     # `make integration` runs pytest on integration-tests/, which would recurse into this
     # directory: these suites are `make test-docker`'s alone (run with this directory's
     # pytest.ini), so they never run twice.
-    if config.inipath is None or Path(config.inipath).resolve() != HERE / "pytest.ini":
-        return True
-    return None
+    return None if _docker_session(config) else True
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # make test-docker's time-out sends SIGTERM: end like Ctrl-C, so that every fixture's
+    # `compose down -v` runs (and a failed suite's logs are saved) before the KILL.
+    if _docker_session(config):
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 @pytest.fixture(scope="session")
