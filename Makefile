@@ -71,7 +71,7 @@ lint: toolchain
 integration: venv build cli
 	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
-test: lint unit unit-wasm integration wasm-size
+test: lint unit unit-wasm integration wasm-size test-docker
 
 # envoy/envoy.yaml names the module at target/: the demo needs the default target directory.
 run: venv build cli
@@ -152,3 +152,5 @@ include mk/wasm-imports.mk
 include mk/bench.mk
 include mk/fuzz.mk
 include mk/unit-wasm.mk
+# Local images and the Docker suites: make docker-images, make test-docker.
+include mk/docker.mk
