@@ -68,7 +68,7 @@ lint: toolchain
 integration: venv build cli
 	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
-test: lint unit unit-wasm integration wasm-size
+test: lint unit unit-wasm integration wasm-size wasm-exports
 
 # envoy/envoy.yaml names the module at target/: the demo needs the default target directory.
 run: venv build cli
