@@ -64,15 +64,21 @@ def allocator(envoy: bl.Envoy) -> dict[str, float]:
     return {k: int(v) / MiB for k, v in m.items() if str(v).isdigit()}
 
 
+# Envoy's bootstrap `memory_allocator_manager`: tcmalloc returns up to this many free bytes to
+# the OS every second (Envoy's default is to return nothing).
+RELEASE = {"memory_allocator_manager": {"bytes_to_release": 64 * MiB, "memory_release_interval": "1s"}}
+
+
 def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
-    config = bl.envoy_config(filters)
+    filters, bootstrap = filters if isinstance(filters, tuple) else (filters, {})
+    config = {**bl.envoy_config(filters), **bootstrap}
     with bl.Envoy(config, bl.WORK / "memory" / name, concurrency=1, cpus="0,1") as envoy:
         time.sleep(1.0)
         for tok in tokens:
             r = bl.client.request(envoy.url("/"), headers=bl.client.bearer(tok))
             if r.status != 200:
                 raise RuntimeError(f"{name}: {r.status} {r.body[:200]!r}")
-        time.sleep(1.0)
+        time.sleep(3.0 if bootstrap else 1.0)
         return {"rss": envoy.rss_mib(), **smaps_by_kind(envoy.proc.pid),
                 **{f"alloc_{k}": v for k, v in allocator(envoy).items()}}
 
@@ -96,6 +102,10 @@ def main() -> None:
                                            {"JWT_EDGE_BENCH": "ladder:floor"})],
         "jwt-edge-rsa": [bl.jwt_edge_filter(rb.filter_json(rsa_only, None), rb.MODULES["jwt_edge"])],
         "jwt-edge": [bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
+        # The same, with Envoy told to hand free heap back to the OS (RELEASE above).
+        "noop+release": (rb.http_filters("noop", both, None), RELEASE),
+        "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
+                             RELEASE),
     }
     print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
@@ -103,7 +113,7 @@ def main() -> None:
         for name, filters in variants.items():
             r = one(name, filters, tokens)
             rows[name].append(r)
-            print(f"  round {rnd + 1}/{REPEAT} {name:<13} RSS {r['rss']:6.1f} MiB", flush=True)
+            print(f"  round {rnd + 1}/{REPEAT} {name:<17} RSS {r['rss']:6.1f} MiB", flush=True)
     med = {v: {k: bl.median([r[k] for r in rs]) for k in rs[0]} for v, rs in rows.items()}
     cols = ["rss", "file", "anon_exec", "wasm_memory", "anon_other", "alloc_allocated",
             "alloc_heap_size", "alloc_pageheap_free", "alloc_total_thread_cache",
@@ -111,11 +121,12 @@ def main() -> None:
     cols = [c for c in cols if c in med["passthrough"]]
     print(f"\n== make bench-memory: Envoy {bl.envoy_version()} --concurrency 1, MiB, medians of "
           f"{REPEAT}; columns: VmRSS, then RSS by mapping kind, then tcmalloc (admin /memory)")
-    print(f"{'variant':<13} | " + " | ".join(f"{c.replace('alloc_', ''):>12}" for c in cols))
+    print(f"{'variant':<29} | " + " | ".join(f"{c.replace('alloc_', ''):>12}" for c in cols))
     for v, m in med.items():
-        print(f"{v:<13} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
-    print(f"{'jwt-edge-noop':<13} | "
-          + " | ".join(f"{med['jwt-edge'][c] - med['noop'][c]:+12.1f}" for c in cols))
+        print(f"{v:<29} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
+    for a, b in (("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")):
+        print(f"{a + ' - ' + b:<29} | "
+              + " | ".join(f"{med[a][c] - med[b][c]:+12.1f}" for c in cols))
     bl.RESULTS.mkdir(exist_ok=True)
     (bl.RESULTS / "memory-latest.json").write_text(json.dumps(
         {"modules": modules, "medians": med, "rows": rows}, indent=1) + "\n")
