@@ -20,6 +20,9 @@ Variants, each a step on top of the one before (bench/micro/src/ladder.rs):
   jwt-edge                             the shipped module
   jwt_authn                            Envoy's native filter with its cache
   remove, set, get                     side rungs: `floor` plus one host call
+  baseline                             (only with BENCH_BASELINE_WASM) another jwt-edge module,
+                                       e.g. an earlier commit's build, with the same config:
+                                       an A/B of two builds in one process
 
 Prints, per variant, medians over rounds of: req/s, worker CPU µs per request, that over the
 lowest floor (min of noop and noop-min, same round), and the step over the variant before it
@@ -27,7 +30,7 @@ lowest floor (min of noop and noop-min, same round), and the step over the varia
 
 Environment: BENCH_ROUNDS (7), BENCH_SECONDS (3), BENCH_QUICK=1 (2 rounds of 2 s), BENCH_MODES
 (`direct`), BENCH_LADDER (comma-separated variant names: a subset, in order),
-BENCH_QUIET_WAIT (120).
+BENCH_QUIET_WAIT (120), BENCH_BASELINE_WASM (a module for the `baseline` variant).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 os.environ.setdefault("BENCH_SECONDS", "2" if QUICK else "3")
@@ -51,6 +55,9 @@ from harness.keys import jwks  # noqa: E402
 RUNGS = ("floor", "clock", "headers", "extract", "cache", "decide", "write", "counters")
 SIDE = ("remove", "set", "get")
 LADDER = ("passthrough", "noop", "noop-min", *RUNGS, "micro:jwt-edge", "jwt-edge", "jwt_authn", *SIDE)
+BASELINE = os.environ.get("BENCH_BASELINE_WASM")
+if BASELINE:
+    LADDER = (*LADDER, "baseline")
 if os.environ.get("BENCH_LADDER"):
     LADDER = tuple(v for v in os.environ["BENCH_LADDER"].split(",") if v)
 # The variant each step is measured against (the rung before it).
@@ -63,6 +70,8 @@ def filters(variant: str, jwks_text: str) -> list[dict]:
     config = rb.filter_json(jwks_text, rb.CACHE_SIZE)
     if variant in ("passthrough", "jwt_authn", "jwt-edge"):
         return rb.http_filters(variant, jwks_text, rb.CACHE_SIZE)
+    if variant == "baseline":
+        return [bl.plain_wasm_filter("baseline", rb.MODULES["baseline"], json.dumps(config))]
     if variant in ("noop", "noop-min"):
         return [bl.plain_wasm_filter(variant, rb.MODULES[variant])]
     mode = "jwt-edge" if variant == "micro:jwt-edge" else f"ladder:{variant}"
@@ -97,6 +106,11 @@ def main() -> None:
     for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
                        ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
         rb.MODULES[name], modules[name] = bl.snapshot(path)
+    if BASELINE:
+        base = bl.WORK / "baseline-src" / "baseline.wasm"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.write_bytes(Path(BASELINE).read_bytes())
+        rb.MODULES["baseline"], modules["baseline"] = bl.snapshot(base)
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     rb.ensure_pool(keys, "RS256", rb.REPEATED_TOKENS)
