@@ -71,7 +71,7 @@ lint: toolchain
 integration: venv build cli
 	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
-test: lint unit unit-wasm integration wasm-size test-docker
+test: lint unit unit-wasm integration wasm-size wasm-exports test-docker
 
 # envoy/envoy.yaml names the module at target/: the demo needs the default target directory.
 run: venv build cli

@@ -15,7 +15,7 @@ pub mod fake;
 mod tests;
 
 #[cfg(target_arch = "wasm32")]
-mod proxy;
+pub mod proxy;
 
 pub use host::Host;
 pub use state::{Action, FilterState};
