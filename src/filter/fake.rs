@@ -61,6 +61,11 @@ pub struct FakeHost {
     /// stream, not to the root context, so the fake refuses it and counts it.
     pub in_stream_callback: Cell<bool>,
     pub dispatches_from_streams: Cell<u32>,
+    /// ngx_wasm_module's profile: `set_effective_context` answers Ok and does nothing.
+    pub context_switch_is_noop: Cell<bool>,
+    /// `set_effective_context` calls (on the ngx profile each one is a stream touched from
+    /// the root context: a crashed worker there).
+    pub context_switches: Cell<u32>,
 }
 
 impl FakeHost {
@@ -81,6 +86,8 @@ impl FakeHost {
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             in_stream_callback: Cell::new(false),
             dispatches_from_streams: Cell::new(0),
+            context_switch_is_noop: Cell::new(false),
+            context_switches: Cell::new(0),
         }
     }
 
@@ -167,6 +174,10 @@ impl Host for FakeHost {
     }
 
     fn set_effective_context(&self, context_id: u32) -> bool {
+        self.context_switches.set(self.context_switches.get() + 1);
+        if self.context_switch_is_noop.get() {
+            return true;
+        }
         if self.streams.borrow().contains_key(&context_id) {
             self.current.set(context_id);
             true

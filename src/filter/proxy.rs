@@ -271,7 +271,17 @@ impl RootContext for Root {
                 METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
-                let state = FilterState::new(policy, text);
+                let mut state = FilterState::new(policy, text);
+                // A host that "switches" to a context that cannot exist does not switch at
+                // all (ngx_wasm_module's set_effective_context always answers Ok; Envoy's
+                // answers BadArgument): there no request may wait for keys.
+                if hostcalls::set_effective_context(u32::MAX).is_ok() {
+                    log::warn!(
+                        "this host cannot resume a request from the root context: requests \
+                         are decided at once with the keys at hand, never held for keys"
+                    );
+                    state.set_can_wait(false);
+                }
                 self.state = Some(Rc::new(RefCell::new(state)));
                 log::info!("jwt-edge configured: {providers} providers, {rules} rules");
                 // The first tick starts key-set fetches. Set once per root context: a

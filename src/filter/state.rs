@@ -62,6 +62,12 @@ pub struct FilterState {
     cache: TokenCache,
     /// `jwt_edge.provider.<name>.allowed` per provider, built once: not per request.
     allowed_metrics: Vec<String>,
+    /// Whether a request may wait for keys. Resuming a waiting request means switching to its
+    /// stream from the root context; on a host whose `set_effective_context` does nothing
+    /// (ngx_wasm_module) the host calls would act on no request and crash the worker, so
+    /// there every request is decided at once with the keys at hand (fail closed: no keys
+    /// yet is `503 jwks_unavailable`, an unknown `kid` is `401 unknown_kid`).
+    can_wait: bool,
 }
 
 impl FilterState {
@@ -77,7 +83,14 @@ impl FilterState {
                 .collect(),
             sources: Sources::new(&policy, config.as_bytes(), random_id()),
             policy: Arc::new(policy),
+            can_wait: true,
         }
+    }
+
+    /// Says whether the host can switch the current stream from the root context (see
+    /// [`FilterState::can_wait`]); without it no request waits for keys.
+    pub fn set_can_wait(&mut self, can_wait: bool) {
+        self.can_wait = can_wait;
     }
 
     /// Number of paused requests.
@@ -149,6 +162,7 @@ impl FilterState {
         last_chance: bool,
         deadline: Option<u64>,
     ) -> Action {
+        let last_chance = last_chance || !self.can_wait;
         for round in 1..=MAX_ROUNDS {
             match self.handle(host, now, &waited, last_chance || round == MAX_ROUNDS) {
                 Outcome::Allowed => return Action::Continue,

@@ -733,3 +733,50 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
         Some(&0)
     );
 }
+
+/// ngx_wasm_module's profile: `set_effective_context` does nothing, so a request decided from
+/// the root context would act on no request (a crashed worker there). With `can_wait` off no
+/// request waits: a cold-start request is refused at once (503), an unknown `kid` at once
+/// (401), the root context never switches to a stream, and keys still load on the tick.
+#[test]
+fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    host.context_switch_is_noop.set(true);
+    state.set_can_wait(false);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert_eq!(host.stream(1).reply.map(|r| r.status), Some(503));
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(
+        state.on_request_data(1),
+        Action::Pause,
+        "refused: body held"
+    );
+    assert_eq!(host.counter("jwt_edge.denied.jwks_unavailable"), 1);
+
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &good)]),
+        Action::Continue
+    );
+    assert_eq!(header(&host, 2, "x-jwt-sub").as_deref(), Some("alice"));
+    let unknown = format!("Bearer {}", token("unknown_kid"));
+    assert_eq!(
+        request(&host, &mut state, 3, "/a", &[("authorization", &unknown)]),
+        Action::Pause
+    );
+    assert_eq!(host.stream(3).reply.map(|r| r.status), Some(401));
+    host.now_ms.set(T0 + 5_000);
+    state.on_tick(&host);
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(
+        host.context_switches.get(),
+        0,
+        "the root context touched a stream"
+    );
+}
