@@ -259,7 +259,9 @@ fn a_cold_source_with_waiters_is_retried_every_250_ms() {
                 let c = answer(vm, at + 5, &store, token, "503", "down");
                 // The adapter decides the woken stream: still no keys, it waits again.
                 for (stream, _) in decided(&c) {
-                    let w = vm.engine.wait(at + 5, &store, stream, vec![0], Some(now + 3_000));
+                    let w = vm
+                        .engine
+                        .wait(at + 5, &store, stream, vec![0], Some(now + 3_000));
                     assert!(matches!(w, Waiting::Paused(_)));
                 }
             }
