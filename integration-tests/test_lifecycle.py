@@ -285,10 +285,13 @@ def test_cold_start_first_success_within_half_a_second_of_the_idp_answering(
         assert_passed(resp)
     first = min(answered for _, _, answered in results.values()) - t_up[0]
     last = max(answered for _, _, answered in results.values()) - t_up[0]
-    # Target 0.5 s: a retry within STARVED_RETRY_S, started by the next tick, plus the fetch.
-    assert 0 < first <= STARVED_RETRY_S + DEADLINE_TICK_S + 0.15, \
+    # Target 0.5 s: a retry within STARVED_RETRY_S, started by the next tick, plus the fetch
+    # (0.3-0.5 s when the machine is quiet; 0.76 s seen with 2 CPUs fully loaded). Before
+    # the fix, the backoff made it 4.4 s here.
+    assert 0 < first <= STARVED_RETRY_S + DEADLINE_TICK_S + 0.15 + 2 * SCHED_SLACK_S, \
         f"first 2xx {first:.2f}s after the IdP came up"
-    assert last <= 0.5 + SCHED_SLACK_S, f"last 2xx {last:.2f}s after the IdP came up"
+    # The other worker's VM installs the key set on its next tick (and builds its key tables).
+    assert last <= first + TICK_BOUND_S / 2, f"last 2xx {last:.2f}s after the IdP came up"
     assert own_idp.count() == 1, "one fetch once the IdP answered"
     assert stat(envoy, "jwt_edge.jwks.idp.fetch_success") == 1
     assert stat(envoy, "jwt_edge.denied") == 0
@@ -580,7 +583,7 @@ def test_max_stale_bounds_use_of_unrefreshable_keys(envoy_factory, own_idp, keys
     envoy = envoy_factory(cfg, concurrency=2, idp=own_idp)
     token = mint(keys["rsa-1"])
     wait_for_fetches(envoy, 2)  # past the first refresh: steady state
-    wait_all_vms_installed(envoy, 2)
+    wait_all_vms_installed(envoy, 1)  # the refresh brought the same keys: still version 1
     own_idp.set_mode("down")
     last_fetch = own_idp.times()[-1]
     usable_until = last_fetch + duration + max_stale

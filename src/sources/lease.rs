@@ -147,7 +147,19 @@ impl Lease {
     }
 
     /// After a failed fetch: capped exponential backoff with jitter; the document is kept.
+    /// A fetch that failed before its scheduled time (a retry for waiting requests, see
+    /// [`fetch_due`](Self::fetch_due)) leaves the schedule as it is: quick retries while
+    /// requests wait must not push the next regular attempt out to the 30 s cap.
     pub fn on_failure(&self, now: u64, jitter: f64) -> Lease {
+        if now < self.next_attempt_at {
+            return Lease {
+                in_flight_until: 0,
+                holder: 0,
+                generation: self.generation.wrapping_add(1),
+                last_failure_at: now,
+                ..*self
+            };
+        }
         let failures = self.failures.saturating_add(1);
         Lease {
             failures,
@@ -374,10 +386,12 @@ mod tests {
     #[test]
     fn starved_sources_retry_quickly() {
         let mut m = Lease::default();
-        for n in 0..5u64 {
-            m = m.begin_fetch(n * 1_000, 1).on_failure(n * 1_000 + 10, 0.0);
+        for _ in 0..5 {
+            let at = m.next_attempt_at;
+            m = m.begin_fetch(at, 1).on_failure(at + 10, 0.0);
         }
-        let failed_at = 4_010;
+        let failed_at = m.last_failure_at;
+        assert_eq!(m.failures, 5);
         assert!(m.next_attempt_at >= failed_at + 16_000);
         assert!(!m.fetch_due(failed_at + STARVED_RETRY_MS - 1, true));
         assert!(m.fetch_due(failed_at + STARVED_RETRY_MS, true));
@@ -385,5 +399,13 @@ mod tests {
         // Never while a fetch is under way.
         let leased = m.begin_fetch(failed_at + STARVED_RETRY_MS, 2);
         assert!(!leased.fetch_due(failed_at + STARVED_RETRY_MS + 500, true));
+        // A quick retry that fails leaves the backoff schedule alone.
+        let again = leased.on_failure(failed_at + 300, 0.0);
+        assert_eq!(
+            (again.failures, again.next_attempt_at),
+            (m.failures, m.next_attempt_at)
+        );
+        assert_eq!((again.last_failure_at, again.holder), (failed_at + 300, 0));
+        assert_eq!(again.generation, m.generation + 1);
     }
 }
