@@ -23,12 +23,16 @@ WASM_OPT_PASSES ?= --duplicate-function-elimination --remove-unused-module-eleme
 # wasm-opt validates against the features it is told about. These are the ones rustc enables
 # for wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1`; `strip = true` removes the
 # target_features section that --detect-features would read) plus simd128, which
-# src/authn/bigmod.rs turns on for one function. A feature used but missing here makes
-# wasm-opt fail with a validation error naming it, not produce a wrong module.
+# src/authn/bigmod.rs turns on for one function, and relaxed SIMD (src/authn/bigmod_f64.rs).
+# A feature used but missing here makes wasm-opt fail with a validation error naming it, not
+# produce a wrong module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
-	--enable-simd
+	--enable-simd --enable-relaxed-simd
 WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OPT_PASSES)
+# Binaryen before 109 reads relaxed SIMD only in its prototype encoding: mk/relaxed_simd.py
+# swaps `f64x2.relaxed_madd` to it before wasm-opt and back after (two bytes in place each).
+WASM_OPT_RELAXED_SWAP_BELOW := 109
 # Binaryen 108 is Debian 12's; older releases are not tested.
 WASM_OPT_MIN_VERSION := 108
 WASM_MAX_BYTES := 1048576
@@ -59,10 +63,19 @@ binaryen $(WASM_OPT_MIN_VERSION) or newer is needed" >&2; exit 1; }
 define wasm_optimise
 	@m="$(1)"; \
 	if ! cmp -s "$$m" "$$m.opt"; then \
-		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version)"; \
+		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) \
+$$(sha256sum < $(CURDIR)/mk/relaxed_simd.py | cut -d' ' -f1)"; \
 		if [ ! -f "$$m.opt" ] || [ "$$(cat "$$m.opt-key" 2>/dev/null)" != "$$key" ]; then \
 			echo "$(WASM_OPT) $$m"; \
-			$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m" -o "$$m.opt.tmp"; \
+			v="$$($(WASM_OPT) --version | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')"; \
+			if [ "$${v:-0}" -lt $(WASM_OPT_RELAXED_SWAP_BELOW) ]; then \
+				python3 $(CURDIR)/mk/relaxed_simd.py to-legacy "$$m" "$$m.legacy.tmp"; \
+				$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m.legacy.tmp" -o "$$m.opt.tmp"; \
+				rm -f "$$m.legacy.tmp"; \
+				python3 $(CURDIR)/mk/relaxed_simd.py to-final "$$m.opt.tmp" "$$m.opt.tmp"; \
+			else \
+				$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m" -o "$$m.opt.tmp"; \
+			fi; \
 			mv -f "$$m.opt.tmp" "$$m.opt"; \
 			echo "$$key" > "$$m.opt-key"; \
 		fi; \

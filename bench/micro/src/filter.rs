@@ -108,6 +108,14 @@ impl HttpContext for BenchRequest {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(5);
             crate::run(alg, n, reps, &host_now_ns).map(|v| v.to_string())
+        } else if route == "/rsa" {
+            let n = query_param(query, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
+            let reps = query_param(query, "reps")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            crate::rsa_arithmetic(n, reps, &host_now_ns).map(|v| v.to_string())
         } else if route == "/hostcalls" {
             let n = query_param(query, "n")
                 .and_then(|v| v.parse().ok())
