@@ -54,6 +54,15 @@ def wasm_reports(module) -> tuple[dict[str, dict], dict]:
         if resp.status != 200:
             sys.exit(f"rsa: Envoy answered {resp.status}: {resp.body[:300]!r}")
         out["rsa_arithmetic"] = resp.json()
+        # Envoy's verify_signature foreign function (BoringSSL through the host): a reference.
+        foreign = []
+        for _ in range(REPS):
+            resp = bl.client.request(envoy.url(f"/foreign?n={N}"), timeout=300)
+            if resp.status != 200:
+                sys.exit(f"foreign: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            foreign.append(resp.json()["verify_signature_us"])
+        out["verify_signature_us"] = bl.median(foreign)
+        out["verify_signature_us_reps"] = foreign
         reps = []
         for _ in range(REPS):
             resp = bl.client.request(envoy.url(f"/hostcalls?n={N * 10}"), headers=HOSTCALL_HEADERS,
@@ -110,6 +119,10 @@ def main() -> None:
           f"known answer {ra['known_answer']}, {ra['probe_us']:.0f} µs once per VM)")
     print(f"   RSAVP1 (s^65537 mod n, 2048-bit) µs: integer {ra['integer_us']:.1f}, "
           f"f64 FMA {fma}; reps integer {ra['integer_us_reps']}, f64 FMA {ra['fma_us_reps']}")
+
+    print(f"   reference, not used: Envoy's verify_signature foreign function (BoringSSL through "
+          f"the host, DER key parsed on every call), RS256: {wasm['verify_signature_us']:.1f} µs "
+          f"(reps {' '.join(f'{v:.1f}' for v in wasm['verify_signature_us_reps'])})")
 
     print(f"\n== host calls, inside a request callback in Envoy's V8: µs per call, median of {REPS} "
           f"repetitions of {N * 10} calls")

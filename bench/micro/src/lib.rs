@@ -250,3 +250,75 @@ pub fn rsa_arithmetic(n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Result<Val
         "fma_us_reps": fma_reps,
     }))
 }
+
+/// DER length octets.
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    match len {
+        0..=127 => out.push(len as u8),
+        128..=255 => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+}
+
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    der_len(body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A DER INTEGER of a non-negative big-endian value.
+fn der_uint(value: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = value.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut body = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+        body.push(0);
+    }
+    body.extend(trimmed);
+    der(0x02, &body)
+}
+
+/// Protobuf field `number` of wire type 2 (length-delimited).
+fn pb_bytes(number: u8, value: &[u8], out: &mut Vec<u8>) {
+    out.push(number << 3 | 2);
+    let mut len = value.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(value);
+}
+
+/// The arguments of Envoy's `verify_signature` foreign function
+/// (`envoy.source.extensions.common.wasm.VerifySignatureArguments`: hash_function = 1,
+/// public_key = 2 as DER SubjectPublicKeyInfo, signature = 3, text = 4) for the RS256
+/// fixture token: what jwt-edge would send if it verified through the host's BoringSSL.
+pub fn verify_signature_args() -> Result<Vec<u8>, String> {
+    let (n, e) = rsa_fixture_key()?;
+    let case = Case::load("RS256")?;
+    let rsa_public_key = der(0x30, &[der_uint(&n), der_uint(&e.to_be_bytes())].concat());
+    let algorithm = der(
+        0x30,
+        &[
+            der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let spki = der(
+        0x30,
+        &[algorithm, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat(),
+    );
+    let mut args = Vec::new();
+    pb_bytes(1, b"sha256", &mut args);
+    pb_bytes(2, &spki, &mut args);
+    pb_bytes(3, &case.signature, &mut args);
+    pb_bytes(4, &case.signing_input, &mut args);
+    Ok(args)
+}
+
+/// Whether a `VerifySignatureResult` (result = 1, a bool) says the signature verified.
+pub fn verify_signature_ok(result: &[u8]) -> bool {
+    result.starts_with(&[0x08, 0x01])
+}
