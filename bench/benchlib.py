@@ -40,6 +40,8 @@ def cargo_target_dir(package: Path) -> Path:
 JWT_EDGE_WASM = Path(os.environ.get("JWT_EDGE_WASM")
                      or cargo_target_dir(REPO) / "wasm32-wasip1" / "release" / "jwt_edge.wasm")
 NOOP_WASM = cargo_target_dir(BENCH / "noop-filter") / "wasm32-wasip1" / "release" / "jwt_edge_bench_noop.wasm"
+# The same module trimmed by wasm-metadce to the exports jwt-edge ships (mk/bench.mk).
+NOOP_MIN_WASM = NOOP_WASM.with_name("jwt_edge_bench_noop_min.wasm")
 MICRO_WASM = cargo_target_dir(BENCH / "micro") / "wasm32-wasip1" / "release" / "jwt_edge_bench_micro.wasm"
 MICRO_NATIVE = cargo_target_dir(BENCH / "micro") / "release" / "micro-native"
 
@@ -48,13 +50,29 @@ READY_TIMEOUT_S = 60.0
 
 
 # -- Envoy configuration ------------------------------------------------------------------
-def envoy_config(http_filters: list[dict], *, balance_workers: bool = False) -> dict:
-    """Listener 127.0.0.1:<free> -> HCM -> `http_filters` -> router; the only route answers
-    `200 ok` itself (`direct_response`), so there is no upstream to measure.
+def envoy_config(http_filters: list[dict], *, balance_workers: bool = False,
+                 upstream_port: int | None = None) -> dict:
+    """Listener 127.0.0.1:<free> -> HCM -> `http_filters` -> router. Without `upstream_port`
+    the only route answers `200 ok` itself (`direct_response`), so there is no upstream to
+    measure; with it, the route proxies to 127.0.0.1:`upstream_port` (bench's nginx, HTTP/1.1
+    keep-alive connections).
 
     `balance_workers`: exact connection balancing (reuse_port off), so that N connections
     opened one after another land on N different workers (the memory part relies on it).
     """
+    if upstream_port is None:
+        action = {"direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}
+        clusters = []
+    else:
+        action = {"route": {"cluster": "upstream"}}
+        clusters = [{
+            "name": "upstream",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": upstream_port}}}}]}]},
+        }]
     listener = {
         "name": "main",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
@@ -71,11 +89,7 @@ def envoy_config(http_filters: list[dict], *, balance_workers: bool = False) -> 
                         "virtual_hosts": [{
                             "name": "all",
                             "domains": ["*"],
-                            "routes": [{
-                                "name": "default",
-                                "match": {"prefix": "/"},
-                                "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
-                            }],
+                            "routes": [{"name": "default", "match": {"prefix": "/"}, **action}],
                         }],
                     },
                     "http_filters": [*http_filters, router_filter()],
@@ -88,8 +102,22 @@ def envoy_config(http_filters: list[dict], *, balance_workers: bool = False) -> 
         listener["connection_balance_config"] = {"exact_balance": {}}
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": [listener], "clusters": []},
+        "static_resources": {"listeners": [listener], "clusters": clusters},
     }
+
+
+def envoy_config_multi(listeners: dict[str, list[dict]], *, upstream_port: int | None = None) -> dict:
+    """One listener per entry of `listeners` (name -> http filters), each as `envoy_config`
+    builds its one listener: `make bench-ladder` measures every variant in one Envoy."""
+    config = envoy_config([], upstream_port=upstream_port)
+    template = config["static_resources"]["listeners"][0]
+    config["static_resources"]["listeners"] = []
+    for name, filters in listeners.items():
+        one = envoy_config(filters, upstream_port=upstream_port)["static_resources"]["listeners"][0]
+        one["name"] = name
+        assert one.keys() == template.keys()
+        config["static_resources"]["listeners"].append(one)
+    return config
 
 
 def jwt_authn_filter(filter_json: dict) -> dict:
@@ -109,24 +137,108 @@ def jwt_edge_filter(filter_json: dict, wasm: Path = JWT_EDGE_WASM) -> dict:
     return wasm_filter(filter_json, wasm)
 
 
-def plain_wasm_filter(name: str, wasm: Path) -> dict:
-    """Another proxy-wasm module (no configuration) in `envoy.filters.http.wasm`."""
+def plain_wasm_filter(name: str, wasm: Path, configuration: str | None = None,
+                      env: dict[str, str] | None = None) -> dict:
+    """Another proxy-wasm module in `envoy.filters.http.wasm`, with an optional plugin
+    configuration (a string) and VM environment variables (read through WASI)."""
+    config = {
+        "name": name,
+        "root_id": name,
+        "vm_config": {
+            "vm_id": name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(wasm)}},
+        },
+        "failure_policy": "FAIL_CLOSED",
+    }
+    if configuration is not None:
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                   "value": configuration}
+    if env:
+        config["vm_config"]["environment_variables"] = {"key_values": env}
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": name,
-                "vm_config": {
-                    "vm_id": name,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm)}},
-                },
-                "failure_policy": "FAIL_CLOSED",
-            },
+            "config": config,
         },
     }
+
+
+class Nginx:
+    """nginx from Debian (`/usr/sbin/nginx`) as the upstream of the `upstream` mode: one
+    worker pinned with `taskset -c CPUS`, answering `200 ok` to everything, keep-alive
+    connections that are never closed during a run, no access log. Everything (config, pid,
+    temp files, error log) lives in `workdir`."""
+
+    def __init__(self, workdir: Path, cpus: str = "1"):
+        self.workdir = Path(workdir)
+        self.cpus = cpus
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    def start(self) -> "Nginx":
+        import shutil
+        import socket
+
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise RuntimeError("nginx is missing: `make bench` installs nginx-light (Debian)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:  # a free port (nginx cannot report one it picked itself)
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        w = self.workdir
+        conf = w / "nginx.conf"
+        conf.write_text(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {w}/nginx.pid;
+error_log {w}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {w}/body; proxy_temp_path {w}/proxy; fastcgi_temp_path {w}/fastcgi;
+  uwsgi_temp_path {w}/uwsgi; scgi_temp_path {w}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{ return 200 "ok\n"; }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["taskset", "-c", self.cpus, binary, "-p", str(w), "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=open(w / "stderr.log", "wb"),
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {(w / 'stderr.log').read_text()}"
+                                   f"{(w / 'error.log').read_text() if (w / 'error.log').exists() else ''}")
+            try:
+                if client.request(f"http://127.0.0.1:{self.port}/", timeout=2).status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not answer within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> "Nginx":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 # -- Envoy process ------------------------------------------------------------------------
@@ -145,6 +257,7 @@ class Envoy:
         self.proc: subprocess.Popen | None = None
         self.admin_port: int | None = None
         self.port: int | None = None
+        self.ports: dict[str, int] = {}
 
     def start(self) -> "Envoy":
         self.admin_path.unlink(missing_ok=True)
@@ -173,10 +286,11 @@ class Envoy:
             if self.admin_port is not None:
                 try:
                     if self.admin("/ready").status == 200:
-                        for st in self.admin("/listeners?format=json").json()["listener_statuses"]:
-                            if st["name"] == "main":
-                                self.port = int(st["local_address"]["socket_address"]["port_value"])
-                                return
+                        self.ports = {
+                            st["name"]: int(st["local_address"]["socket_address"]["port_value"])
+                            for st in self.admin("/listeners?format=json").json()["listener_statuses"]}
+                        self.port = self.ports.get("main")
+                        return
                 except OSError:
                     pass
             time.sleep(0.05)
@@ -219,6 +333,19 @@ class Envoy:
         text = Path(f"/proc/{self.proc.pid}/stat").read_text()
         fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def worker_cpu_ns(self) -> int:
+        """CPU time of Envoy's worker threads (`wrk:worker_N`) so far, in ns, from
+        /proc/<pid>/task/<tid>/schedstat (nanosecond resolution, unlike utime/stime's clock
+        ticks; the main thread's stats flushes and the like are left out)."""
+        total = 0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                if (task / "comm").read_text().startswith("wrk:worker"):
+                    total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return total
 
     def rss_mib(self) -> float:
         """VmRSS from /proc/<pid>/status, in MiB."""

@@ -1,11 +1,14 @@
 """`make bench`: Envoy passthrough vs Envoy's native jwt_authn vs jwt-edge, on 127.0.0.1.
 
-Throughput part (bench/README.md has the details). For each round, workload and variant, a
+Throughput part (bench/README.md has the details). For each round, mode, workload and variant, a
 fresh Envoy (`--concurrency 1`, `taskset -c 0`, `--log-level warn`) answers `200` itself
-(`direct_response`: no upstream), behind
+(mode `direct`: `direct_response`, no upstream) or proxies to nginx (mode `upstream`: nginx
+from Debian, one worker pinned to CPU 1 beside wrk), behind
   passthrough: no auth filter;
   noop:        a do-nothing proxy-wasm filter (bench/noop-filter): what any Wasm filter
                costs per request in Envoy's V8 before it does anything (the floor);
+  noop-min:    the same module trimmed to the exports jwt-edge ships (wasm-metadce): the
+               floor when the host skips the callbacks the module does not export;
   jwt_authn:   envoy.filters.http.jwt_authn, typed config = the provider JSON below;
   jwt-edge:    the Wasm filter (V8), configuration = the same provider JSON.
 wrk (`taskset -c 1 wrk -t1 -c16 -d<S>s --latency -s bench/bench.lua`) sends every request with
@@ -21,11 +24,13 @@ BENCH_FILL distinct valid RS256 tokens on its own connection (exact connection b
 
 Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (2), BENCH_QUICK=1 (1 round of
 3 s, memory at 1-2 workers with 2,000 tokens), BENCH_TOKENS (token pool per algorithm,
-160,000), BENCH_FILL (10,000), BENCH_QUIET_WAIT (600), BENCH_MEMORY=0 (skip the memory part).
+160,000), BENCH_FILL (10,000), BENCH_QUIET_WAIT (600), BENCH_MEMORY=0 (skip the memory part),
+BENCH_MODES (`direct,upstream`), BENCH_WORKLOADS (all, comma-separated names).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,6 +54,9 @@ FILL = int(os.environ.get("BENCH_FILL", 2_000 if QUICK else 10_000))
 MEMORY_WORKERS = (1, 2) if QUICK else (1, 2, 4)
 QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
 MEMORY = os.environ.get("BENCH_MEMORY", "1") != "0"
+MODES = tuple(m for m in os.environ.get("BENCH_MODES", "direct,upstream").split(",") if m)
+MODE_TEXT = {"direct": "direct_response (no upstream)",
+             "upstream": "nginx upstream (1 worker, taskset -c 1, keep-alive)"}
 CONNECTIONS = 16
 REPEATED_TOKENS = 16
 CACHE_SIZE = 100
@@ -61,7 +69,8 @@ AUDIENCE = "bench-api"
 KEYS = {"rsa": ("rsa", "RS256"), "ec": ("p256", "ES256")}  # kid -> (kind, alg)
 ALG_KID = {alg: kid for kid, (_, alg) in KEYS.items()}
 WRK_SCRIPT = bl.BENCH / "bench.lua"
-VARIANTS = ("passthrough", "noop", "jwt_authn", "jwt-edge")
+VARIANTS = ("passthrough", "noop", "noop-min", "jwt_authn", "jwt-edge")
+FLOORS = ("noop", "noop-min")
 # name -> (description, token file alg, verified-token cache size or None)
 WORKLOADS = {
     "rs256-distinct": ("distinct RS256 tokens, caches off", "RS256", None),
@@ -69,6 +78,8 @@ WORKLOADS = {
     "rs256-cached16": (f"{REPEATED_TOKENS} repeated RS256 tokens, jwt_cache_size {CACHE_SIZE}",
                        "RS256", CACHE_SIZE),
 }
+if os.environ.get("BENCH_WORKLOADS"):
+    WORKLOADS = {w: WORKLOADS[w] for w in os.environ["BENCH_WORKLOADS"].split(",") if w}
 
 
 # -- keys and tokens (made once, under target/bench/) -----------------------------------
@@ -160,8 +171,8 @@ def http_filters(variant: str, jwks_text: str, cache_size: int | None) -> list[d
         return [bl.jwt_authn_filter(filter_json(jwks_text, cache_size))]
     if variant == "jwt-edge":
         return [bl.jwt_edge_filter(filter_json(jwks_text, cache_size), MODULES["jwt_edge"])]
-    if variant == "noop":
-        return [bl.plain_wasm_filter("noop", MODULES["noop"])]
+    if variant in ("noop", "noop-min"):
+        return [bl.plain_wasm_filter("noop", MODULES[variant])]
     raise ValueError(variant)
 
 
@@ -181,12 +192,18 @@ def jwt_stats(stats: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in stats.items() if "jwt" in k and isinstance(v, (int, float))}
 
 
-def throughput_run(rnd: int, workload: str, variant: str, jwks_text: str, files: dict) -> dict:
+def throughput_run(rnd: int, mode: str, workload: str, variant: str, jwks_text: str, files: dict,
+                   upstream_port: int | None) -> dict:
     _, alg, cache = WORKLOADS[workload]
-    token_file = files[workload]
-    pool = files[f"{workload}:n"]
-    config = bl.envoy_config(http_filters(variant, jwks_text, cache))
-    workdir = bl.WORK / "runs" / f"{workload}-{variant}"
+    return measure(rnd, mode, workload, variant, http_filters(variant, jwks_text, cache),
+                   files[workload], files[f"{workload}:n"], upstream_port)
+
+
+def measure(rnd: int, mode: str, workload: str, variant: str, filters: list[dict], token_file: Path,
+            pool: int, upstream_port: int | None) -> dict:
+    """One measured run: a fresh Envoy with `filters`, a warm-up, then wrk for SECONDS."""
+    config = bl.envoy_config(filters, upstream_port=upstream_port if mode == "upstream" else None)
+    workdir = bl.WORK / "runs" / f"{mode}-{workload}-{variant}".replace(":", "-")
     with bl.Envoy(config, workdir, concurrency=1, cpus="0") as envoy:
         first = token_file.read_text().split("\n", 1)[0]
         probe = bl.client.request(envoy.url("/"), headers=bl.client.bearer(first))
@@ -214,7 +231,7 @@ def throughput_run(rnd: int, workload: str, variant: str, jwks_text: str, files:
     if requests <= 0:
         problems.append("no requests")
     return {
-        "round": rnd, "workload": workload, "variant": variant,
+        "round": rnd, "mode": mode, "workload": workload, "variant": variant,
         "rps": requests / (w["duration_us"] / 1e6),
         "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
         "cpu_us_per_req": (c1 - c0) * 1e6 / requests if requests else float("nan"),
@@ -271,6 +288,7 @@ def memory_part(jwks_text: str, rs_tokens: list[str]) -> dict:
     variants = {
         "passthrough": [],
         "noop": http_filters("noop", jwks_text, None),
+        "noop-min": http_filters("noop-min", jwks_text, None),
         "jwt-edge": [bl.jwt_edge_filter(filter_json(jwks_text, MEMORY_CACHE_SIZE), MODULES["jwt_edge"])],
     }
     for workers in MEMORY_WORKERS:
@@ -306,51 +324,81 @@ def memory_part(jwks_text: str, rs_tokens: list[str]) -> dict:
     return out
 
 
+def schedule(rounds: int, modes, workloads, variants):
+    """(round, mode, workload, variant) in run order: every combination once per round, the
+    variant order rotated each round, so that no variant always runs first or last."""
+    for rnd in range(rounds):
+        for mode in modes:
+            for workload in workloads:
+                shift = rnd % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    yield rnd, mode, workload, variant
+
+
 # -- report ------------------------------------------------------------------------------
 def fmt_ratio(x: float) -> str:
     return f"{x:.2f}x" if x == x else "-"
 
 
 def summarise(runs: list[dict]) -> dict:
+    """Per mode and workload: medians per variant, medians of per-round ratios, and CPU µs per
+    request over passthrough and over the lowest floor (the lower of noop and noop-min in the
+    same round)."""
     summary = {}
-    for workload in WORKLOADS:
-        per_variant = {}
-        for v in VARIANTS:
-            rs = [r for r in runs if r["workload"] == workload and r["variant"] == v]
-            per_variant[v] = {
-                k: bl.median([r[k] for r in rs])
-                for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "envoy_cpu_pct", "rss_mib")
-            }
-            per_variant[v]["non2xx"] = sum(r["non2xx"] for r in rs)
-            per_variant[v]["runs"] = len(rs)
-            per_variant[v]["invalid_runs"] = sum(1 for r in rs if r["invalid"])
-            per_variant[v]["token_wraps"] = sum(r["token_wraps"] for r in rs)
-        ratios = {}
-        for num, den in (("jwt-edge", "jwt_authn"), ("jwt_authn", "passthrough"),
-                         ("jwt-edge", "passthrough"), ("noop", "passthrough"),
-                         ("jwt-edge", "noop")):
-            rr = {}
-            for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req"):
-                vals = []
-                for rnd in sorted({r["round"] for r in runs}):
-                    a = [r for r in runs if (r["round"], r["workload"], r["variant"]) == (rnd, workload, num)]
-                    b = [r for r in runs if (r["round"], r["workload"], r["variant"]) == (rnd, workload, den)]
-                    if a and b and b[0][k]:
-                        vals.append(a[0][k] / b[0][k])
-                rr[k] = bl.median(vals)
-            ratios[f"{num} / {den}"] = rr
-        extra = {v: bl.median([
-            r["cpu_us_per_req"] - p["cpu_us_per_req"]
-            for r in runs if r["workload"] == workload and r["variant"] == v
-            for p in runs if p["workload"] == workload and p["variant"] == "passthrough"
-            and p["round"] == r["round"]]) for v in ("noop", "jwt_authn", "jwt-edge")}
-        summary[workload] = {"variants": per_variant, "ratios": ratios, "extra_cpu_us": extra}
+    for mode in MODES:
+        for workload in WORKLOADS:
+            sel = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
+            if sel:
+                summary[f"{mode}/{workload}"] = summarise_one(sel, VARIANTS)
     return summary
 
 
+def per_round(runs: list[dict], variant: str) -> dict[int, dict]:
+    return {r["round"]: r for r in runs if r["variant"] == variant}
+
+
+def summarise_one(runs: list[dict], variants: tuple[str, ...]) -> dict:
+    """`runs`: one mode and workload. Medians per variant, per-round ratios, extra CPU."""
+    per_variant = {}
+    for v in variants:
+        rs = [r for r in runs if r["variant"] == v]
+        per_variant[v] = {
+            k: bl.median([r[k] for r in rs])
+            for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "envoy_cpu_pct", "rss_mib")
+        }
+        per_variant[v]["non2xx"] = sum(r["non2xx"] for r in rs)
+        per_variant[v]["runs"] = len(rs)
+        per_variant[v]["invalid_runs"] = sum(1 for r in rs if r["invalid"])
+        per_variant[v]["token_wraps"] = sum(r["token_wraps"] for r in rs)
+    ratios = {}
+    for num, den in (("jwt-edge", "jwt_authn"), ("jwt_authn", "passthrough"),
+                     ("jwt-edge", "passthrough"), ("noop", "passthrough"),
+                     ("noop-min", "noop"), ("jwt-edge", "noop")):
+        if num not in variants or den not in variants:
+            continue
+        rr = {}
+        a, b = per_round(runs, num), per_round(runs, den)
+        for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req"):
+            rr[k] = bl.median([a[n][k] / b[n][k] for n in a if n in b and b[n][k]])
+        ratios[f"{num} / {den}"] = rr
+    base = per_round(runs, "passthrough")
+    floors = [per_round(runs, f) for f in FLOORS if f in variants]
+    lowest = {n: min(f[n]["cpu_us_per_req"] for f in floors) for n in base
+              if floors and all(n in f for f in floors)}
+    extra, over_floor = {}, {}
+    for v in variants:
+        rv = per_round(runs, v)
+        extra[v] = bl.median([rv[n]["cpu_us_per_req"] - base[n]["cpu_us_per_req"]
+                              for n in rv if n in base])
+        over_floor[v] = bl.median([rv[n]["cpu_us_per_req"] - lowest[n] for n in rv if n in lowest])
+    return {"variants": per_variant, "ratios": ratios, "extra_cpu_us": extra,
+            "over_lowest_floor_us": over_floor}
+
+
 def print_tables(summary: dict, memory: dict | None, sizes: dict, meta: dict) -> None:
-    print(f"\n== make bench: Envoy {meta['envoy']} --concurrency 1 (taskset -c 0), direct_response; "
-          f"wrk -t1 -c{CONNECTIONS} -d{SECONDS}s (taskset -c 1); {ROUNDS} round(s), medians")
+    print(f"\n== make bench: Envoy {meta['envoy']} --concurrency 1 (taskset -c 0); "
+          f"wrk -t1 -c{CONNECTIONS} -d{SECONDS}s (taskset -c 1); {ROUNDS} round(s), medians; "
+          f"modes: {', '.join(MODE_TEXT[m] for m in MODES)}")
     g, m = meta["git"], meta["modules"]["jwt_edge"]
     print(f"   {meta['quiet_note']}; load at end {meta['load_end']:.2f}")
     print(f"   jwt_edge.wasm sha256 {m['sha256']}, built {m['built']}; tree at start: commit "
@@ -359,34 +407,42 @@ def print_tables(summary: dict, memory: dict | None, sizes: dict, meta: dict) ->
     if meta["rebuilt_during_run"]:
         print(f"   note: {', '.join(meta['rebuilt_during_run'])} was rebuilt in target/ during the "
               f"run; every run loaded the snapshot taken at the start")
-    for workload, s in summary.items():
-        print(f"\n-- {workload}: {WORKLOADS[workload][0]}")
-        head = (f"{'variant':<12} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | "
-                f"{'Envoy CPU':>9} | {'RSS MiB':>7} | {'non-2xx':>7} | note")
-        print(head)
-        print("-" * len(head))
-        for v, m in s["variants"].items():
-            note = []
-            if m["invalid_runs"]:
-                note.append(f"INVALID ({m['invalid_runs']}/{m['runs']} runs)")
-            if m["token_wraps"] and WORKLOADS[workload][2] is None and v != "passthrough":
-                note.append("tokens repeated (pool too small)")
-            print(f"{v:<12} | {m['rps']:8.0f} | {m['p50_ms']:7.2f} | {m['p99_ms']:7.2f} | "
-                  f"{m['cpu_us_per_req']:10.1f} | {m['envoy_cpu_pct']:8.0f}% | {m['rss_mib']:7.1f} | "
-                  f"{m['non2xx']:7.0f} | {' '.join(note)}")
-        print(f"{'ratio':<24} | {'req/s':>6} | {'p50':>6} | {'p99':>6} | {'CPU/req':>7}")
-        for name, rr in s["ratios"].items():
-            print(f"{name:<24} | {fmt_ratio(rr['rps']):>6} | {fmt_ratio(rr['p50_ms']):>6} | "
-                  f"{fmt_ratio(rr['p99_ms']):>6} | {fmt_ratio(rr['cpu_us_per_req']):>7}")
-        e = s["extra_cpu_us"]
-        print(f"extra Envoy CPU µs/request over passthrough: noop wasm {e['noop']:.0f}, "
-              f"jwt_authn {e['jwt_authn']:.0f}, jwt-edge {e['jwt-edge']:.0f} "
-              f"(jwt-edge over noop: {e['jwt-edge'] - e['noop']:.0f})")
+    for key, s in summary.items():
+        mode, workload = key.split("/")
+        print(f"\n-- {workload}, {MODE_TEXT[mode]}: {WORKLOADS[workload][0]}")
+        print_table(s, WORKLOADS[workload][2] is None)
     if memory:
         print_memory(memory)
     print(f"\n-- module size: jwt_edge.wasm {sizes['jwt_edge']:,} B = {sizes['jwt_edge'] / 2**20:.2f} MiB "
           f"(goal < 1 MiB: {'met' if sizes['jwt_edge'] < 2**20 else 'NOT met'}); "
-          f"noop {sizes['noop']:,} B")
+          f"noop {sizes['noop']:,} B, noop-min {sizes['noop-min']:,} B")
+
+
+def print_table(s: dict, distinct: bool) -> None:
+    """One mode and workload: the variants, the ratios, CPU over passthrough and the floor."""
+    w = max(12, *(len(v) for v in s["variants"]))
+    head = (f"{'variant':<{w}} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU µs/req':>10} | "
+            f"{'Envoy CPU':>9} | {'RSS MiB':>7} | {'non-2xx':>7} | note")
+    print(head)
+    print("-" * len(head))
+    for v, m in s["variants"].items():
+        note = []
+        if m["invalid_runs"]:
+            note.append(f"INVALID ({m['invalid_runs']}/{m['runs']} runs)")
+        if m["token_wraps"] and distinct and v != "passthrough":
+            note.append("tokens repeated (pool too small)")
+        print(f"{v:<{w}} | {m['rps']:8.0f} | {m['p50_ms']:7.2f} | {m['p99_ms']:7.2f} | "
+              f"{m['cpu_us_per_req']:10.1f} | {m['envoy_cpu_pct']:8.0f}% | {m['rss_mib']:7.1f} | "
+              f"{m['non2xx']:7.0f} | {' '.join(note)}")
+    print(f"{'ratio':<24} | {'req/s':>6} | {'p50':>6} | {'p99':>6} | {'CPU/req':>7}")
+    for name, rr in s["ratios"].items():
+        print(f"{name:<24} | {fmt_ratio(rr['rps']):>6} | {fmt_ratio(rr['p50_ms']):>6} | "
+              f"{fmt_ratio(rr['p99_ms']):>6} | {fmt_ratio(rr['cpu_us_per_req']):>7}")
+    e, f = s["extra_cpu_us"], s["over_lowest_floor_us"]
+    print("Envoy CPU µs/request over passthrough: "
+          + ", ".join(f"{v} {e[v]:.1f}" for v in s["variants"] if v != "passthrough"))
+    print("Envoy CPU µs/request over the lowest floor (min of noop, noop-min, same round): "
+          + ", ".join(f"{v} {f[v]:+.1f}" for v in s["variants"] if v not in FLOORS))
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -412,7 +468,7 @@ def print_memory(memory: dict) -> None:
     print(head)
     print("-" * len(head))
     for w in ws:
-        bad = any(by[(w, v)]["invalid"] for v in ("passthrough", "noop", "jwt-edge"))
+        bad = any(by[(w, v)]["invalid"] for v in ("passthrough", "noop", "noop-min", "jwt-edge"))
         print(f"{w:>7} | " + " | ".join(f"{f(w):15.1f}" for f in cols.values())
               + f" | {cols['jwt-edge filled'](w) - cols['noop wasm'](w):13.1f}"
               + ("  INVALID" if bad else ""))
@@ -430,13 +486,14 @@ def print_memory(memory: dict) -> None:
 
 
 def main() -> None:
-    for path in (bl.JWT_EDGE_WASM, bl.NOOP_WASM):
+    for path in (bl.JWT_EDGE_WASM, bl.NOOP_WASM, bl.NOOP_MIN_WASM):
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench`")
     bl.WORK.mkdir(parents=True, exist_ok=True)
     started = time.time()
     modules = {}
-    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM)):
+    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
+                       ("noop-min", bl.NOOP_MIN_WASM)):
         MODULES[name], modules[name] = bl.snapshot(path)
     git_at_start = bl.git_state()
     keys = load_keys()
@@ -457,17 +514,17 @@ def main() -> None:
     print(f"  {bl.quiet_note(quiet)}", flush=True)
 
     runs = []
-    for rnd in range(ROUNDS):
-        for workload in WORKLOADS:
-            shift = rnd % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                r = throughput_run(rnd, workload, variant, jwks_text, files)
-                runs.append(r)
-                print(f"  round {rnd + 1}/{ROUNDS} {workload:<15} {variant:<12} {r['rps']:7.0f} req/s "
-                      f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
-                      f"{r['cpu_us_per_req']:7.1f} CPU µs/req ({r['envoy_cpu_pct']:.0f}% CPU) "
-                      f"RSS {r['rss_mib']:.0f} MiB"
-                      + (f"  INVALID: {'; '.join(r['invalid'])}" if r["invalid"] else ""), flush=True)
+    with contextlib.ExitStack() as stack:
+        nginx = (stack.enter_context(bl.Nginx(bl.WORK / "nginx")) if "upstream" in MODES else None)
+        for rnd, mode, workload, variant in schedule(ROUNDS, MODES, WORKLOADS, VARIANTS):
+            r = throughput_run(rnd, mode, workload, variant, jwks_text, files,
+                               nginx.port if nginx else None)
+            runs.append(r)
+            print(f"  round {rnd + 1}/{ROUNDS} {mode:<8} {workload:<15} {variant:<12} {r['rps']:7.0f} req/s "
+                  f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
+                  f"{r['cpu_us_per_req']:7.1f} CPU µs/req ({r['envoy_cpu_pct']:.0f}% CPU) "
+                  f"RSS {r['rss_mib']:.0f} MiB"
+                  + (f"  INVALID: {'; '.join(r['invalid'])}" if r["invalid"] else ""), flush=True)
 
     memory = memory_part(jwks_text, rs_tokens) if MEMORY else None
     sizes = {name: m["bytes"] for name, m in modules.items()}
@@ -483,6 +540,7 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started),
         "settings": {"rounds": ROUNDS, "seconds": SECONDS, "warmup_s": WARMUP, "quick": QUICK,
+                     "modes": MODES,
                      "connections": CONNECTIONS, "pool": {w: files[f"{w}:n"] for w in WORKLOADS},
                      "fill": FILL, "memory_workers": MEMORY_WORKERS},
         "meta": meta, "summary": summary, "memory": memory, "wasm_bytes": sizes, "runs": runs,

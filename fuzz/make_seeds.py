@@ -6,7 +6,7 @@
 
 Seeds come from the committed fixtures (tests/fixtures/{tokens,jwks}.json), the shipped
 configuration examples (filter-config/), a few real JWKS documents
-(../shared/testdata/real-jwks/), and hand-made near misses. Nothing is random, so running it
+(tests/data/real-jwks/), and hand-made near misses. Nothing is random, so running it
 again gives the same files. libFuzzer adds what it finds to these directories when run
 without a separate output corpus; only these seeds are committed (see fuzz/.gitignore).
 
@@ -20,7 +20,7 @@ import base64, json, os, pathlib, shutil, struct, subprocess, sys, tempfile
 FUZZ = pathlib.Path(__file__).resolve().parent
 ROOT = FUZZ.parent
 CORPUS = FUZZ / "corpus"
-REAL_JWKS = ROOT.parent / "shared" / "testdata" / "real-jwks"
+REAL_JWKS = ROOT / "tests" / "data" / "real-jwks"
 
 FIX = json.loads((ROOT / "tests" / "fixtures" / "tokens.json").read_text())
 TOKENS = FIX["tokens"]
@@ -122,9 +122,7 @@ def jwks_seeds():
                  "facebook-jwks.json", "spiffe-bundle-jwks.json", "keycloak-jwks.json",
                  "docker-jwks.json", "thinktecture-2015-jwks.json", "auth0-samples-jwks.json",
                  "salesforce-2015-jwks.json", "google-openid-configuration.json"]:
-        src = REAL_JWKS / name
-        if src.exists():
-            write("jwks_parse", "real_" + name.removesuffix(".json"), src.read_bytes())
+        write("jwks_parse", "real_" + name.removesuffix(".json"), (REAL_JWKS / name).read_bytes())
 
 
 def config_seeds():

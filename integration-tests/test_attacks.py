@@ -9,7 +9,11 @@ attacker's key: if the filter ever followed a token's `jku`/`x5u`, the canary wo
 Every row of ATTACKS asserts the exact outcome: jwt-edge's status and `error` code (checked
 field by field against src/authn/error.rs by `assert_denied`), a 200 from a backend for the
 few inputs that are valid, or Envoy's own codec reply (400/431) for bytes that never reach
-the filter. Sources for the attack classes: ../shared/research/security.md sections 1 and 4.
+the filter. The attack classes come from RFC 8725 (JWT Best Current Practices), the published
+advisories against JWT libraries and gateways (alg `none` and RS256→HS256 confusion, e.g.
+CVE-2015-9235 and CVE-2022-29217; ECDSA r = s = 0, CVE-2022-21449; `jku`/`x5u`/`kid`
+injection; Istio CVE-2019-12995), jwt_tool's `-X` attack modes, and Project Wycheproof's
+`doc/json_web_crypto.md`.
 
 After the table: a bit-flip sweep over one RS256 and one ES256 token, then checks that the
 canary and the IdP saw no request driven by a token header, that Envoy counted no Wasm VM
@@ -631,7 +635,8 @@ def attacks() -> list[Attack]:
         Attack("scheme-uppercase-bearer", bearer(t1, "BEARER"), 200),
         Attack("scheme-mixed-case-bearer", bearer(t1, "bEaReR"), 200),
         Attack("scheme-two-spaces", bearer(t1, "Bearer "), 200),
-        raw_auth(lambda c: f"Bearer\t{t1(c)}", "token_missing", "scheme-tab-separator"),
+        # F4 (issue #15): not "no token" (which allow_missing would pass on, header and all).
+        raw_auth(lambda c: f"Bearer\t{t1(c)}", "token_malformed", "scheme-tab-separator"),
         raw_auth(lambda c: f"Bearer{t1(c)}", "token_missing", "scheme-no-separator"),
         raw_auth(lambda c: f"xBearer {t1(c)}", "token_missing", "scheme-prefix-search"),
         raw_auth(lambda c: f"Token {t1(c)}", "token_missing", "scheme-other"),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
+from pathlib import Path
 
 import jwt as pyjwt
 import pytest
 
 from conftest import EnvoyFactory
-from harness import client
+from harness import client, expect
 from harness.idp import OVERSIZED_BYTES
 from harness.tokens import claims, mint, segments
 
@@ -82,3 +84,30 @@ def test_tokens_verify_with_pyjwt(keys):
     header = json.loads(base64.urlsafe_b64decode(segments(mint(keys["ec-p256"]))[0] + "=="))
     assert header == {"alg": "ES256", "typ": "JWT", "kid": "ec-p256"}
     assert len(base64.urlsafe_b64decode(segments(mint(keys["ec-p256"]))[2] + "==")) == 64
+
+
+def _rust_fn_body(source: str, signature: str) -> str:
+    """The text of one `fn` in `source`, from its signature to the closing brace at column 4."""
+    start = source.index(signature)
+    return source[start:source.index("\n    }\n", start)]
+
+
+def test_expect_mirrors_error_codes():
+    # harness/expect.py hand-copies the error codes and their status classes; a code renamed
+    # or removed in the filter must fail here, not linger in the mirror (it once kept
+    # `bad_scheme`, which the filter no longer has).
+    rust = (Path(__file__).resolve().parent.parent / "src" / "authn" / "error.rs").read_text()
+    code_of = dict(re.findall(r'AuthError::(\w+)[^=\n]*=> "(\w+)"',
+                              _rust_fn_body(rust, "pub fn code(&self)")))
+    status_of = {}
+    arms = re.findall(r"((?:\s*\|?\s*AuthError::\w+(?:\s*\{ \.\. \}|\(_\))?)+)\s*=> Status::(\w+)",
+                      _rust_fn_body(rust, "pub fn status(&self)"))
+    for variants, status in arms:
+        for variant in re.findall(r"AuthError::(\w+)", variants):
+            status_of[code_of[variant]] = status
+    assert len(code_of) >= 25, code_of
+    assert set(status_of) == set(code_of.values())
+    assert set(expect.DESCRIPTIONS) == set(code_of.values())
+    assert expect.UNAUTHORIZED == {c for c, s in status_of.items() if s == "Unauthorized"}
+    assert expect.FORBIDDEN == {c for c, s in status_of.items() if s == "Forbidden"}
+    assert expect.UNAVAILABLE == {c for c, s in status_of.items() if s == "Unavailable"}

@@ -5,30 +5,41 @@
 #                               BENCH_QUIET_WAIT seconds waiting for a quiet machine
 #   make bench BENCH_QUICK=1    one short round: a smoke check (~2 min)
 #   make bench-micro            verification alone, in Envoy's V8 and natively
+#   make bench-ladder           a cache hit's Envoy CPU per request, one step at a time
+#   make bench-memory           Envoy's RSS with one worker, attributed
 #
 # Results go to bench/results/ (not committed). Traffic stays on 127.0.0.1.
 
 # Options, read by the scripts from the environment (make exports command-line variables):
 # BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_QUICK=1, BENCH_QUIET_WAIT (600 s), BENCH_TOKENS
-# (token pool per algorithm, 160000), BENCH_FILL (10000), BENCH_MEMORY=0 (skip memory part).
+# (token pool per algorithm, 160000), BENCH_FILL (10000), BENCH_MEMORY=0 (skip memory part),
+# BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants).
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: bench bench-micro bench-tools bench-noop bench-micro-build
+.PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory
 
-# wrk from Debian; `apt-get update` only when it is missing.
+# wrk and nginx (the upstream of the `upstream` mode) from Debian; `apt-get update` only when
+# one is missing.
 bench-tools:
-	command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk nginx-light; }
 	command -v taskset >/dev/null
 
-bench-noop: toolchain
+# The do-nothing filter, and the same module trimmed to the exports jwt-edge ships
+# (WASM_EXPORTS, mk/wasm-opt.mk): the two floors `make bench` prints.
+NOOP_WASM = $(or $(CARGO_TARGET_DIR),bench/noop-filter/target)/$(WASM_TARGET)/release/jwt_edge_bench_noop.wasm
+bench-noop: toolchain wasm-opt-tool
 	cd bench/noop-filter && cargo build --release --target $(WASM_TARGET)
+	echo '$(call metadce_graph,$(WASM_EXPORTS))' > $(NOOP_WASM:.wasm=.graph.json)
+	$(WASM_METADCE) $(WASM_OPT_FEATURES) -q --graph-file $(NOOP_WASM:.wasm=.graph.json) \
+		$(NOOP_WASM) -o $(NOOP_WASM:.wasm=_min.wasm) > /dev/null
 
 # The micro module goes through the same wasm-opt step as the shipped one (mk/wasm-opt.mk).
 MICRO_WASM = $(or $(CARGO_TARGET_DIR),bench/micro/target)/$(WASM_TARGET)/release/jwt_edge_bench_micro.wasm
 
 bench-micro-build: toolchain wasm-opt-tool
 	cd bench/micro && cargo build --release --target $(WASM_TARGET) --lib
-	$(call wasm_optimise,$(MICRO_WASM))
+	$(call wasm_optimise,$(MICRO_WASM),main)
 	cd bench/micro && cargo build --release --bin micro-native
 
 bench: venv build bench-tools bench-noop bench-micro-build
@@ -38,3 +49,11 @@ bench: venv build bench-tools bench-noop bench-micro-build
 
 bench-micro: venv bench-micro-build
 	cd bench && $(BENCH_PYTHON) run_micro.py
+
+# The ablation ladder (bench/README.md): the cache-hit path one step at a time.
+bench-ladder: venv build bench-tools bench-noop bench-micro-build
+	cd bench && $(BENCH_PYTHON) run_ladder.py
+
+# Envoy's RSS with one worker, attributed (bench/README.md).
+bench-memory: venv build bench-noop bench-micro-build
+	cd bench && $(BENCH_PYTHON) run_memory.py

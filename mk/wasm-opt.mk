@@ -31,13 +31,33 @@ WASM_OPT_FEATURES := --enable-bulk-memory --enable-mutable-globals --enable-sign
 	--enable-simd --enable-relaxed-simd
 WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OPT_PASSES)
 # Binaryen before 109 reads relaxed SIMD only in its prototype encoding: mk/relaxed_simd.py
-# swaps `f64x2.relaxed_madd` to it before wasm-opt and back after (two bytes in place each).
+# swaps `f64x2.relaxed_madd` to it before wasm-opt and wasm-metadce, and back after (two
+# bytes in place each).
 WASM_OPT_RELAXED_SWAP_BELOW := 109
+# The exports the module keeps (issue #13): binaryen's wasm-metadce removes every other
+# `proxy_on_*` the SDK exports. proxy-wasm-cpp-host looks each callback up once and skips the
+# call into the VM when it is missing (ContextBase::onResponseHeaders, onLog, onDone, ...:
+# "if (!wasm_->on_response_headers_...) return Continue"), so a request no longer enters V8
+# for its response headers, body and trailers, nor for on_log and on_done (the host then
+# takes "done" as true). Kept: what the host needs to run the module at all (_initialize,
+# the ABI marker, memory, proxy_on_memory_allocate), the root context's callbacks (vm_start,
+# configure, tick, http_call_response), a stream's creation and deletion (the SDK frees a
+# stream's context only in proxy_on_delete: without it every request would leak), and the
+# request callbacks: headers decide, body and trailers hold a paused request. `make test`
+# checks the shipped module exports exactly this set (`make wasm-exports`).
+WASM_EXPORTS := _initialize memory proxy_abi_version_0_2_1 proxy_on_configure \
+	proxy_on_context_create proxy_on_delete proxy_on_http_call_response proxy_on_memory_allocate \
+	proxy_on_request_body proxy_on_request_headers proxy_on_request_trailers proxy_on_tick \
+	proxy_on_vm_start
+WASM_METADCE ?= wasm-metadce
+# $(call metadce_graph,EXPORTS): wasm-metadce's reachability graph, one root reaching EXPORTS.
+metadce_graph = [{"name":"root","root":true,"reaches":[$(subst $(eval) ,$(comma),$(foreach e,$(1),"e:$(e)"))]}$(foreach e,$(1),$(comma){"name":"e:$(e)","export":"$(e)"})]
+comma := ,
 # Binaryen 108 is Debian 12's; older releases are not tested.
 WASM_OPT_MIN_VERSION := 108
 WASM_MAX_BYTES := 1048576
 
-.PHONY: wasm-opt-tool wasm-size
+.PHONY: wasm-opt-tool wasm-size wasm-exports
 
 # Installs binaryen from Debian when wasm-opt is missing (`apt-get update` only if the install
 # fails without it). No fallback to the unoptimised module: it is over the size limit.
@@ -54,7 +74,8 @@ is missing and there is no apt-get to install it: install binaryen, or set WASM_
 	[ "$${v:-0}" -ge $(WASM_OPT_MIN_VERSION) ] || { echo "$(WASM_OPT) is version '$$v'; \
 binaryen $(WASM_OPT_MIN_VERSION) or newer is needed" >&2; exit 1; }
 
-# $(call wasm_optimise,MODULE): replaces MODULE, as Cargo just wrote it, by its wasm-opt form.
+# $(call wasm_optimise,MODULE[,EXTRA_EXPORTS]): replaces MODULE, as Cargo just wrote it, by its
+# wasm-opt form, trimmed by wasm-metadce to $(WASM_EXPORTS) plus EXTRA_EXPORTS.
 # Cargo writes MODULE as a hard link to its own copy under deps/, and writes it again on every
 # build, even one with nothing to compile. So the optimised module is renamed into place
 # (writing through the link would change Cargo's copy too), and it is kept as MODULE.opt with
@@ -63,20 +84,28 @@ binaryen $(WASM_OPT_MIN_VERSION) or newer is needed" >&2; exit 1; }
 define wasm_optimise
 	@m="$(1)"; \
 	if ! cmp -s "$$m" "$$m.opt"; then \
-		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) \
+		graph='$(call metadce_graph,$(WASM_EXPORTS) $(2))'; \
+		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) $$graph \
 $$(sha256sum < $(CURDIR)/mk/relaxed_simd.py | cut -d' ' -f1)"; \
 		if [ ! -f "$$m.opt" ] || [ "$$(cat "$$m.opt-key" 2>/dev/null)" != "$$key" ]; then \
 			echo "$(WASM_OPT) $$m"; \
 			v="$$($(WASM_OPT) --version | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')"; \
-			if [ "$${v:-0}" -lt $(WASM_OPT_RELAXED_SWAP_BELOW) ]; then \
+			swap=""; if [ "$${v:-0}" -lt $(WASM_OPT_RELAXED_SWAP_BELOW) ]; then swap=1; fi; \
+			in="$$m"; \
+			if [ -n "$$swap" ]; then \
 				python3 $(CURDIR)/mk/relaxed_simd.py to-legacy "$$m" "$$m.legacy.tmp"; \
-				$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m.legacy.tmp" -o "$$m.opt.tmp"; \
-				rm -f "$$m.legacy.tmp"; \
-				python3 $(CURDIR)/mk/relaxed_simd.py to-final "$$m.opt.tmp" "$$m.opt.tmp"; \
-			else \
-				$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m" -o "$$m.opt.tmp"; \
+				in="$$m.legacy.tmp"; \
 			fi; \
-			mv -f "$$m.opt.tmp" "$$m.opt"; \
+			$(WASM_OPT) $(WASM_OPT_FLAGS) "$$in" -o "$$m.opt.tmp"; \
+			rm -f "$$m.legacy.tmp"; \
+			echo "$$graph" > "$$m.graph.json"; \
+			$(WASM_METADCE) $(WASM_OPT_FEATURES) -q --graph-file "$$m.graph.json" "$$m.opt.tmp" \
+				-o "$$m.dce.tmp" > /dev/null; \
+			rm -f "$$m.opt.tmp" "$$m.graph.json"; \
+			if [ -n "$$swap" ]; then \
+				python3 $(CURDIR)/mk/relaxed_simd.py to-final "$$m.dce.tmp" "$$m.dce.tmp"; \
+			fi; \
+			mv -f "$$m.dce.tmp" "$$m.opt"; \
 			echo "$$key" > "$$m.opt-key"; \
 		fi; \
 		cp "$$m.opt" "$$m.tmp"; \
@@ -91,3 +120,13 @@ wasm-size: build
 		echo "$(WASM): $$n bytes, over the $(WASM_MAX_BYTES)-byte (1 MiB) limit" >&2; exit 1; \
 	fi; \
 	echo "$(WASM): $$n bytes, $$(( $(WASM_MAX_BYTES) - n )) under the 1 MiB limit"
+
+# Fails when the shipped module's exports are not exactly $(WASM_EXPORTS) (part of `make test`).
+wasm-exports: build
+	@want="$$(printf '%s\n' $(WASM_EXPORTS) | sort)"; \
+	have="$$($(PYTHON) mk/wasm_exports.py $(WASM))"; \
+	if [ "$$want" != "$$have" ]; then \
+		echo "$(WASM) exports differ from WASM_EXPORTS (mk/wasm-opt.mk):" >&2; \
+		diff <(echo "$$want") <(echo "$$have") >&2; exit 1; \
+	fi; \
+	echo "$(WASM): exports exactly the $(words $(WASM_EXPORTS)) in WASM_EXPORTS"

@@ -22,7 +22,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use jwt_edge::authn::config::{self, ConfigError};
-use jwt_edge::authn::jwk::{parse_jwks, JwksOptions};
 use jwt_edge::authn::policy::{JwksSource, RouteOverride};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -51,35 +50,13 @@ fn example(name: &str) -> String {
     fs::read_to_string(dir("examples").join(name)).unwrap()
 }
 
-/// True once `jwk.rs` parses real key sets (it was a stub while config landed).
-fn jwk_parser_ready() -> bool {
-    let v: Value = serde_json::from_str(&example("minimal-local.json")).unwrap();
-    let jwks = v["providers"]["example"]["local_jwks"]["inline_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    parse_jwks(
-        jwks.as_bytes(),
-        JwksOptions {
-            allow_symmetric: true,
-        },
-    )
-    .is_ok()
-}
-
 #[test]
 fn every_example_parses() {
     let examples = json_files("examples");
     assert!(examples.len() >= 7, "{examples:?}");
-    let ready = jwk_parser_ready();
     for (name, text) in examples {
-        match config::parse(&text) {
-            Ok(policy) => assert!(!policy.providers.is_empty(), "{name}"),
-            Err(e) if !ready && e.path.contains("local_jwks") => {
-                eprintln!("{name}: skipped until jwk.rs parses key sets ({e})");
-            }
-            Err(e) => panic!("{name}: {e}"),
-        }
+        let policy = config::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!policy.providers.is_empty(), "{name}");
     }
 }
 

@@ -1,14 +1,20 @@
 //! No input makes the core panic: arbitrary bytes into token parsing, extraction, and the
 //! whole decision (issue 2). JWKS and config parsing have their own property tests
 //! (tests/jwks_proptest.rs, tests/config_examples.rs).
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use jwt_edge::authn::alg::Algorithm;
 use jwt_edge::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use jwt_edge::authn::claims::claim_header_value;
 use jwt_edge::authn::config;
 use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use jwt_edge::authn::jws::UntrustedToken;
-use jwt_edge::authn::policy::JwksId;
+use jwt_edge::authn::policy::{ClaimFormat, JwksId};
 use jwt_edge::authn::request::RequestView;
 use proptest::prelude::*;
 
@@ -87,5 +93,40 @@ proptest! {
             prop_assert!(a.identities.is_empty());
             prop_assert!(path.starts_with("/opt"), "allowed {path} {hs:?}");
         }
+    }
+}
+
+/// Reverses the `joined` claim format: split on `,`, then undo the `%2C` / `%25` escapes.
+fn split_joined(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|part| part.replace("%2C", ",").replace("%25", "%"))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// jwt_authn prints a claim number with C's "%f" unless it is a non-negative integer
+    /// below 2^64; Rust's `{:.6}` is the same exact, round-half-to-even conversion.
+    #[test]
+    fn claim_numbers_print_as_jwt_authn(bits in any::<u64>()) {
+        let d = f64::from_bits(bits);
+        prop_assume!(d.is_finite());
+        let Some(n) = serde_json::Number::from_f64(d) else { return Ok(()) };
+        let got = claim_header_value(&serde_json::Value::Number(n), ClaimFormat::JwtAuthn);
+        let want = if (0.0..18_446_744_073_709_551_616.0).contains(&d) && d.fract() == 0.0 {
+            format!("{}", d as u64)
+        } else {
+            format!("{d:.6}")
+        };
+        prop_assert_eq!(got, Some(want));
+    }
+
+    /// F9: the joined form is unambiguous: it splits back into exactly the array's strings.
+    #[test]
+    fn joined_claim_arrays_round_trip(items in proptest::collection::vec("[a-z,% ]{1,6}", 1..5)) {
+        let v = serde_json::json!(items);
+        let joined = claim_header_value(&v, ClaimFormat::Joined).unwrap();
+        prop_assert_eq!(split_joined(&joined), items);
     }
 }

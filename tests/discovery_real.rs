@@ -1,10 +1,10 @@
-//! Every real discovery document in ../shared/testdata/real-jwks parses; its issuer must be
+//! Every real discovery document in tests/data/real-jwks parses; its issuer must be
 //! matched exactly, and the jwks_uri it names is what gets fetched.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use jwt_edge::authn::discovery::{parse_discovery, DiscoveryError};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/real-jwks");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real-jwks");
 
 #[test]
 fn real_discovery_documents() {

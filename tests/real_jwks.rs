@@ -1,4 +1,4 @@
-//! Key sets as real identity providers served them (`../shared/testdata/real-jwks/`, see its
+//! Key sets as real identity providers served them (`tests/data/real-jwks/`, see its
 //! README for sources and quirks), loaded as a remote JWKS (`allow_symmetric: false`).
 //!
 //! The expected counts were derived by reading each file (key types, curves, `use`, `alg`, and
@@ -19,7 +19,7 @@ use std::fs;
 use jwt_edge::authn::jwk::{parse_jwks, JwksError, JwksOptions, SkippedKey};
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/real-jwks/");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real-jwks/");
 
 const RSA_1024: &str = "RSA modulus is 1024 bits; at least 2048 required";
 const N_NOT_URL: &str = "n is not unpadded base64url";

@@ -147,7 +147,7 @@ fn embedded_keys() -> Vec<(String, RsaPrivateKey)> {
 
 fn wycheproof_moduli() -> Vec<Modulus> {
     let mut out: Vec<Modulus> = Vec::new();
-    let dir = format!("{ROOT}/../shared/testdata/wycheproof");
+    let dir = format!("{ROOT}/tests/data/wycheproof");
     for file in [
         "rsa_signature_2048_sha256_test.json",
         "rsa_signature_3072_sha256_test.json",

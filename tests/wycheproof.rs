@@ -1,5 +1,5 @@
-//! Project Wycheproof signature vectors (C2SP/wycheproof `testvectors_v1/`, copied to
-//! `../shared/testdata/wycheproof/`), run through the same code path a token takes: the
+//! Project Wycheproof signature vectors (C2SP/wycheproof `testvectors_v1/`, copied unmodified to
+//! `tests/data/wycheproof/` with their licence and source commit), run through the same code path a token takes: the
 //! group's public key is wrapped as `{"keys":[jwk]}` and loaded with `parse_jwks`, the key is
 //! found with `KeySet::select`, and each vector's `msg`/`sig` goes to `Jwk::verify`.
 //!
@@ -29,10 +29,7 @@ use jwt_edge::authn::error::AuthError;
 use jwt_edge::authn::jwk::{parse_jwks, JwksError, JwksOptions};
 use serde_json::{json, Value};
 
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/testdata/wycheproof/"
-);
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/");
 
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
 struct Tally {

@@ -9,7 +9,8 @@
 Tokens are RS256 with a `kid`, `iss` = --issuer, `sub` = client_id, `aud`, `scope`, and
 `iat`/`exp` from the real clock (valid one hour). The signing key is --key (a PEM, e.g. from
 `jwt-edge keygen`, with --kid) or, without it, made at start-up and kept only in memory.
-Tokens with `jti` "demo-revoked" and the subject "demo-banned" are on the revocation list.
+Tokens with `jti` "demo-revoked" and the subject "demo-banned" (the client `demo-banned`) are on
+the revocation list.
 Needs `pyjwt` and `cryptography`.
 """
 
@@ -35,6 +36,8 @@ TOKEN_LIFETIME_S = 3600
 CLIENTS = {
     "demo-client": {"secret": "demo-secret", "audiences": ["api", "admin"], "scope": "orders:read"},
     "admin-client": {"secret": "admin-secret", "audiences": ["api", "admin"], "scope": "orders:read admin"},
+    # Its tokens' subject is on the revocation list: a revoked token from /oauth/token alone.
+    "demo-banned": {"secret": "banned-secret", "audiences": ["api"], "scope": "orders:read"},
 }
 
 

@@ -15,6 +15,10 @@ ROUTES = (("health", "/health"), ("strict", "/strict"), ("default", "/"))
 
 def wasm_filter(filter_config: dict | str, wasm_path: str | Path) -> dict:
     """`envoy.filters.http.wasm` running jwt-edge with `filter_config` (dict -> JSON)."""
+    if isinstance(filter_config, dict) and "log_level" not in filter_config:
+        # The tests read the filter's debug lines (key-set versions per VM, decisions); the
+        # filter logs at `info` unless its config says otherwise (it does not ask the host).
+        filter_config = {**filter_config, "log_level": "debug"}
     value = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
     return {
         "name": "envoy.filters.http.wasm",

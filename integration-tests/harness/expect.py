@@ -1,4 +1,5 @@
-"""What a denial from jwt-edge must look like (mirrors src/authn/error.rs)."""
+"""What a denial from jwt-edge must look like (mirrors src/authn/error.rs; test_harness.py
+`test_expect_mirrors_error_codes` checks the codes and status classes against it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from .client import Response
 
 # error code -> HTTP status and response class (AuthError::status).
-UNAUTHORIZED = {"token_missing", "bad_scheme"}
+UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
 UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable"}
 
@@ -16,7 +17,6 @@ DESCRIPTIONS = {
     "token_missing": re.escape("no token in the request"),
     "token_too_large": r"token is larger than \d+ bytes",
     "multiple_tokens": re.escape("the request carries more than one token"),
-    "bad_scheme": re.escape("the credentials do not use the expected scheme (Bearer)"),
     "token_is_jwe": re.escape("encrypted tokens (JWE) are not accepted"),
     "token_malformed": r"token is not a JWS compact serialization: .+",
     "bad_base64": r"token \w+ is not unpadded base64url",

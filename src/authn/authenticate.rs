@@ -11,7 +11,7 @@ use std::rc::Rc;
 use crate::authn::b64;
 use crate::authn::claims;
 use crate::authn::error::AuthError;
-use crate::authn::extract::{extract, Found, FoundAt};
+use crate::authn::extract::{extract, present_at, Found, FoundAt};
 use crate::authn::jwk::KeySet;
 use crate::authn::jws::{payload_segment, UntrustedToken, VerifiedToken};
 use crate::authn::policy::{
@@ -162,10 +162,84 @@ pub fn decide_cached(
         now,
         results: BTreeMap::new(),
     };
-    match eval.check(requirement) {
-        Ok(passed) => Decision::Allow(eval.allow(&passed)),
+    let scope = Scope::of(requirement, policy.providers.len());
+    match eval
+        .check(requirement, None)
+        .and_then(|passed| eval.check_present_tokens(&scope).map(|()| passed))
+    {
+        Ok(passed) => Decision::Allow(eval.allow(&passed, &scope)),
         Err(Fail::Pending(ids)) => Decision::WaitForKeys(ids),
         Err(Fail::Auth(provider, error)) => Decision::Deny(eval.deny(provider, error)),
+    }
+}
+
+/// The providers a requirement looks at: every token they find must be valid, and with
+/// `forward: false` none of them reaches the upstream.
+/// Sorted, deduplicated vectors: a handful of ids (a `BTreeSet` here cost 7.6 KB of Wasm).
+#[derive(Debug, Default)]
+struct Scope {
+    /// Every provider the requirement names, plus those its `allow_missing*` branches see.
+    looked: Vec<ProviderId>,
+    /// Providers seen by an `allow_missing_or_failed` branch: their invalid tokens are let
+    /// through (that is the point of it), but never forwarded when `forward` is false.
+    tolerated: Vec<ProviderId>,
+}
+
+impl Scope {
+    fn of(r: &Requirement, provider_count: usize) -> Scope {
+        let mut scope = Scope::default();
+        scope.walk(r, None, provider_count);
+        for ids in [&mut scope.looked, &mut scope.tolerated] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        scope
+    }
+
+    fn walk(&mut self, r: &Requirement, siblings: Option<&[ProviderId]>, n: usize) {
+        match r {
+            Requirement::Provider { provider, .. } => self.looked.push(*provider),
+            Requirement::Any(children) => {
+                let ids = sibling_providers(children);
+                for c in children {
+                    self.walk(c, Some(&ids), n);
+                }
+            }
+            Requirement::All(children) => {
+                for c in children {
+                    self.walk(c, None, n);
+                }
+            }
+            Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {
+                let ids = allow_missing_scope(siblings, n);
+                self.looked.extend(ids.iter().copied());
+                if matches!(r, Requirement::AllowMissingOrFailed) {
+                    self.tolerated.extend(ids);
+                }
+            }
+        }
+    }
+}
+
+/// The providers named directly by the children of a `requires_any`.
+fn sibling_providers(children: &[Requirement]) -> Vec<ProviderId> {
+    children
+        .iter()
+        .filter_map(|c| match c {
+            Requirement::Provider { provider, .. } => Some(*provider),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Which providers an `allow_missing` / `allow_missing_or_failed` considers. Inside a
+/// `requires_any`, only its siblings' providers (as jwt_authn since Envoy PR #15194: "allow
+/// missing should only allow requests without any JWT" of those providers); anywhere else,
+/// every provider.
+fn allow_missing_scope(siblings: Option<&[ProviderId]>, n: usize) -> Vec<ProviderId> {
+    match siblings {
+        Some(ids) => ids.to_vec(),
+        None => (0..n).collect(),
     }
 }
 
@@ -204,7 +278,9 @@ enum ProviderResult {
         token: Rc<VerifiedToken>,
         found: Found,
     },
-    Failed(AuthError, Facts),
+    /// The error, log-safe facts, and the token when one was found (a location that held
+    /// something unusable, e.g. two tokens, has none).
+    Failed(AuthError, Facts, Option<String>),
     Pending(JwksId),
 }
 
@@ -225,8 +301,9 @@ struct Evaluation<'a, 'r> {
 }
 
 impl Evaluation<'_, '_> {
-    /// Whether the request meets `r`, and through which providers' tokens.
-    fn check(&mut self, r: &Requirement) -> Result<Passed, Fail> {
+    /// Whether the request meets `r`, and through which providers' tokens. `siblings` are
+    /// the providers named next to `r` when `r` is a child of a `requires_any`.
+    fn check(&mut self, r: &Requirement, siblings: Option<&[ProviderId]>) -> Result<Passed, Fail> {
         match r {
             Requirement::Provider {
                 provider,
@@ -241,8 +318,9 @@ impl Evaluation<'_, '_> {
             Requirement::Any(children) => {
                 let mut pending = Vec::new();
                 let mut best: Option<(Option<ProviderId>, AuthError)> = None;
+                let ids = sibling_providers(children);
                 for child in children {
-                    match self.check(child) {
+                    match self.check(child, Some(&ids)) {
                         // Only the branch that passed vouches for the request.
                         Ok(passed) => return Ok(passed),
                         Err(Fail::Pending(ids)) => pending.extend(ids),
@@ -263,7 +341,7 @@ impl Evaluation<'_, '_> {
                 let mut pending = Vec::new();
                 let mut all = Passed::default();
                 for child in children {
-                    match self.check(child) {
+                    match self.check(child, None) {
                         Ok(passed) => all.providers.extend(passed.providers),
                         Err(Fail::Pending(ids)) => pending.extend(ids),
                         Err(fail @ Fail::Auth(..)) => return Err(fail),
@@ -280,7 +358,7 @@ impl Evaluation<'_, '_> {
                 let mut pending = Vec::new();
                 let mut failure = None;
                 let mut passed = Passed::default();
-                for id in 0..self.policy.providers.len() {
+                for id in allow_missing_scope(siblings, self.policy.providers.len()) {
                     let audiences = self
                         .policy
                         .providers
@@ -298,7 +376,7 @@ impl Evaluation<'_, '_> {
                             pending.push(*j);
                             continue;
                         }
-                        ProviderResult::Failed(e, _) => Err(e.clone()),
+                        ProviderResult::Failed(e, ..) => Err(e.clone()),
                     };
                     match outcome {
                         Ok(()) => passed.providers.push(id),
@@ -341,7 +419,7 @@ impl Evaluation<'_, '_> {
         match self.provider_result(id) {
             ProviderResult::Missing => Err(Fail::Auth(Some(id), AuthError::TokenMissing)),
             ProviderResult::Pending(j) => Err(Fail::Pending(vec![*j])),
-            ProviderResult::Failed(e, _) => Err(Fail::Auth(Some(id), e.clone())),
+            ProviderResult::Failed(e, ..) => Err(Fail::Auth(Some(id), e.clone())),
             ProviderResult::Verified { token, .. } => {
                 claims::check_audience(token.claims(), audiences)
                     .and_then(|()| claims::check_scopes(token.claims(), scopes))
@@ -367,7 +445,7 @@ impl Evaluation<'_, '_> {
         let found = match extract(self.req, p) {
             Ok(Some(f)) => f,
             Ok(None) => return ProviderResult::Missing,
-            Err(e) => return ProviderResult::Failed(e, Facts::default()),
+            Err(e) => return ProviderResult::Failed(e, Facts::default(), None),
         };
         // A cached token is only as good as the keys that verified it: when they are no longer
         // usable (too stale, or still loading), the cache is not consulted.
@@ -388,23 +466,23 @@ impl Evaluation<'_, '_> {
                 .and_then(|()| claims::check_times(claims, p, self.now))
                 .and_then(|()| claims::check_subject(claims, p))
             {
-                return ProviderResult::Failed(e, facts);
+                return ProviderResult::Failed(e, facts, Some(found.token));
             }
-            if let Err(refused) = self.check_revoked(claims, p, &facts) {
+            if let Some(refused) = self.check_revoked(claims, p, &facts, &found.token) {
                 return refused;
             }
             return ProviderResult::Verified { token: hit, found };
         }
         let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
             Ok(t) => t,
-            Err(e) => return ProviderResult::Failed(e, Facts::default()),
+            Err(e) => return ProviderResult::Failed(e, Facts::default(), Some(found.token)),
         };
         let facts = Facts {
             kid: token.header().kid.clone(),
             iss: string_claim(token.unverified_claims(), "iss"),
             sub: string_claim(token.unverified_claims(), "sub"),
         };
-        let fail = |e| ProviderResult::Failed(e, facts.clone());
+        let fail = |e| ProviderResult::Failed(e, facts.clone(), Some(found.token.clone()));
         // Cheap checks first: a token refused here costs no signature verification.
         if let Err(e) = token.allowed_alg(&p.algorithms) {
             return fail(e);
@@ -438,7 +516,7 @@ impl Evaluation<'_, '_> {
         // and a request waiting for a revocation list needs no second verification.
         self.cache.put(id, &found.token, &verified);
         let verified = Rc::new(verified);
-        if let Err(refused) = self.check_revoked(verified.claims(), p, &facts) {
+        if let Some(refused) = self.check_revoked(verified.claims(), p, &facts, &found.token) {
             return refused;
         }
         ProviderResult::Verified {
@@ -448,32 +526,75 @@ impl Evaluation<'_, '_> {
     }
 
     /// The deny-lists' verdict on a verified token: the inline list, then the remote one
-    /// (waited for when still loading; fail closed when unavailable).
+    /// (waited for when still loading; fail closed when unavailable). `None` lets it pass.
     fn check_revoked(
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
         p: &Provider,
         facts: &Facts,
-    ) -> Result<(), ProviderResult> {
-        let revoked = || ProviderResult::Failed(AuthError::TokenRevoked, facts.clone());
+        token: &str,
+    ) -> Option<ProviderResult> {
+        let failed = |e| ProviderResult::Failed(e, facts.clone(), Some(token.to_owned()));
+        let revoked = || failed(AuthError::TokenRevoked);
         if p.revoked.revokes(claims) {
-            return Err(revoked());
+            return Some(revoked());
         }
-        let Some(list) = p.revocation_list else {
-            return Ok(());
-        };
+        let list = p.revocation_list?;
         match self.keys.revocation_list(list) {
-            ListState::Ready(r) if r.revokes(claims) => Err(revoked()),
-            ListState::Ready(_) => Ok(()),
-            ListState::Pending => Err(ProviderResult::Pending(list)),
-            ListState::Unavailable => Err(ProviderResult::Failed(
-                AuthError::RevocationUnavailable,
-                facts.clone(),
-            )),
+            ListState::Ready(r) if r.revokes(claims) => Some(revoked()),
+            ListState::Ready(_) => None,
+            ListState::Pending => Some(ProviderResult::Pending(list)),
+            ListState::Unavailable => Some(failed(AuthError::RevocationUnavailable)),
         }
     }
 
-    fn allow(&self, passed: &Passed) -> Allow {
+    /// A token that is present must be valid: once the requirement passed, every provider
+    /// it looks at that found a token must have verified it (jwt_authn refuses a request with
+    /// a good and a bad token, so that the bad one never reaches a backend that might take it
+    /// for the good one). Exceptions: providers under `allow_missing_or_failed`, and a token
+    /// another provider verified (a shared location: the same token is another provider's
+    /// `issuer_mismatch`).
+    fn check_present_tokens(&mut self, scope: &Scope) -> Result<(), Fail> {
+        let mut pending = Vec::new();
+        let mut failure: Option<(ProviderId, AuthError)> = None;
+        let checked: Vec<ProviderId> = scope
+            .looked
+            .iter()
+            .filter(|id| !scope.tolerated.contains(id))
+            .copied()
+            .collect();
+        for &id in &checked {
+            self.provider_result(id);
+        }
+        for id in checked {
+            match self.results.get(&id).unwrap_or(&ProviderResult::Missing) {
+                ProviderResult::Pending(j) => pending.push(*j),
+                ProviderResult::Failed(e, _, token) => {
+                    let vouched = token.as_deref().is_some_and(|t| self.verified_elsewhere(t));
+                    if !vouched && failure.as_ref().is_none_or(|(_, b)| rank(e) > rank(b)) {
+                        failure = Some((id, e.clone()));
+                    }
+                }
+                ProviderResult::Missing | ProviderResult::Verified { .. } => {}
+            }
+        }
+        if !pending.is_empty() {
+            return Err(Fail::Pending(dedup(pending)));
+        }
+        match failure {
+            Some((id, e)) => Err(Fail::Auth(Some(id), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// True when some provider verified exactly this token.
+    fn verified_elsewhere(&self, token: &str) -> bool {
+        self.results
+            .values()
+            .any(|r| matches!(r, ProviderResult::Verified { found, .. } if found.token == token))
+    }
+
+    fn allow(&self, passed: &Passed, scope: &Scope) -> Allow {
         let mut allow = Allow {
             reason: if passed.providers.is_empty() {
                 AllowReason::Allowed
@@ -511,8 +632,8 @@ impl Evaluation<'_, '_> {
                 set_header(&mut allow.set_headers, name, value);
             }
             for c in &p.claim_to_headers {
-                if let Some(v) =
-                    claims::claim_at(claims, &c.claim_path).and_then(claims::claim_header_value)
+                if let Some(v) = claims::claim_at(claims, &c.claim_path)
+                    .and_then(|v| claims::claim_header_value(v, c.format))
                 {
                     set_header(&mut allow.set_headers, &c.header_name, v);
                 }
@@ -533,7 +654,33 @@ impl Evaluation<'_, '_> {
                 }
             }
         }
+        // Tokens the filter looked at that vouched for nothing (another branch passed, or
+        // `allow_missing_or_failed` let an invalid one through) are not forwarded either.
+        let mut unused: Vec<FoundAt> = Vec::new();
+        for id in scope.looked.iter().filter(|id| !vouching.contains(id)) {
+            let Some(p) = self.policy.providers.get(*id).filter(|p| !p.forward) else {
+                continue;
+            };
+            match self.results.get(id) {
+                Some(ProviderResult::Verified { found, .. }) => unused.extend(found.at.clone()),
+                Some(ProviderResult::Failed(..)) => unused.extend(present_at(self.req, p)),
+                _ => {}
+            }
+        }
+        for at in &unused {
+            match at {
+                FoundAt::Header(h) => {
+                    if !allow.remove_headers.contains(h) {
+                        allow.remove_headers.push(h.clone());
+                    }
+                }
+                FoundAt::Param(name) => removed_params.push(name),
+                FoundAt::Cookie(_) => {}
+            }
+        }
         if !removed_params.is_empty() {
+            removed_params.sort_unstable();
+            removed_params.dedup();
             allow.new_path = Some(remove_query_params(self.req.path(), &removed_params));
         }
         allow
@@ -542,7 +689,7 @@ impl Evaluation<'_, '_> {
     fn deny(&self, provider: Option<ProviderId>, error: AuthError) -> Denial {
         let facts = provider
             .and_then(|id| match self.results.get(&id) {
-                Some(ProviderResult::Failed(_, facts)) => Some(facts.clone()),
+                Some(ProviderResult::Failed(_, facts, _)) => Some(facts.clone()),
                 Some(ProviderResult::Verified { token, .. }) => Some(Facts {
                     kid: token.header().kid.clone(),
                     iss: string_claim(token.claims(), "iss"),

@@ -6,7 +6,9 @@
 use serde_json::{Map, Value};
 
 use crate::authn::error::AuthError;
-use crate::authn::policy::{ClaimRequirement, Provider};
+use base64::Engine;
+
+use crate::authn::policy::{ClaimFormat, ClaimRequirement, Provider};
 
 /// A claim read as a NumericDate: absent, or a JSON number.
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
@@ -38,7 +40,9 @@ pub fn check_times(claims: &Map<String, Value>, p: &Provider, now: u64) -> Resul
         }
     }
     if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
-        let start = iat.unwrap_or(now);
+        // The lifetime counts from `iat`, but never from later than now: a token minted with
+        // a future `iat` would otherwise carry any lifetime it likes.
+        let start = iat.map_or(now, |iat| iat.min(now));
         if exp - start > max as f64 {
             return Err(AuthError::LifetimeTooLong);
         }
@@ -170,11 +174,146 @@ pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&
     Some(v)
 }
 
-/// Renders a claim as a header value: strings as-is, numbers and booleans as JSON text,
-/// arrays of those joined with `,`. Objects, nulls and values with control characters give
-/// `None` (the header is not set).
-pub fn claim_header_value(v: &Value) -> Option<String> {
-    let s = match v {
+/// Renders a claim as a header value in `format`; `None` when the header is not set.
+///
+/// [`ClaimFormat::JwtAuthn`], Envoy jwt_authn's format (`authenticator.cc`
+/// `addJWTClaimToHeader`): strings as they are; a non-negative integral number below 2^64 as
+/// an integer, any other number as C's `%f` (`-5` → `-5.000000`, `1.5` → `1.500000`);
+/// booleans `true` / `false`; arrays and objects as the standard, padded base64 of their
+/// compact JSON (`["reader","writer"]` → `WyJyZWFkZXIiLCJ3cml0ZXIiXQ==`). An empty string
+/// or `null` sets no header (as jwt_authn).
+///
+/// [`ClaimFormat::Joined`] (extension): numbers as JSON text, arrays of scalars joined with
+/// `,`, each string element with `%` and `,` percent-escaped (`%25`, `%2C`) so that
+/// `["user,admin"]` and `["user","admin"]` cannot give the same header; objects and nested
+/// arrays set no header.
+///
+/// Either way, a value with a control character sets no header (it cannot be a header
+/// value).
+pub fn claim_header_value(v: &Value, format: ClaimFormat) -> Option<String> {
+    let s = match format {
+        ClaimFormat::JwtAuthn => jwt_authn_value(v)?,
+        ClaimFormat::Joined => joined_value(v)?,
+    };
+    (!s.is_empty() && !s.chars().any(|c| c.is_control())).then_some(s)
+}
+
+fn jwt_authn_value(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => jwt_authn_number(n.as_f64()?),
+        Value::Bool(b) => b.to_string(),
+        // `Value`'s Display is its compact JSON (and reuses the serializer the module
+        // already carries for error bodies).
+        Value::Array(_) | Value::Object(_) => {
+            base64::engine::general_purpose::STANDARD.encode(v.to_string())
+        }
+        Value::Null => return None,
+    })
+}
+
+/// jwt_authn's `convertClaimDoubleToString`: claims are protobuf doubles there.
+fn jwt_authn_number(d: f64) -> String {
+    // 2^64 as a double: integral values in [0, 2^64) print as integers.
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    if (0.0..TWO_POW_64).contains(&d) && d.fract() == 0.0 {
+        // Exact: `d` is integral and in range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let int = d as u64;
+        int.to_string()
+    } else {
+        fixed6(d)
+    }
+}
+
+/// C's `printf("%f", d)` (what `std::to_string(double)` prints): the exact binary value
+/// rounded half-to-even to six decimals. Done with integers: Rust's own `{:.6}` would pull
+/// the whole exact float formatter into the module (~30 KB of Wasm).
+fn fixed6(d: f64) -> String {
+    if !d.is_finite() {
+        // JSON has no infinities or NaN; nothing to print.
+        return String::new();
+    }
+    let bits = d.to_bits();
+    let negative = bits >> 63 == 1;
+    let biased = i64::try_from((bits >> 52) & 0x7ff).unwrap_or(0);
+    let fraction = bits & ((1 << 52) - 1);
+    // d = mantissa * 2^exponent, exactly.
+    let (mantissa, exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, biased - 1075)
+    };
+    // The digits of round(|d| * 10^6).
+    let digits = if exponent >= 0 {
+        let mut s = decimal_shifted(mantissa, u32::try_from(exponent).unwrap_or(0));
+        s.push_str("000000");
+        s
+    } else {
+        let shift = u32::try_from(-exponent).unwrap_or(u32::MAX);
+        // < 2^73: fits, and for shift >= 128 the value is far below half a unit.
+        let scaled = u128::from(mantissa) * 1_000_000;
+        if shift >= 128 {
+            "0".to_owned()
+        } else {
+            let q = scaled >> shift;
+            let r = scaled & ((1u128 << shift) - 1);
+            let half = 1u128 << (shift - 1);
+            let q = if r > half || (r == half && q & 1 == 1) {
+                q + 1
+            } else {
+                q
+            };
+            q.to_string()
+        }
+    };
+    let digits = format!("{digits:0>7}");
+    let (int, frac) = digits
+        .split_at_checked(digits.len().saturating_sub(6))
+        .unwrap_or((&digits, ""));
+    format!("{}{int}.{frac}", if negative { "-" } else { "" })
+}
+
+/// `m * 2^e` in decimal (base-10^9 limbs, least significant first).
+fn decimal_shifted(m: u64, mut e: u32) -> String {
+    const BASE: u64 = 1_000_000_000;
+    let mut limbs: Vec<u64> = Vec::new();
+    let mut rest = m;
+    while rest > 0 {
+        limbs.push(rest % BASE);
+        rest /= BASE;
+    }
+    while e > 0 {
+        let k = e.min(32);
+        e -= k;
+        let mut carry = 0u64;
+        for limb in &mut limbs {
+            // limb < 10^9 < 2^30 and k <= 32: the product fits in u64.
+            let v = (*limb << k) + carry;
+            *limb = v % BASE;
+            carry = v / BASE;
+        }
+        while carry > 0 {
+            limbs.push(carry % BASE);
+            carry /= BASE;
+        }
+    }
+    let mut out = String::new();
+    for (i, limb) in limbs.iter().rev().enumerate() {
+        if i == 0 {
+            out.push_str(&limb.to_string());
+        } else {
+            out.push_str(&format!("{limb:09}"));
+        }
+    }
+    if out.is_empty() {
+        out.push('0');
+    }
+    out
+}
+
+fn joined_value(v: &Value) -> Option<String> {
+    Some(match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
@@ -182,15 +321,16 @@ pub fn claim_header_value(v: &Value) -> Option<String> {
             let parts: Option<Vec<String>> = items
                 .iter()
                 .map(|i| match i {
-                    Value::Array(_) => None,
-                    other => claim_header_value(other),
+                    Value::String(s) => Some(s.replace('%', "%25").replace(',', "%2C")),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    Value::Array(_) | Value::Object(_) | Value::Null => None,
                 })
                 .collect();
             parts?.join(",")
         }
         Value::Null | Value::Object(_) => return None,
-    };
-    (!s.chars().any(|c| c.is_control())).then_some(s)
+    })
 }
 
 #[cfg(test)]
@@ -282,6 +422,26 @@ mod tests {
             times(json!({"exp": now + 7200}), &capped, now),
             "lifetime_too_long"
         );
+        // F6: a future `iat` does not stretch the allowed lifetime: counted from now.
+        let lifetimes = [
+            (
+                json!({"iat": now + 100_000, "exp": now + 100_000 + 3600}),
+                "lifetime_too_long",
+            ),
+            (json!({"iat": now + 30, "exp": now + 3600}), "ok"),
+            (
+                json!({"iat": now + 30, "exp": now + 3601}),
+                "lifetime_too_long",
+            ),
+            (json!({"iat": now - 100, "exp": now + 3500}), "ok"),
+            (
+                json!({"iat": now - 100, "exp": now + 3501}),
+                "lifetime_too_long",
+            ),
+        ];
+        for (claims, want) in lifetimes {
+            assert_eq!(times(claims.clone(), &capped, now), want, "{claims}");
+        }
     }
 
     #[test]
@@ -353,19 +513,87 @@ mod tests {
 
     #[test]
     fn header_values() {
-        let c = obj(
-            json!({"a": {"b": "x"}, "n": 5, "f": 1.5, "t": true, "arr": ["r", 1, false], "o": {}, "bad": "a\nb"}),
-        );
+        let c = obj(json!({
+            "a": {"b": "x"}, "n": 5, "neg": -5, "f": 1.5, "big": 18446744073709551615u64,
+            "t": true, "no": false, "arr": ["r", 1, false], "roles": ["reader", "writer"],
+            "o": {"k": "v"}, "empty_o": {}, "bad": "a\nb", "empty": "", "null": null,
+            "commas": ["user,admin", "50%"], "nested": [["x"]]
+        }));
         let path = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
-        let v = |p: &str| claim_at(&c, &path(p)).and_then(claim_header_value);
-        assert_eq!(v("a.b").as_deref(), Some("x"));
-        assert_eq!(v("n").as_deref(), Some("5"));
-        assert_eq!(v("f").as_deref(), Some("1.5"));
-        assert_eq!(v("t").as_deref(), Some("true"));
-        assert_eq!(v("arr").as_deref(), Some("r,1,false"));
-        assert_eq!(v("o"), None);
-        assert_eq!(v("bad"), None);
-        assert_eq!(v("a.c"), None);
-        assert_eq!(v("n.x"), None);
+        let v = |p: &str, f| claim_at(&c, &path(p)).and_then(|v| claim_header_value(v, f));
+        // (claim, jwt_authn format, joined format)
+        let table: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("a.b", Some("x"), Some("x")),
+            ("n", Some("5"), Some("5")),
+            ("neg", Some("-5.000000"), Some("-5")),
+            ("f", Some("1.500000"), Some("1.5")),
+            (
+                "big",
+                Some("18446744073709551616.000000"),
+                Some("18446744073709551615"),
+            ),
+            ("t", Some("true"), Some("true")),
+            ("no", Some("false"), Some("false")),
+            // Envoy's authenticator_test.cc TestClaimToHeader: base64 of the JSON.
+            (
+                "roles",
+                Some("WyJyZWFkZXIiLCJ3cml0ZXIiXQ=="),
+                Some("reader,writer"),
+            ),
+            ("arr", Some("WyJyIiwxLGZhbHNlXQ=="), Some("r,1,false")),
+            ("o", Some("eyJrIjoidiJ9"), None),
+            ("empty_o", Some("e30="), None),
+            (
+                "commas",
+                Some("WyJ1c2VyLGFkbWluIiwiNTAlIl0="),
+                Some("user%2Cadmin,50%25"),
+            ),
+            ("nested", Some("W1sieCJdXQ=="), None),
+            ("bad", None, None),
+            ("empty", None, None),
+            ("null", None, None),
+            ("a.c", None, None),
+            ("n.x", None, None),
+        ];
+        for (claim, authn, joined) in table {
+            assert_eq!(
+                v(claim, ClaimFormat::JwtAuthn).as_deref(),
+                *authn,
+                "{claim} jwt_authn"
+            );
+            assert_eq!(
+                v(claim, ClaimFormat::Joined).as_deref(),
+                *joined,
+                "{claim} joined"
+            );
+        }
+        // Six decimals exactly as C's printf("%f") (values checked with Python's '%f' %).
+        let printf = [
+            (-5.0, "-5.000000"),
+            (1.5, "1.500000"),
+            (0.1, "0.100000"),
+            (2.5e-7, "0.000000"),
+            (1234.5678915, "1234.567892"),
+            (-1e-9, "-0.000000"),
+            (1e20, "100000000000000000000.000000"),
+            (2.0000005, "2.000001"),
+            (-0.5000005, "-0.500000"),
+            (0.0000015, "0.000002"),
+            (123456789.1234565, "123456789.123456"),
+            (5e-324, "0.000000"),
+            (-3.0, "-3.000000"),
+        ];
+        for (d, want) in printf {
+            assert_eq!(fixed6(d), want, "{d:e}");
+        }
+        let e300 = fixed6(1e300);
+        assert!(e300.starts_with("1000000000000000052504760255204420248704468581108159"));
+        assert!(e300.ends_with("459400540160.000000") && e300.len() == 301 + 7);
+        assert_eq!(jwt_authn_number(-0.0), "0");
+        assert_eq!(jwt_authn_number(9999.0), "9999");
+        // F9: the two arrays that used to give the same header no longer do.
+        let one = claim_header_value(&json!(["user,admin"]), ClaimFormat::Joined);
+        let two = claim_header_value(&json!(["user", "admin"]), ClaimFormat::Joined);
+        assert_ne!(one, two);
     }
 }

@@ -89,6 +89,35 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
     Ok(found)
 }
 
+/// Every location of `p` that holds something the provider would read as its credential
+/// (a token, or a value it refuses such as two tokens or a malformed `Bearer` value): the
+/// places to clear when such a credential must not reach the upstream.
+pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
+    let mut at = Vec::new();
+    for location in &p.locations {
+        let present = match location {
+            TokenLocation::Header { name, value_prefix } => {
+                let values: Vec<&str> = req.header_values(name).collect();
+                values.len() > 1
+                    || values.iter().any(|v| {
+                        v.contains(',')
+                            || !matches!(strip_prefix(v, value_prefix), Ok(None) | Ok(Some("")))
+                    })
+            }
+            TokenLocation::Param(name) => req.query_values(name).iter().any(|v| !v.is_empty()),
+            TokenLocation::Cookie(name) => req.cookie_values(name).iter().any(|v| !v.is_empty()),
+        };
+        if present {
+            at.push(match location {
+                TokenLocation::Header { name, .. } => FoundAt::Header(name.clone()),
+                TokenLocation::Param(name) => FoundAt::Param(name.clone()),
+                TokenLocation::Cookie(name) => FoundAt::Cookie(name.clone()),
+            });
+        }
+    }
+    at
+}
+
 /// Strips `prefix` from a header value. The prefix's scheme word is compared
 /// case-insensitively (RFC 7235 §2.1: `bearer` = `Bearer`), and any run of spaces after it
 /// is accepted (`1*SP`). `Ok(None)` when the value does not start with the prefix (another
@@ -107,6 +136,14 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
         return Ok(None);
     }
     let rest = value.get(trimmed_prefix.len()..).unwrap_or("");
+    // `Bearer<TAB>x`, `Bearer<VT>x`: the scheme followed by whitespace that is not SP. Not
+    // another scheme and not "no token": a malformed credential, refused rather than passed
+    // on unexamined.
+    if rest.starts_with(|c: char| c.is_whitespace() && c != ' ') {
+        return Err(AuthError::Malformed(
+            "the scheme must be followed by a space".into(),
+        ));
+    }
     if trimmed_prefix.len() != prefix.len() {
         // The prefix ends in a space ("Bearer "): at least one space must follow the word.
         if !rest.starts_with(' ') {
@@ -210,6 +247,15 @@ mod tests {
             (vec![("authorization", "BEARER   a.b.c ")], some("a.b.c")),
             (vec![("authorization", "Bearer")], Ok(None)),
             (vec![("authorization", "Bearera.b.c")], Ok(None)),
+            // Whitespace other than SP after the scheme: malformed, not "no token" (F4).
+            (
+                vec![("authorization", "Bearer\ta.b.c")],
+                Err("token_malformed"),
+            ),
+            (
+                vec![("authorization", "bearer\u{b}a.b.c")],
+                Err("token_malformed"),
+            ),
             (vec![("authorization", "Basic dXNlcjpwYXNz")], Ok(None)),
             (
                 vec![("authorization", "Bearer a.b.c extra")],

@@ -163,15 +163,19 @@ impl RouteMatch {
 }
 
 impl HeaderMatch {
+    /// Envoy 1.40's rule (checked against it, see `integration-tests/test_jwt_authn_parity.py`):
+    /// a repeated header matches when any one of its values matches (not their `,`-joined
+    /// form, which a client could use to slip past a rule); `invert_match` inverts that; a
+    /// value matcher never matches an absent header, inverted or not; `present_match`
+    /// compares presence, then `invert_match` applies.
     fn matches(&self, req: &RequestView<'_>) -> bool {
-        // Envoy matches a repeated header against its values joined with ','.
-        let value = req.header_joined(&self.name);
-        let hit = match (&self.rule, &value) {
-            (HeaderRule::Present(want), v) => v.is_some() == *want,
-            (HeaderRule::Value(m), Some(v)) => m.matches(v),
-            (HeaderRule::Value(_), None) => false,
-        };
-        hit != self.invert
+        let mut values = req.header_values(&self.name).peekable();
+        let present = values.peek().is_some();
+        match &self.rule {
+            HeaderRule::Present(want) => (present == *want) != self.invert,
+            HeaderRule::Value(_) if !present => false,
+            HeaderRule::Value(m) => values.any(|v| m.matches(v)) != self.invert,
+        }
     }
 }
 

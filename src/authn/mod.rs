@@ -17,7 +17,6 @@ pub mod extract;
 pub mod fixed_window;
 pub mod json;
 pub mod jwk;
-pub mod jwks_cache;
 pub mod jws;
 pub mod matcher;
 pub mod p256_field;

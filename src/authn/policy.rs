@@ -58,6 +58,26 @@ pub struct Policy {
     pub metrics: bool,
 }
 
+impl Policy {
+    /// True when a request header called `name` is, or could pass for, a header the filter
+    /// writes: compared case-insensitively with `_` and `-` equal, because Envoy forwards
+    /// underscored names by default and CGI/WSGI-style backends read `x_jwt_sub` as
+    /// `x-jwt-sub` (both become `HTTP_X_JWT_SUB`). Such a client copy is removed.
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        self.identity_headers
+            .iter()
+            .any(|h| same_header_for_a_backend(h, name))
+    }
+}
+
+fn same_header_for_a_backend(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
 /// What a named route requires (jwt_authn's `PerRouteConfig`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteOverride {
@@ -75,7 +95,8 @@ pub struct Provider {
     pub audiences: Vec<String>,
     pub subjects: Option<StringMatcher>,
     pub require_expiration: bool,
-    /// Seconds; a token whose `exp - iat` (or `exp - now` without `iat`) exceeds it is refused.
+    /// Seconds; a token whose `exp - min(iat, now)` (`exp - now` without `iat`) exceeds it is
+    /// refused.
     pub max_lifetime: Option<u64>,
     pub clock_skew_seconds: u64,
     /// Allowed `alg` values; a token with any other `alg` is refused before key selection.
@@ -117,6 +138,19 @@ pub struct ClaimToHeader {
     pub header_name: String,
     /// Claim path, split on `.`.
     pub claim_path: Vec<String>,
+    /// How the claim is written into the header.
+    pub format: ClaimFormat,
+}
+
+/// How a claim becomes a header value (see `claims::claim_header_value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClaimFormat {
+    /// jwt_authn's: arrays and objects as base64 of their JSON, numbers as jwt_authn prints
+    /// doubles.
+    #[default]
+    JwtAuthn,
+    /// Extension (`value_format: "joined"`): arrays joined with `,`, elements escaped.
+    Joined,
 }
 
 /// A document source.
@@ -209,4 +243,31 @@ pub struct ClaimRequirement {
     /// Accepted values (JSON equality). A string claim must equal one of them; an array
     /// claim must contain one of them.
     pub values: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_header_spellings() {
+        // (configured, sent by the client, stripped)
+        let table = [
+            ("x-jwt-sub", "x-jwt-sub", true),
+            ("x-jwt-sub", "x_jwt_sub", true),
+            ("x-jwt-sub", "X_Jwt-SUB", true),
+            ("x-jwt-sub", "x-jwt_sub", true),
+            ("x_org", "x-org", true),
+            ("x-jwt-sub", "x-jwt-sub2", false),
+            ("x-jwt-sub", "x-jwt", false),
+            ("x-jwt-sub", "xxjwtxsub", false),
+        ];
+        for (configured, sent, stripped) in table {
+            assert_eq!(
+                same_header_for_a_backend(configured, sent),
+                stripped,
+                "{configured} vs {sent}"
+            );
+        }
+    }
 }

@@ -64,21 +64,6 @@ impl<'a> RequestView<'a> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The values of a header joined with `,` (Envoy's header-matcher semantics).
-    pub fn header_joined(&self, name: &str) -> Option<String> {
-        let mut out: Option<String> = None;
-        for (_, v) in self.headers.iter().filter(|(k, _)| k == name) {
-            match &mut out {
-                Some(s) => {
-                    s.push(',');
-                    s.push_str(v);
-                }
-                None => out = Some(v.clone()),
-            }
-        }
-        out
-    }
-
     /// Every value of a query parameter, percent-decoded; `None` for a value that does not
     /// decode to UTF-8 is skipped.
     pub fn query_values(&self, name: &str) -> Vec<String> {
@@ -187,7 +172,7 @@ mod tests {
         assert_eq!(r.query_param("y").as_deref(), Some(""));
         assert_eq!(r.query_param("z"), None);
         assert_eq!(r.cookie_values("jwt"), vec!["abc", "def"]);
-        assert_eq!(r.header_joined("x").as_deref(), Some("1,2"));
+        assert_eq!(r.header_values("x").collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(r.route_name(), Some("route"));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%"), None);

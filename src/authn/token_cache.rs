@@ -23,6 +23,19 @@
 //! strictly is never stored. The claims are parsed again from the stored payload on every
 //! hit (a few microseconds, against ~0.5 KiB per entry for a parsed claim map): with RS256
 //! tokens from a 2048-bit key an entry costs ~0.45 KiB instead of ~1.1 KiB.
+//!
+//! ## Hot tokens
+//!
+//! Decoding the stored token to compare it and parsing its claims again cost a hit a few
+//! microseconds in V8 (issue #13's ablation ladder, `make bench-ladder`). A token that hits
+//! once usually hits again (a client reuses its token until it expires), so each provider also
+//! keeps a small memo of tokens that hit: [`HOT_SLOTS`] slots (at most the cache's capacity),
+//! indexed by the same keyed hash, each holding the token text and its parsed, verified form.
+//! A token found there is compared in full as text (a `memcmp`, no decoding) and its claims
+//! are not parsed again; they are still checked on every hit by the caller. Only a token that
+//! hit in the compact table enters the memo (one-off tokens never do), tokens over
+//! [`HOT_MAX_TOKEN_BYTES`] never do, and the memo is cleared with the cache. Its memory is
+//! bounded: 64 slots of RS256 tokens from a 2048-bit key take ~80 KiB per provider.
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
@@ -39,6 +52,19 @@ const HASHED_SUFFIX: usize = 48;
 
 /// Distinct header segments shared per provider; past this, entries keep their own copy.
 const MAX_SHARED_HEADERS: usize = 16;
+
+/// Slots of a provider's memo of hot tokens (fewer when the cache's capacity is smaller).
+pub const HOT_SLOTS: usize = 64;
+
+/// Longer tokens never enter the memo: with [`HOT_SLOTS`] this bounds its memory.
+pub const HOT_MAX_TOKEN_BYTES: usize = 2048;
+
+/// A token that hit, kept whole with its parsed form.
+#[derive(Debug)]
+struct Hot {
+    token: Box<str>,
+    verified: Rc<VerifiedToken>,
+}
 
 /// A header segment and its parsed form, shared by the entries that carry it.
 #[derive(Debug)]
@@ -120,9 +146,42 @@ struct Generations {
     young: Table,
     old: Table,
     headers: Vec<Rc<SharedHeader>>,
+    /// The memo of hot tokens: empty until the first hit, then `hot_slots()` long.
+    hot: Vec<Option<Hot>>,
 }
 
 impl Generations {
+    fn hot_slots(&self) -> usize {
+        self.capacity.min(HOT_SLOTS)
+    }
+
+    /// The memo's answer for exactly `token`, if it holds it.
+    fn hot_get(&self, hash: u64, token: &str) -> Option<Rc<VerifiedToken>> {
+        let slots = self.hot.len();
+        if slots == 0 {
+            return None;
+        }
+        let hot = self.hot.get(hash as usize % slots)?.as_ref()?;
+        (&*hot.token == token).then(|| hot.verified.clone())
+    }
+
+    /// Keeps `token`, which just hit, in the memo (replacing whatever held its slot).
+    fn hot_put(&mut self, hash: u64, token: &str, verified: &Rc<VerifiedToken>) {
+        let slots = self.hot_slots();
+        if slots == 0 || token.len() > HOT_MAX_TOKEN_BYTES {
+            return;
+        }
+        if self.hot.len() != slots {
+            self.hot = std::iter::repeat_with(|| None).take(slots).collect();
+        }
+        if let Some(slot) = self.hot.get_mut(hash as usize % slots) {
+            *slot = Some(Hot {
+                token: token.into(),
+                verified: verified.clone(),
+            });
+        }
+    }
+
     fn get(&mut self, hash: u64, token: &str) -> Option<&Entry> {
         if self.young.get(&hash).is_some_and(|e| e.is(token)) {
             return self.young.get(&hash);
@@ -168,6 +227,7 @@ impl Generations {
         self.young = Table::default();
         self.old = Table::default();
         self.headers.clear();
+        self.hot = Vec::new();
     }
 }
 
@@ -229,13 +289,19 @@ impl TokenCache {
             return None;
         }
         let hash = self.hash(token);
-        let found = self
-            .providers
-            .borrow_mut()
-            .get_mut(provider)
-            .and_then(|g| g.get(hash, token))
-            .and_then(|e| VerifiedToken::from_cache(e.header.parsed.clone(), e.payload()))
-            .map(Rc::new);
+        let mut providers = self.providers.borrow_mut();
+        let found = providers.get_mut(provider).and_then(|g| {
+            if let Some(hot) = g.hot_get(hash, token) {
+                return Some(hot);
+            }
+            let found = g
+                .get(hash, token)
+                .and_then(|e| VerifiedToken::from_cache(e.header.parsed.clone(), e.payload()))
+                .map(Rc::new)?;
+            g.hot_put(hash, token, &found);
+            Some(found)
+        });
+        drop(providers);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -395,8 +461,66 @@ mod tests {
         assert!(cache.get(0, &b).is_none());
         cache.put(0, &b, &vb);
         assert_eq!(cache.get(0, &b).unwrap().claims()["sub"], "alicf");
+        // b hit, so the memo holds it too, in the slot a maps to as well.
+        assert_eq!(cache.get(0, &b).unwrap().claims()["sub"], "alicf");
         // The slot now holds b: a costs a miss, and is never answered with b's claims.
         assert!(cache.get(0, &a).is_none());
+        assert_eq!(cache.take_stats(), (2, 2));
+    }
+
+    #[test]
+    fn hot_tokens_answer_exactly_and_go_with_the_cache() {
+        let cache = TokenCache::new([100]);
+        let (t, v) = token("alice", &[7; 256]);
+        cache.put(0, &t, &v);
+        assert!(cache.providers.borrow()[0].hot.is_empty());
+        // The first hit comes from the compact table and enters the memo.
+        let first = cache.get(0, &t).unwrap();
+        assert!(cache.providers.borrow()[0]
+            .hot
+            .iter()
+            .flatten()
+            .any(|h| *h.token == t));
+        // The next one is the memo's: the same parsed token, no second parse.
+        let second = cache.get(0, &t).unwrap();
+        assert!(Rc::ptr_eq(&first, &second));
+        assert_eq!(second.claims()["sub"], "alice");
+        // Anything but the exact text misses, memo or not.
+        for bad in [
+            format!("{t}="),
+            format!("{}x", &t[..t.len() - 1]),
+            t[1..].to_string(),
+        ] {
+            assert!(cache.get(0, &bad).is_none(), "{bad}");
+        }
+        assert_eq!(cache.take_stats(), (2, 3));
+        // A key-set change clears the memo with the table.
+        cache.clear();
+        assert!(cache.get(0, &t).is_none());
+        assert!(cache.providers.borrow()[0].hot.is_empty());
+    }
+
+    #[test]
+    fn hot_memo_is_bounded() {
+        // Never more slots than the cache's capacity, nor than HOT_SLOTS.
+        let small = TokenCache::new([4]);
+        let big = TokenCache::new([10_000]);
+        for i in 0..200u32 {
+            let (t, v) = token(&format!("u{i}"), &i.to_be_bytes());
+            for cache in [&small, &big] {
+                cache.put(0, &t, &v);
+                assert!(cache.get(0, &t).is_some());
+            }
+        }
+        assert_eq!(small.providers.borrow()[0].hot.len(), 4);
+        assert_eq!(big.providers.borrow()[0].hot.len(), HOT_SLOTS);
+        // A token over the size limit is cached but never memoised.
+        let cache = TokenCache::new([100]);
+        let (t, v) = token(&"x".repeat(HOT_MAX_TOKEN_BYTES), &[1; 64]);
+        cache.put(0, &t, &v);
+        assert!(cache.get(0, &t).is_some());
+        assert!(cache.get(0, &t).is_some());
+        assert!(cache.providers.borrow()[0].hot.iter().all(Option::is_none));
     }
 
     #[test]

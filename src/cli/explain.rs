@@ -1,6 +1,8 @@
 //! `jwt-edge explain`: the decision the filter takes for one request, and the steps behind it.
 //!
-//! The decision itself comes from [`decide`], the function the filter calls. The per-provider
+//! The decision itself comes from [`decide`]: the filter calls `decide_cached`, and `decide` is
+//! that function with the verified-token cache disabled, so the answer is the filter's on a
+//! request whose token it has not seen before (a cache hit gives the same answer). The per-provider
 //! steps re-run the same core checks one by one (extraction, parsing, alg allow-list, issuer,
 //! times, key selection, signature, subject, audience) so that each can be shown, including
 //! the ones after the first failure, which the filter never reaches. The token and its

@@ -4,14 +4,8 @@
 //! Every method is infallible or returns a `Result`/`Option`: host failures (a context that
 //! went away, a CAS race) are ordinary outcomes here, never panics.
 
-/// Why a shared-data write failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedWriteError {
-    /// Another VM wrote first.
-    CasMismatch,
-    /// Any other host refusal.
-    Other,
-}
+/// Why a shared-data write failed (the key sources' own type).
+pub use crate::sources::WriteError as SharedWriteError;
 
 /// The host, as seen from the adapter.
 pub trait Host {

@@ -6,7 +6,7 @@
 //! SDK.
 
 pub mod host;
-pub mod metrics;
+pub use crate::metrics;
 pub mod state;
 
 #[cfg(test)]
@@ -15,7 +15,7 @@ pub mod fake;
 mod tests;
 
 #[cfg(target_arch = "wasm32")]
-mod proxy;
+pub mod proxy;
 
 pub use host::Host;
 pub use state::{Action, FilterState};

@@ -6,10 +6,11 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::authn::config;
-use crate::authn::jwks_cache::SharedMeta;
 use crate::authn::policy::DEFAULT_WAIT_TIMEOUT_MS as KEY_WAIT_MS;
 use crate::filter::fake::{FakeHost, SharedStore};
 use crate::filter::state::{Action, FilterState};
+use crate::sources::lease::Lease;
+use crate::sources::record::Binding;
 
 const T0: u64 = 1_800_000_000_000;
 const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
@@ -37,7 +38,8 @@ fn remote_config() -> String {
 
 fn vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
     let host = FakeHost::new(shared.clone(), T0, &["idp"]);
-    let state = FilterState::new(config::parse(&remote_config()).unwrap());
+    let cfg = remote_config();
+    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
     (host, state)
 }
 
@@ -81,6 +83,67 @@ fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
         host.respond(status, body);
         state.on_http_call_response(host, c.token, body.len());
     }
+}
+
+/// F1: the body (and trailers) of a stream that waits for keys, or that was refused, is held;
+/// only the stream an allow decision resumed lets its body go on.
+#[test]
+fn body_and_trailers_are_held_while_waiting_and_after_a_refusal() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    let forged = format!("Bearer {}", token("forged_kid"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    assert_eq!(
+        request(&host, &mut state, 2, "/a", &[("authorization", &forged)]),
+        Action::Pause
+    );
+    // No token: refused at once.
+    assert_eq!(request(&host, &mut state, 3, "/a", &[]), Action::Pause);
+    // No requirement: let through at once.
+    assert_eq!(
+        request(&host, &mut state, 4, "/public", &[]),
+        Action::Continue
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(state.on_request_data(id), Action::Pause, "stream {id}");
+    }
+    assert_eq!(state.on_request_data(4), Action::Continue);
+
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    assert!(host.stream(1).resumed);
+    assert_eq!(state.on_request_data(1), Action::Continue);
+    // Refused after the wait (bad signature) or at once (no token): held until the end.
+    assert_eq!(host.stream(2).reply.map(|r| r.status), Some(401));
+    assert_eq!(state.on_request_data(2), Action::Pause);
+    assert_eq!(state.on_request_data(3), Action::Pause);
+    state.on_stream_done(2);
+    state.on_stream_done(3);
+    // A context id the host reuses later starts clean.
+    assert_eq!(state.on_request_data(3), Action::Continue);
+}
+
+/// F1, deadline path: a request that waited until `request_wait_timeout` and was refused
+/// (503) keeps its body held.
+#[test]
+fn body_is_held_when_the_wait_ends_in_a_refusal() {
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    let good = format!("Bearer {}", token("rs256"));
+    assert_eq!(
+        request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+        Action::Pause
+    );
+    host.now_ms.set(T0 + KEY_WAIT_MS + 1);
+    state.on_tick(&host);
+    assert_eq!(host.stream(1).reply.map(|r| r.status), Some(503));
+    assert!(!host.stream(1).resumed);
+    assert_eq!(state.pending_len(), 0);
+    assert_eq!(state.on_request_data(1), Action::Pause);
 }
 
 #[test]
@@ -236,16 +299,22 @@ fn bad_responses_never_replace_good_keys() {
         );
     }
     assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 4);
-    let (raw, _) = host_shared_meta(&shared);
+    let (raw, _) = host_shared_meta(&shared, &state, &remote_config());
     assert_eq!(raw.failures, 4);
     assert_eq!(raw.doc_version, 1);
 }
 
-fn host_shared_meta(shared: &Rc<RefCell<SharedStore>>) -> (SharedMeta, ()) {
+fn host_shared_meta(
+    shared: &Rc<RefCell<SharedStore>>,
+    state: &FilterState,
+    cfg: &str,
+) -> (Lease, ()) {
     let host = FakeHost::new(shared.clone(), 0, &[]);
-    let key = "jwt-edge/v1/jwks/idp/https://idp.test/keys?x=1/meta";
+    let key = state.meta_key(0).unwrap();
     let (raw, _) = crate::filter::host::Host::get_shared(&host, key);
-    (SharedMeta::decode(&raw.unwrap()).unwrap(), ())
+    let raw = raw.unwrap();
+    let payload = Binding::new(cfg.as_bytes()).open(key, &raw).unwrap();
+    (Lease::decode(payload).unwrap(), ())
 }
 
 #[test]
@@ -351,7 +420,7 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
     .to_string();
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap());
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
     state.on_tick(&host);
     let first = host.calls.borrow()[0].clone();
     assert_eq!(
@@ -403,7 +472,7 @@ fn a_key_set_change_empties_the_token_cache() {
     assert!(cfg.contains("jwt_cache_size"));
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap());
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
     state.on_tick(&host);
     answer(&host, &mut state, "200", JWKS.as_bytes());
     let good = format!("Bearer {}", token("rs256"));
@@ -505,7 +574,8 @@ fn revocation_vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
     });
     let host = FakeHost::new(shared.clone(), T0, &["idp"]);
-    let state = FilterState::new(config::parse(&cfg.to_string()).unwrap());
+    let cfg = cfg.to_string();
+    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
     (host, state)
 }
 
@@ -662,33 +732,4 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
             .get("jwt_edge.revocation.p.stale_serving"),
         Some(&0)
     );
-}
-
-#[test]
-fn warn_lines_per_source_are_a_burst_then_one_per_interval() {
-    use crate::filter::state::{WarnBudget, WARN_BURST, WARN_REFILL_MS};
-    let mut b = WarnBudget::default();
-    // Every tick (100 ms) for a minute: a burst, then one line per interval, each carrying
-    // the count of lines it stands for.
-    let mut written = Vec::new();
-    for tick in 0..600u64 {
-        if let Some(suppressed) = b.admit(T0 + tick * 100) {
-            written.push((tick * 100, suppressed));
-        }
-    }
-    assert_eq!(written.len() as u32, WARN_BURST + 5, "{written:?}");
-    assert!(written[..WARN_BURST as usize]
-        .iter()
-        .all(|&(at, n)| at < 500 && n == 0));
-    let later: Vec<u64> = written[WARN_BURST as usize..]
-        .iter()
-        .map(|&(at, _)| at)
-        .collect();
-    assert_eq!(later, [10_000, 20_000, 30_000, 40_000, 50_000]);
-    assert_eq!(written[WARN_BURST as usize].1, 100 - WARN_BURST);
-    assert_eq!(written[WARN_BURST as usize + 1].1, 99);
-    // Quiet for long enough: the whole burst is back.
-    let quiet = T0 + 60_000 + WARN_BURST as u64 * WARN_REFILL_MS;
-    assert!((0..WARN_BURST).all(|i| b.admit(quiet + i as u64).is_some()));
-    assert_eq!(b.admit(quiet + 10), None);
 }

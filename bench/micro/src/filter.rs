@@ -15,9 +15,27 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
+/// `JWT_EDGE_BENCH` in the VM's environment (`vm_config.environment_variables`) picks the
+/// root context: unset, this micro-benchmark; `jwt-edge`, jwt-edge's own filter (its root
+/// context stays); `ladder:<rung>`, a rung of the ablation ladder (`ladder.rs`).
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: i32) -> i32 {
+    let mode = std::env::var("JWT_EDGE_BENCH").unwrap_or_default();
+    if mode == "jwt-edge" {
+        return 0;
+    }
     proxy_wasm::set_log_level(LogLevel::Warn);
+    if let Some(rung) = mode.strip_prefix("ladder:") {
+        // An unknown rung (None) fails the configuration: it must not measure something
+        // else quietly.
+        crate::ladder::RUNG.with(|r| r.set(crate::ladder::Rung::parse(rung)));
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+            Box::new(crate::ladder::LadderRoot::new(
+                crate::ladder::RUNG.with(std::cell::Cell::get),
+            ))
+        });
+        return 0;
+    }
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BenchRoot) });
     0
 }

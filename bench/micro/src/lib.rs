@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod ladder;
 
 pub const JWKS: &str = include_str!("../fixtures/jwks.json");
 const TOKENS: &str = include_str!("../fixtures/tokens.json");

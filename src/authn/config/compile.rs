@@ -16,8 +16,8 @@ use crate::authn::matcher::{
     StringPattern,
 };
 use crate::authn::policy::{
-    ClaimRequirement, ClaimToHeader, Document, JwksId, JwksSource, Policy, Provider, ProviderId,
-    RemoteJwks, Requirement, Revocation, RouteOverride, Rule, TokenLocation,
+    ClaimFormat, ClaimRequirement, ClaimToHeader, Document, JwksId, JwksSource, Policy, Provider,
+    ProviderId, RemoteJwks, Requirement, Revocation, RouteOverride, Rule, TokenLocation,
     DEFAULT_CACHE_DURATION_SECONDS, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_FETCH_TIMEOUT_MS,
     DEFAULT_MAX_STALE_MS, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL_MS,
     DEFAULT_REVOCATION_CACHE_SECONDS, DEFAULT_REVOCATION_MAX_STALE_MS, DEFAULT_WAIT_TIMEOUT_MS,
@@ -424,10 +424,21 @@ fn compile_provider(
                 format!("{claim:?} is not a claim name or a dotted path of claim names"),
             ));
         }
+        let format = match c.value_format.as_deref() {
+            None | Some("jwt_authn") => ClaimFormat::JwtAuthn,
+            Some("joined") => ClaimFormat::Joined,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    join(&cpath, "value_format"),
+                    format!("{other:?} is not a value format: use \"jwt_authn\" or \"joined\""),
+                ))
+            }
+        };
         let header_name = note_header(header, join(&cpath, "header_name"))?;
         claim_to_headers.push(ClaimToHeader {
             header_name,
             claim_path,
+            format,
         });
     }
 
@@ -1687,7 +1698,7 @@ mod tests {
         let mut b = remote("https://b/k");
         b["claim_to_headers"] = json!([
             {"header_name": "x-sub", "claim_name": "sub"},
-            {"header_name": "x-org", "claim_name": "org.id"}
+            {"header_name": "x-org", "claim_name": "org.id", "value_format": "joined"}
         ]);
         let policy = compile_json(json!({"providers": {"a": a, "b": b}})).unwrap();
         assert_eq!(policy.identity_headers, ["x-org", "x-payload", "x-sub"]);
@@ -1696,9 +1707,20 @@ mod tests {
             b.and_then(|c| c.get(1).cloned()),
             Some(ClaimToHeader {
                 header_name: "x-org".into(),
-                claim_path: vec!["org".into(), "id".into()]
+                claim_path: vec!["org".into(), "id".into()],
+                format: ClaimFormat::Joined,
             })
         );
+        let first = policy
+            .providers
+            .first()
+            .and_then(|p| p.claim_to_headers.first().cloned());
+        assert_eq!(first.map(|c| c.format), Some(ClaimFormat::JwtAuthn));
+        let mut c = remote("https://c/k");
+        c["claim_to_headers"] =
+            json!([{"header_name": "x-r", "claim_name": "roles", "value_format": "csv"}]);
+        let e = compile_json(json!({"providers": {"c": c}})).unwrap_err();
+        assert_eq!(e.path, "providers.c.claim_to_headers[0].value_format");
     }
 
     #[test]

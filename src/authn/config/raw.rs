@@ -41,8 +41,8 @@ pub struct JwtAuthentication {
     /// Extension: route name → override (jwt_authn's `PerRouteConfig`).
     #[serde(default)]
     pub per_route: UniqueMap<PerRouteConfig>,
-    /// Extension: the filter's own log level. Unset: ask the host (Envoy); hosts without
-    /// `proxy_get_log_level` (ngx_wasm_module) need it set.
+    /// Extension: the filter's own log level. Unset: `info` (the host is not asked: its
+    /// `proxy_get_log_level` differs between hosts).
     pub log_level: Option<String>,
     /// Extension: report metrics through the host (default true). Off for hosts whose
     /// metrics calls are missing.
@@ -170,6 +170,8 @@ pub struct JwtClaimToHeader {
     pub header_name: Option<String>,
     pub claim_name: Option<String>,
     pub claim_path: Unsupported,
+    /// Extension: `"jwt_authn"` (default) or `"joined"`.
+    pub value_format: Option<String>,
 }
 
 /// `JwtCacheConfig`.

@@ -1,9 +1,9 @@
-//! The key-set lifecycle shared by every VM of one proxy: when to fetch, who fetches, what a
-//! fetch result does, and what a request may use meanwhile.
+//! The lifecycle record of one key source, shared by every VM of one proxy: when to fetch,
+//! who fetches (the lease), what a fetch result does, and what a request may use meanwhile.
 //!
-//! Every VM (one per worker, plus the main thread's) sees the same [`SharedMeta`] record,
-//! stored by the adapter in proxy-wasm shared data and updated only by compare-and-swap. Each
-//! transition is a pure function of `(meta, event, now)`:
+//! Every VM (one per worker, plus the main thread's) sees the same [`Lease`] record, kept in
+//! proxy-wasm shared data and updated only by compare-and-swap (see [`super::Sources`]). Each
+//! transition is a pure function of `(record, event, now)`:
 //!
 //! ```text
 //!            fetch due & lease won            200 + usable JWKS
@@ -25,13 +25,21 @@ pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// tick while its call is outstanding; a VM that goes away mid-fetch (Envoy's short-lived
 /// main-thread VMs do) stops renewing, and another VM takes over within this time.
 pub const LEASE_TTL_MS: u64 = 1_000;
+/// While requests wait for a source that has no usable document, a failed fetch is retried
+/// after this long instead of the backoff: the backoff (1 s, 2 s, 4 s ...) would sleep
+/// through the identity provider's recovery while those requests time out (issue 15).
+pub const STARVED_RETRY_MS: u64 = 250;
+
+/// Length of a document digest (SHA-256).
+pub const DIGEST_LEN: usize = 32;
 
 /// The lifecycle record of one key source, shared by every VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SharedMeta {
-    /// Version of the stored key-set document (0: none yet).
+pub struct Lease {
+    /// Version of the stored document (0: none yet). A version names exactly one document:
+    /// the one whose digest is `doc_digest`.
     pub doc_version: u64,
-    /// When the stored document was fetched.
+    /// When the stored document was last fetched (or fetched again unchanged).
     pub fetched_at: u64,
     /// When the next fetch is due (refresh or retry).
     pub next_attempt_at: u64,
@@ -43,12 +51,19 @@ pub struct SharedMeta {
     pub failures: u32,
     /// When the last on-demand refetch was requested.
     pub last_on_demand_at: u64,
+    /// Completed fetches, good or bad: a request waiting for a fetch wakes when it changes,
+    /// even when the fetch brought the same document (which keeps its version).
+    pub generation: u64,
+    /// When the last fetch failed (0: never).
+    pub last_failure_at: u64,
+    /// SHA-256 of the stored document (all zero: none).
+    pub doc_digest: [u8; DIGEST_LEN],
 }
 
-/// Encoded size of [`SharedMeta`].
-pub const META_LEN: usize = 52;
+/// Encoded size of [`Lease`].
+pub const META_LEN: usize = 8 * 8 + 4 + DIGEST_LEN;
 
-impl SharedMeta {
+impl Lease {
     /// The lifecycle state, for logs and tests.
     pub fn state(&self, now: u64) -> LifecycleState {
         if now < self.in_flight_until {
@@ -64,14 +79,18 @@ impl SharedMeta {
         }
     }
 
-    /// True when this VM should try to take the lease and fetch.
-    pub fn fetch_due(&self, now: u64) -> bool {
-        now >= self.in_flight_until && now >= self.next_attempt_at
+    /// True when this VM should try to take the lease and fetch. `starved`: requests of
+    /// this VM wait for this source and no usable document is there; they retry every
+    /// [`STARVED_RETRY_MS`] rather than sleep through the backoff.
+    pub fn fetch_due(&self, now: u64, starved: bool) -> bool {
+        now >= self.in_flight_until
+            && (now >= self.next_attempt_at
+                || (starved && now >= self.last_failure_at.saturating_add(STARVED_RETRY_MS)))
     }
 
     /// The record to write (by CAS) for VM `holder` to take the fetch lease.
-    pub fn begin_fetch(&self, now: u64, holder: u64) -> SharedMeta {
-        SharedMeta {
+    pub fn begin_fetch(&self, now: u64, holder: u64) -> Lease {
+        Lease {
             in_flight_until: now + LEASE_TTL_MS,
             holder,
             ..*self
@@ -79,55 +98,87 @@ impl SharedMeta {
     }
 
     /// The record to write to extend the lease, if `holder` still holds it.
-    pub fn renew(&self, now: u64, holder: u64) -> Option<SharedMeta> {
-        (self.holder == holder && self.in_flight_until > 0).then_some(SharedMeta {
+    pub fn renew(&self, now: u64, holder: u64) -> Option<Lease> {
+        (self.holder == holder && self.in_flight_until > 0).then_some(Lease {
             in_flight_until: now + LEASE_TTL_MS,
             ..*self
         })
     }
 
-    /// After a usable key set was stored: next refresh at 85–95 % of `cache_duration`, so
-    /// VMs of many proxies do not refresh in lockstep. `jitter` is in `[0, 1)`.
-    pub fn on_success(&self, now: u64, cache_duration_ms: u64, jitter: f64) -> SharedMeta {
+    /// The record with the lease given up (nothing else changes).
+    pub fn release(&self) -> Lease {
+        Lease {
+            in_flight_until: 0,
+            holder: 0,
+            ..*self
+        }
+    }
+
+    /// After a usable document with digest `digest` was fetched: next refresh at 85–95 % of
+    /// `cache_duration`, so VMs of many proxies do not refresh in lockstep. `jitter` is in
+    /// `[0, 1)`. A document identical to the stored one keeps its version: no VM parses it
+    /// again, rebuilds its key tables or empties its token cache (issue 15, F2).
+    pub fn on_success(
+        &self,
+        now: u64,
+        cache_duration_ms: u64,
+        jitter: f64,
+        digest: [u8; DIGEST_LEN],
+    ) -> Lease {
         let factor = 0.85 + 0.10 * jitter.clamp(0.0, 1.0);
         let refresh = ((cache_duration_ms as f64) * factor) as u64;
-        SharedMeta {
-            doc_version: self.doc_version + 1,
+        let same = self.doc_version > 0 && self.doc_digest == digest;
+        Lease {
+            doc_version: if same {
+                self.doc_version
+            } else {
+                self.doc_version + 1
+            },
             fetched_at: now,
             next_attempt_at: now + refresh.max(1),
             in_flight_until: 0,
             holder: 0,
             failures: 0,
             last_on_demand_at: self.last_on_demand_at,
+            generation: self.generation.wrapping_add(1),
+            last_failure_at: self.last_failure_at,
+            doc_digest: digest,
         }
     }
 
-    /// After a failed fetch: capped exponential backoff with jitter; keys are kept.
-    pub fn on_failure(&self, now: u64, jitter: f64) -> SharedMeta {
+    /// After a failed fetch: capped exponential backoff with jitter; the document is kept.
+    pub fn on_failure(&self, now: u64, jitter: f64) -> Lease {
         let failures = self.failures.saturating_add(1);
-        SharedMeta {
+        Lease {
             failures,
             next_attempt_at: now + backoff_ms(failures, jitter),
             in_flight_until: 0,
             holder: 0,
+            generation: self.generation.wrapping_add(1),
+            last_failure_at: now,
             ..*self
         }
     }
 
     /// An unknown `kid` asks for an early refetch: granted at most once per `min_interval_ms`,
     /// and never while a fetch is under way. Returns the record to write, or `None`.
-    pub fn request_refetch(&self, now: u64, min_interval_ms: u64) -> Option<SharedMeta> {
+    pub fn request_refetch(&self, now: u64, min_interval_ms: u64) -> Option<Lease> {
         if now < self.in_flight_until
             || now < self.last_on_demand_at.saturating_add(min_interval_ms)
             || self.next_attempt_at <= now
         {
             return None;
         }
-        Some(SharedMeta {
+        Some(Lease {
             next_attempt_at: now,
             last_on_demand_at: now,
             ..*self
         })
+    }
+
+    /// True when a fetch is under way or due now: a request may wait for its outcome.
+    pub fn fetch_coming(&self, now: u64) -> bool {
+        now < self.in_flight_until || self.next_attempt_at <= now
     }
 
     /// True when keys fetched at `fetched_at` may still be used at `now`.
@@ -150,18 +201,23 @@ impl SharedMeta {
             self.in_flight_until,
             self.last_on_demand_at,
             self.holder,
+            self.generation,
+            self.last_failure_at,
         ];
         for (chunk, v) in out.chunks_exact_mut(8).zip(fields) {
             chunk.copy_from_slice(&v.to_le_bytes());
         }
-        if let Some(tail) = out.get_mut(48..52) {
+        if let Some(tail) = out.get_mut(64..68) {
             tail.copy_from_slice(&self.failures.to_le_bytes());
+        }
+        if let Some(tail) = out.get_mut(68..) {
+            tail.copy_from_slice(&self.doc_digest);
         }
         out
     }
 
     /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<SharedMeta> {
+    pub fn decode(bytes: &[u8]) -> Option<Lease> {
         if bytes.len() != META_LEN {
             return None;
         }
@@ -169,15 +225,18 @@ impl SharedMeta {
             let b: [u8; 8] = bytes.get(i..i + 8)?.try_into().ok()?;
             Some(u64::from_le_bytes(b))
         };
-        let failures: [u8; 4] = bytes.get(48..52)?.try_into().ok()?;
-        Some(SharedMeta {
+        let failures: [u8; 4] = bytes.get(64..68)?.try_into().ok()?;
+        Some(Lease {
             doc_version: u64_at(0)?,
             fetched_at: u64_at(8)?,
             next_attempt_at: u64_at(16)?,
             in_flight_until: u64_at(24)?,
             last_on_demand_at: u64_at(32)?,
             holder: u64_at(40)?,
+            generation: u64_at(48)?,
+            last_failure_at: u64_at(56)?,
             failures: u32::from_le_bytes(failures),
+            doc_digest: bytes.get(68..)?.try_into().ok()?,
         })
     }
 }
@@ -203,45 +262,36 @@ pub fn backoff_ms(failures: u32, jitter: f64) -> u64 {
     base - cut
 }
 
-/// The shared document: 8-byte little-endian version, then the JWKS bytes as fetched.
-pub fn encode_doc(version: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + body.len());
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Splits a shared document into version and JWKS bytes.
-pub fn decode_doc(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let (v, body) = bytes.split_at_checked(8)?;
-    Some((u64::from_le_bytes(v.try_into().ok()?), body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const D1: [u8; DIGEST_LEN] = [1; DIGEST_LEN];
+
     #[test]
     fn lifecycle() {
-        let m = SharedMeta::default();
+        let m = Lease::default();
         assert_eq!(m.state(0), LifecycleState::Missing);
-        assert!(m.fetch_due(0));
+        assert!(m.fetch_due(0, false));
         let f = m.begin_fetch(1_000, 42);
         assert_eq!(f.state(1_000), LifecycleState::Fetching);
-        assert!(!f.fetch_due(1_999));
+        assert!(!f.fetch_due(1_999, false));
         // The holder renews while its call is outstanding; nobody else can.
         let r = f.renew(1_900, 42).unwrap();
-        assert!(!r.fetch_due(2_500));
+        assert!(!r.fetch_due(2_500, false));
         assert_eq!(f.renew(1_900, 7), None);
         // A VM that died mid-fetch stops renewing: the lease lapses.
-        assert!(r.fetch_due(2_900));
-        let ok = f.on_success(2_000, 600_000, 0.0);
+        assert!(r.fetch_due(2_900, false));
+        let ok = f.on_success(2_000, 600_000, 0.0, D1);
         assert_eq!(ok.doc_version, 1);
         assert_eq!(ok.state(2_001), LifecycleState::Fresh);
         assert_eq!(ok.next_attempt_at, 2_000 + 510_000);
-        assert_eq!(ok.on_success(0, 600_000, 0.999).next_attempt_at, 569_940);
+        assert_eq!(
+            ok.on_success(0, 600_000, 0.999, D1).next_attempt_at,
+            569_940
+        );
         assert_eq!(ok.state(512_000), LifecycleState::Stale);
-        assert!(ok.fetch_due(512_000));
+        assert!(ok.fetch_due(512_000, false));
         let bad = ok.begin_fetch(512_000, 1).on_failure(513_000, 0.0);
         assert_eq!((bad.holder, bad.in_flight_until), (0, 0));
         assert_eq!(bad.state(513_000), LifecycleState::Backoff);
@@ -249,7 +299,7 @@ mod tests {
         assert_eq!(bad.next_attempt_at, 514_000);
         let bad2 = bad.on_failure(514_000, 0.0);
         assert_eq!(bad2.next_attempt_at, 516_000);
-        assert_eq!(bad2.on_success(517_000, 1_000, 0.0).failures, 0);
+        assert_eq!(bad2.on_success(517_000, 1_000, 0.0, D1).failures, 0);
     }
 
     #[test]
@@ -263,18 +313,20 @@ mod tests {
 
     #[test]
     fn stale_window() {
-        let m = SharedMeta::default().on_success(0, 1_000, 0.0);
+        let m = Lease::default().on_success(0, 1_000, 0.0, D1);
         assert!(m.keys_usable(1_000 + 5_000, 1_000, 5_000));
         assert!(!m.keys_usable(1_000 + 5_001, 1_000, 5_000));
-        assert!(!SharedMeta::default().keys_usable(0, 1, 1));
+        assert!(!Lease::default().keys_usable(0, 1, 1));
     }
 
     #[test]
     fn on_demand_refetch_is_rate_limited() {
-        let m = SharedMeta::default().on_success(0, 600_000, 0.0);
+        let m = Lease::default().on_success(0, 600_000, 0.0, D1);
         let r = m.request_refetch(20_000, 10_000).unwrap();
-        assert!(r.fetch_due(20_000));
-        let after = r.begin_fetch(20_000, 1).on_success(20_500, 600_000, 0.0);
+        assert!(r.fetch_due(20_000, false));
+        let after = r
+            .begin_fetch(20_000, 1)
+            .on_success(20_500, 600_000, 0.0, D1);
         assert_eq!(after.request_refetch(25_000, 10_000), None);
         assert!(after.request_refetch(30_500, 10_000).is_some());
         assert_eq!(m.begin_fetch(1, 1).request_refetch(2, 0), None);
@@ -282,7 +334,7 @@ mod tests {
 
     #[test]
     fn codec() {
-        let m = SharedMeta {
+        let m = Lease {
             doc_version: 7,
             fetched_at: 1,
             next_attempt_at: 2,
@@ -290,11 +342,48 @@ mod tests {
             failures: 4,
             last_on_demand_at: 5,
             holder: 6,
+            generation: 8,
+            last_failure_at: 9,
+            doc_digest: [7; DIGEST_LEN],
         };
-        assert_eq!(SharedMeta::decode(&m.encode()), Some(m));
-        assert_eq!(SharedMeta::decode(&[0; 3]), None);
-        let d = encode_doc(9, b"{}");
-        assert_eq!(decode_doc(&d), Some((9, &b"{}"[..])));
-        assert_eq!(decode_doc(b"short"), None);
+        assert_eq!(Lease::decode(&m.encode()), Some(m));
+        assert_eq!(Lease::decode(&[0; 3]), None);
+    }
+
+    /// F2: the same document fetched again keeps its version (and bumps the generation, so
+    /// that requests waiting for that fetch wake); a different one is the next version.
+    #[test]
+    fn an_identical_document_keeps_its_version() {
+        let one = Lease::default().on_success(0, 60_000, 0.0, D1);
+        let again = one.begin_fetch(10, 5).on_success(20, 60_000, 0.0, D1);
+        assert_eq!((again.doc_version, again.generation), (1, 2));
+        assert_eq!(again.fetched_at, 20);
+        let other = again.on_success(30, 60_000, 0.0, [2; DIGEST_LEN]);
+        assert_eq!((other.doc_version, other.generation), (2, 3));
+        // A first fetch whose digest happens to be all zero is still version 1.
+        assert_eq!(
+            Lease::default()
+                .on_success(0, 1, 0.0, [0; DIGEST_LEN])
+                .doc_version,
+            1
+        );
+    }
+
+    /// Cold start: with requests waiting and nothing usable, a failed fetch is retried after
+    /// STARVED_RETRY_MS, not after the backoff; without waiters the backoff holds.
+    #[test]
+    fn starved_sources_retry_quickly() {
+        let mut m = Lease::default();
+        for n in 0..5u64 {
+            m = m.begin_fetch(n * 1_000, 1).on_failure(n * 1_000 + 10, 0.0);
+        }
+        let failed_at = 4_010;
+        assert!(m.next_attempt_at >= failed_at + 16_000);
+        assert!(!m.fetch_due(failed_at + STARVED_RETRY_MS - 1, true));
+        assert!(m.fetch_due(failed_at + STARVED_RETRY_MS, true));
+        assert!(!m.fetch_due(failed_at + STARVED_RETRY_MS, false));
+        // Never while a fetch is under way.
+        let leased = m.begin_fetch(failed_at + STARVED_RETRY_MS, 2);
+        assert!(!leased.fetch_due(failed_at + STARVED_RETRY_MS + 500, true));
     }
 }

@@ -1,0 +1,136 @@
+"""`make bench-memory`: where Envoy's RSS goes, per process, with one worker (issue #13).
+
+For each variant a fresh Envoy (`--concurrency 1`) is started, left idle for a moment, sent a
+few requests with valid RS256 tokens, and read:
+- VmRSS (/proc/<pid>/status);
+- Envoy's allocator (admin `/memory`, tcmalloc): bytes in use by the process's C++ heap
+  (`allocated`), the heap's size, and what tcmalloc holds free without returning it to the OS
+  (`pageheap_free`, thread caches): the allocator's high-water mark;
+- /proc/<pid>/smaps summed by kind: file-backed mappings (Envoy's binary, libraries),
+  executable anonymous mappings (V8's compiled code: Wasm compiled by TurboFan), the Wasm
+  linear memories (V8 reserves each 32-bit memory as one mapping of >= 4 GiB; only touched
+  pages are resident), and the rest of anonymous memory (C++ heap, V8 heap, thread stacks).
+
+Variants: passthrough; noop and noop-min (the do-nothing filter, 110 KB and 81 KB);
+`floor-rsa` (the ~1 MiB micro module, jwt-edge's code linked in, doing nothing per request,
+configured with an RSA-only key set: the cost of the module's size and compilation); jwt-edge
+with an RSA-only key set; jwt-edge with the bench's RSA + P-256 key set (per-VM P-256 tables).
+
+Environment: BENCH_MEMORY_REPEAT (3: rounds, medians).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import benchlib as bl
+import run_bench as rb
+from harness.keys import jwks
+
+REPEAT = int(os.environ.get("BENCH_MEMORY_REPEAT", 3))
+MiB = 1024 * 1024
+
+
+def smaps_by_kind(pid: int) -> dict[str, float]:
+    """Resident MiB by kind of mapping (see the module docstring)."""
+    kinds = {"file": 0, "anon_exec": 0, "wasm_memory": 0, "anon_other": 0}
+    cur = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(.*)$", line)
+        if m:
+            size = int(m.group(2), 16) - int(m.group(1), 16)
+            perms, inode, path = m.group(3), int(m.group(4)), m.group(5)
+            if inode != 0:
+                cur = "file"
+            elif "x" in perms:
+                cur = "anon_exec"
+            elif size >= 4 * 1024 ** 3:
+                cur = "wasm_memory"
+            else:
+                cur = "anon_other"
+            continue
+        if line.startswith("Rss:") and cur:
+            kinds[cur] += int(line.split()[1]) * 1024
+    return {k: v / MiB for k, v in kinds.items()}
+
+
+def allocator(envoy: bl.Envoy) -> dict[str, float]:
+    """Envoy's admin /memory (tcmalloc), MiB."""
+    m = envoy.admin("/memory").json()
+    return {k: int(v) / MiB for k, v in m.items() if str(v).isdigit()}
+
+
+# Envoy's bootstrap `memory_allocator_manager`: tcmalloc returns up to this many free bytes to
+# the OS every second (Envoy's default is to return nothing).
+RELEASE = {"memory_allocator_manager": {"bytes_to_release": 64 * MiB, "memory_release_interval": "1s"}}
+
+
+def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
+    filters, bootstrap = filters if isinstance(filters, tuple) else (filters, {})
+    config = {**bl.envoy_config(filters), **bootstrap}
+    with bl.Envoy(config, bl.WORK / "memory" / name, concurrency=1, cpus="0,1") as envoy:
+        time.sleep(1.0)
+        for tok in tokens:
+            r = bl.client.request(envoy.url("/"), headers=bl.client.bearer(tok))
+            if r.status != 200:
+                raise RuntimeError(f"{name}: {r.status} {r.body[:200]!r}")
+        time.sleep(3.0 if bootstrap else 1.0)
+        return {"rss": envoy.rss_mib(), **smaps_by_kind(envoy.proc.pid),
+                **{f"alloc_{k}": v for k, v in allocator(envoy).items()}}
+
+
+def main() -> None:
+    modules = {}
+    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
+                       ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
+        rb.MODULES[name], modules[name] = bl.snapshot(path)
+    keys = rb.load_keys()
+    both = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
+    rsa_only = json.dumps(jwks([keys["rsa"]]), separators=(",", ":"))
+    rb.ensure_pool(keys, "RS256", 8)
+    tokens = rb.pool_file("RS256").read_text().split()[:8]
+    variants = {
+        "passthrough": [],
+        "noop": rb.http_filters("noop", both, None),
+        "noop-min": rb.http_filters("noop-min", both, None),
+        "floor-rsa": [bl.plain_wasm_filter("ladder", rb.MODULES["micro"],
+                                           json.dumps(rb.filter_json(rsa_only, None)),
+                                           {"JWT_EDGE_BENCH": "ladder:floor"})],
+        "jwt-edge-rsa": [bl.jwt_edge_filter(rb.filter_json(rsa_only, None), rb.MODULES["jwt_edge"])],
+        "jwt-edge": [bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
+        # The same, with Envoy told to hand free heap back to the OS (RELEASE above).
+        "noop+release": (rb.http_filters("noop", both, None), RELEASE),
+        "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
+                             RELEASE),
+    }
+    print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
+    rows: dict[str, list[dict]] = {v: [] for v in variants}
+    for rnd in range(REPEAT):
+        for name, filters in variants.items():
+            r = one(name, filters, tokens)
+            rows[name].append(r)
+            print(f"  round {rnd + 1}/{REPEAT} {name:<17} RSS {r['rss']:6.1f} MiB", flush=True)
+    med = {v: {k: bl.median([r[k] for r in rs]) for k in rs[0]} for v, rs in rows.items()}
+    cols = ["rss", "file", "anon_exec", "wasm_memory", "anon_other", "alloc_allocated",
+            "alloc_heap_size", "alloc_pageheap_free", "alloc_total_thread_cache",
+            "alloc_pageheap_unmapped"]
+    cols = [c for c in cols if c in med["passthrough"]]
+    print(f"\n== make bench-memory: Envoy {bl.envoy_version()} --concurrency 1, MiB, medians of "
+          f"{REPEAT}; columns: VmRSS, then RSS by mapping kind, then tcmalloc (admin /memory)")
+    print(f"{'variant':<29} | " + " | ".join(f"{c.replace('alloc_', ''):>12}" for c in cols))
+    for v, m in med.items():
+        print(f"{v:<29} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
+    for a, b in (("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")):
+        print(f"{a + ' - ' + b:<29} | "
+              + " | ".join(f"{med[a][c] - med[b][c]:+12.1f}" for c in cols))
+    bl.RESULTS.mkdir(exist_ok=True)
+    (bl.RESULTS / "memory-latest.json").write_text(json.dumps(
+        {"modules": modules, "medians": med, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Checks a built module's imports against the host-function tables of the hosts jwt-edge
+claims (mk/host-abi/*.tsv): every imported function must exist in every table with the same
+signature. A host instantiates a module only if it provides each import with the same type
+(ngx_wasm_module refused the whole module over one: `proxy_get_log_level`), so an import
+outside a table fails `make build`.
+
+Usage: wasm_imports.py MODULE.wasm TABLE.tsv [TABLE.tsv ...]
+       wasm_imports.py --list MODULE.wasm
+
+A table line is `module<TAB>name<TAB>params<TAB>results` (types comma-separated, `-` for
+none); `#` starts a comment. Standard library only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
+
+
+class WasmError(ValueError):
+    pass
+
+
+class Reader:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data, self.pos, self.end = data, pos, len(data) if end is None else end
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise WasmError("unexpected end of section")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def u32(self) -> int:
+        result = shift = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+            if shift > 35:
+                raise WasmError("LEB128 too long")
+
+    def name(self) -> str:
+        n = self.u32()
+        if self.pos + n > self.end:
+            raise WasmError("name past the end of its section")
+        raw = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return raw.decode("utf-8")
+
+    def valtypes(self) -> tuple[str, ...]:
+        out = []
+        for _ in range(self.u32()):
+            b = self.byte()
+            if b not in VALTYPES:
+                raise WasmError(f"value type 0x{b:02x}")
+            out.append(VALTYPES[b])
+        return tuple(out)
+
+
+def imports(data: bytes) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    """The module's imported functions: (module, name, params, results)."""
+    if data[:8] != b"\0asm\x01\0\0\0":
+        raise WasmError("not a wasm module (version 1)")
+    r = Reader(data, 8)
+    types: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    found = []
+    while r.pos < r.end:
+        section = r.byte()
+        size = r.u32()
+        body = Reader(data, r.pos, r.pos + size)
+        r.pos += size
+        if section == 1:
+            for _ in range(body.u32()):
+                if body.byte() != 0x60:
+                    raise WasmError("type section entry is not a function type")
+                types.append((body.valtypes(), body.valtypes()))
+        elif section == 2:
+            for _ in range(body.u32()):
+                module, name, kind = body.name(), body.name(), body.byte()
+                if kind == 0:
+                    index = body.u32()
+                    if index >= len(types):
+                        raise WasmError(f"{module}.{name}: type index {index} out of range")
+                    found.append((module, name, *types[index]))
+                elif kind == 1:  # table: reftype + limits
+                    body.byte()
+                    flags = body.byte()
+                    body.u32()
+                    if flags & 1:
+                        body.u32()
+                elif kind == 2:  # memory: limits
+                    flags = body.byte()
+                    body.u32()
+                    if flags & 1:
+                        body.u32()
+                elif kind == 3:  # global: valtype + mutability
+                    body.byte()
+                    body.byte()
+                else:
+                    raise WasmError(f"import kind {kind}")
+    return found
+
+
+def parse_types(text: str) -> tuple[str, ...]:
+    return () if text == "-" else tuple(t.strip() for t in text.split(","))
+
+
+def load_table(path: Path) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]]:
+    table = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise SystemExit(f"{path}:{n}: want 4 tab-separated fields, got {len(fields)}")
+        module, name, params, results = fields
+        table[(module, name)] = (parse_types(params), parse_types(results))
+    return table
+
+
+def show(params, results) -> str:
+    return f"({', '.join(params)}) -> ({', '.join(results)})"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--list":
+        for module, name, params, results in imports(Path(argv[1]).read_bytes()):
+            print(f"{module}\t{name}\t{','.join(params) or '-'}\t{','.join(results) or '-'}")
+        return 0
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    module_path, tables = Path(argv[0]), [Path(t) for t in argv[1:]]
+    found = imports(module_path.read_bytes())
+    problems = []
+    for table_path in tables:
+        table = load_table(table_path)
+        for module, name, params, results in found:
+            want = table.get((module, name))
+            if want is None:
+                problems.append(f"{table_path.name}: {module}.{name} {show(params, results)} "
+                                f"is not a host function there")
+            elif want != (params, results):
+                problems.append(f"{table_path.name}: {module}.{name} is imported as "
+                                f"{show(params, results)}, the host declares {show(*want)}")
+    if problems:
+        print(f"{module_path}: imports the hosts do not provide:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"{module_path}: {len(found)} imports, each provided with its signature by "
+          + ", ".join(t.stem for t in tables))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
