@@ -784,6 +784,24 @@ mod tests {
         assert!(ties > 0, "no tie case exercised");
     }
 
+    /// Which arithmetic new keys get: the FMA one exactly in wasm with the `rsa-fma` feature
+    /// (so `make unit-wasm`'s Wycheproof and scenario runs go through it), else the integer
+    /// one. Fails on a wasm host whose `relaxed_madd` is not fused: the FMA path would go
+    /// untested there.
+    #[test]
+    fn keys_get_the_expected_arithmetic() {
+        use crate::authn::bigmod::Arithmetic;
+        let key = RsaPublic::new(&[0x01, 0x01], 3).unwrap();
+        if cfg!(all(target_arch = "wasm32", feature = "rsa-fma")) {
+            assert!(fused(), "relaxed_madd is not fused on this host");
+            assert_eq!(Arithmetic::current(), Arithmetic::FusedMultiplyAdd);
+            assert_eq!(key.arithmetic(), Arithmetic::FusedMultiplyAdd);
+        } else {
+            assert_eq!(Arithmetic::current(), Arithmetic::Integer);
+            assert_eq!(key.arithmetic(), Arithmetic::Integer);
+        }
+    }
+
     #[test]
     fn probe_and_known_answer() {
         assert!(fused());
