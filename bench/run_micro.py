@@ -49,6 +49,20 @@ def wasm_reports(module) -> tuple[dict[str, dict], dict]:
                 sys.exit(f"{alg}: Envoy answered {resp.status}: {resp.body[:300]!r}\n"
                          f"{bl.tail(envoy.log(), 30)}")
             out[alg] = resp.json()
+        # RSAVP1 alone on each RSA arithmetic (bench/micro/src/lib.rs `rsa_arithmetic`).
+        resp = bl.client.request(envoy.url(f"/rsa?n={N}&reps={REPS}"), timeout=300)
+        if resp.status != 200:
+            sys.exit(f"rsa: Envoy answered {resp.status}: {resp.body[:300]!r}")
+        out["rsa_arithmetic"] = resp.json()
+        # Envoy's verify_signature foreign function (BoringSSL through the host): a reference.
+        foreign = []
+        for _ in range(REPS):
+            resp = bl.client.request(envoy.url(f"/foreign?n={N}"), timeout=300)
+            if resp.status != 200:
+                sys.exit(f"foreign: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            foreign.append(resp.json()["verify_signature_us"])
+        out["verify_signature_us"] = bl.median(foreign)
+        out["verify_signature_us_reps"] = foreign
         reps = []
         for _ in range(REPS):
             resp = bl.client.request(envoy.url(f"/hostcalls?n={N * 10}"), headers=HOSTCALL_HEADERS,
@@ -98,6 +112,17 @@ def main() -> None:
     jw = bl.median([wasm[a]["jwks_parse_us"] for a in ALGS])
     jn = bl.median([native[a]["jwks_parse_us"] for a in ALGS])
     print(f"{'-':<6} | {'parse_jwks (4 keys)':<20} | {jw:9.1f} | {jn:9.1f} | {jw / jn:10.2f}x |")
+
+    ra = wasm["rsa_arithmetic"]
+    fma = f"{ra['fma_us']:.1f}" if ra["fma_us"] is not None else "n/a (not fused here)"
+    print(f"\n== RSA arithmetic in Envoy's V8: {ra['arithmetic']} (fused probe {ra['fused']}, "
+          f"known answer {ra['known_answer']}, {ra['probe_us']:.0f} µs once per VM)")
+    print(f"   RSAVP1 (s^65537 mod n, 2048-bit) µs: integer {ra['integer_us']:.1f}, "
+          f"f64 FMA {fma}; reps integer {ra['integer_us_reps']}, f64 FMA {ra['fma_us_reps']}")
+
+    print(f"   reference, not used: Envoy's verify_signature foreign function (BoringSSL through "
+          f"the host, DER key parsed on every call), RS256: {wasm['verify_signature_us']:.1f} µs "
+          f"(reps {' '.join(f'{v:.1f}' for v in wasm['verify_signature_us_reps'])})")
 
     print(f"\n== host calls, inside a request callback in Envoy's V8: µs per call, median of {REPS} "
           f"repetitions of {N * 10} calls")

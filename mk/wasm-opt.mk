@@ -23,12 +23,17 @@ WASM_OPT_PASSES ?= --duplicate-function-elimination --remove-unused-module-eleme
 # wasm-opt validates against the features it is told about. These are the ones rustc enables
 # for wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1`; `strip = true` removes the
 # target_features section that --detect-features would read) plus simd128, which
-# src/authn/bigmod.rs turns on for one function. A feature used but missing here makes
-# wasm-opt fail with a validation error naming it, not produce a wrong module.
+# src/authn/bigmod.rs turns on for one function, and relaxed SIMD (src/authn/bigmod_f64.rs).
+# A feature used but missing here makes wasm-opt fail with a validation error naming it, not
+# produce a wrong module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
-	--enable-simd
+	--enable-simd --enable-relaxed-simd
 WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OPT_PASSES)
+# Binaryen before 109 reads relaxed SIMD only in its prototype encoding: mk/relaxed_simd.py
+# swaps `f64x2.relaxed_madd` to it before wasm-opt and wasm-metadce, and back after (two
+# bytes in place each).
+WASM_OPT_RELAXED_SWAP_BELOW := 109
 # The exports the module keeps (issue #13): binaryen's wasm-metadce removes every other
 # `proxy_on_*` the SDK exports. proxy-wasm-cpp-host looks each callback up once and skips the
 # call into the VM when it is missing (ContextBase::onResponseHeaders, onLog, onDone, ...:
@@ -80,14 +85,26 @@ define wasm_optimise
 	@m="$(1)"; \
 	if ! cmp -s "$$m" "$$m.opt"; then \
 		graph='$(call metadce_graph,$(WASM_EXPORTS) $(2))'; \
-		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) $$graph"; \
+		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) $$graph \
+$$(sha256sum < $(CURDIR)/mk/relaxed_simd.py | cut -d' ' -f1)"; \
 		if [ ! -f "$$m.opt" ] || [ "$$(cat "$$m.opt-key" 2>/dev/null)" != "$$key" ]; then \
 			echo "$(WASM_OPT) $$m"; \
-			$(WASM_OPT) $(WASM_OPT_FLAGS) "$$m" -o "$$m.opt.tmp"; \
+			v="$$($(WASM_OPT) --version | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')"; \
+			swap=""; if [ "$${v:-0}" -lt $(WASM_OPT_RELAXED_SWAP_BELOW) ]; then swap=1; fi; \
+			in="$$m"; \
+			if [ -n "$$swap" ]; then \
+				python3 $(CURDIR)/mk/relaxed_simd.py to-legacy "$$m" "$$m.legacy.tmp"; \
+				in="$$m.legacy.tmp"; \
+			fi; \
+			$(WASM_OPT) $(WASM_OPT_FLAGS) "$$in" -o "$$m.opt.tmp"; \
+			rm -f "$$m.legacy.tmp"; \
 			echo "$$graph" > "$$m.graph.json"; \
 			$(WASM_METADCE) $(WASM_OPT_FEATURES) -q --graph-file "$$m.graph.json" "$$m.opt.tmp" \
 				-o "$$m.dce.tmp" > /dev/null; \
 			rm -f "$$m.opt.tmp" "$$m.graph.json"; \
+			if [ -n "$$swap" ]; then \
+				python3 $(CURDIR)/mk/relaxed_simd.py to-final "$$m.dce.tmp" "$$m.dce.tmp"; \
+			fi; \
 			mv -f "$$m.dce.tmp" "$$m.opt"; \
 			echo "$$key" > "$$m.opt-key"; \
 		fi; \

@@ -11,7 +11,9 @@
 //!   all-ones limbs and values at or above n.
 //!   Plain `cargo test`: 10,000 cases, most with e = 3 (`modexp_matches_reference`). Full run,
 //!   `modexp_100k_matches_reference`: 100,000 cases, each with the modulus's own exponents,
-//!   only with `RSA_DIFFERENTIAL_FULL=1`, meant for `--release`.
+//!   only with `RSA_DIFFERENTIAL_FULL=1`, meant for `--release`. The same two for
+//!   `bigmod_f64` (the fused multiply-add arithmetic): `fma_modexp_matches_reference` and
+//!   `fma_modexp_100k_matches_reference`.
 //! - `verify_agrees_with_rsa_crate`: whole-signature verification, ours against `rsa`'s
 //!   `pkcs1v15`/`pss` `VerifyingKey`, on honest signatures, PSS with other salt lengths,
 //!   hand-built malformed PKCS#1 v1.5 blocks signed with the private exponent, and random bit
@@ -32,6 +34,7 @@ use std::time::Instant;
 
 use jwt_edge::authn::alg::Algorithm;
 use jwt_edge::authn::bigmod::RsaPublic;
+use jwt_edge::authn::bigmod_f64::RsaPublicF64;
 use jwt_edge::authn::crypto::VerifyKey;
 use rand_core::{CryptoRng, RngCore};
 use rsa::pkcs8::DecodePrivateKey;
@@ -251,6 +254,7 @@ fn pick_s(rng: &mut TestRng, n: &BigUint, size: usize, i: usize) -> BigUint {
         7 => BigUint::from_bytes_be(&vec![0xff; size]),
         8 => &one << (rng.below(n.bits() as u64) as usize),
         9 => (&one << ((n.bits() / 28) * 28)) - &one, // all limbs below the top full of ones
+        11 => (&one << ((n.bits() / 52) * 52)) - &one, // the same for 52-bit limbs
         10 => {
             let len = 1 + rng.below(size as u64) as usize;
             BigUint::from_bytes_be(&rng.bytes(len))
@@ -273,17 +277,23 @@ fn pick_s(rng: &mut TestRng, n: &BigUint, size: usize, i: usize) -> BigUint {
 /// Runs `cases` RSAVP1 comparisons. On each pass over the moduli, a modulus uses e = 3, except
 /// every `own_every`-th pass, which uses its own exponents in turn; with `light`, moduli above
 /// 4,097 bits take part in one pass in four.
-fn compare_modexp(cases: usize, own_every: usize, light: bool) {
+///
+/// `fma`: the cases go to `bigmod_f64::RsaPublicF64` (52-bit limbs on fused multiply-add,
+/// `f64::mul_add` natively) instead of `bigmod::RsaPublic`.
+fn compare_modexp(cases: usize, own_every: usize, light: bool, fma: bool) {
     let mut rng = TestRng::new(0x5eed_0002);
     let moduli = all_moduli(&mut rng);
     // Per modulus: e = 3, then its own exponents.
-    let prepared: Vec<Vec<(u64, RsaPublic)>> = moduli
+    let prepared: Vec<Vec<(u64, RsaPublic, Option<RsaPublicF64>)>> = moduli
         .iter()
         .map(|m| {
             let n = m.n.to_bytes_be();
             std::iter::once(3)
                 .chain(m.exponents.iter().copied())
-                .map(|e| (e, RsaPublic::new(&n, e).unwrap()))
+                .map(|e| {
+                    let fma = fma.then(|| RsaPublicF64::new(&n, e).unwrap());
+                    (e, RsaPublic::new(&n, e).unwrap(), fma)
+                })
                 .collect()
         })
         .collect();
@@ -297,7 +307,7 @@ fn compare_modexp(cases: usize, own_every: usize, light: bool) {
             if light && m.n.bits() > 4097 && pass % 4 != 0 {
                 continue;
             }
-            let (e, public) = if pass % own_every == own_every - 1 {
+            let (e, public, fma_key) = if pass % own_every == own_every - 1 {
                 let own = &publics[1..];
                 &own[(pass / own_every) % own.len()]
             } else {
@@ -309,7 +319,10 @@ fn compare_modexp(cases: usize, own_every: usize, light: bool) {
             let s = pick_s(&mut rng, &m.n, size, total);
             let s_bytes = be(&s, size.max(s.to_bytes_be().len()));
             let t = Instant::now();
-            let ours = public.rsavp1(&s_bytes);
+            let ours = match fma_key {
+                Some(key) => key.rsavp1(&s_bytes),
+                None => public.rsavp1(&s_bytes),
+            };
             ours_time += t.elapsed().as_secs_f64();
             if s >= m.n || s_bytes.len() != size {
                 assert_eq!(ours, None, "{} e={e}: s >= n accepted", m.origin);
@@ -363,7 +376,7 @@ fn compare_modexp(cases: usize, own_every: usize, light: bool) {
 /// operations instead of 18, and the largest moduli take part in one pass in four.
 #[test]
 fn modexp_matches_reference() {
-    compare_modexp(10_000, 32, true);
+    compare_modexp(10_000, 32, true, false);
 }
 
 /// 100,000 cases, each with the modulus's own exponents (65537, 3, random odd, 2^33-1), every
@@ -375,7 +388,28 @@ fn modexp_100k_matches_reference() {
         println!("skipped: set RSA_DIFFERENTIAL_FULL=1 (and use --release)");
         return;
     }
-    compare_modexp(100_000, 1, false);
+    compare_modexp(100_000, 1, false, false);
+}
+
+/// `modexp_matches_reference` for the fused multiply-add arithmetic (`bigmod_f64`), which
+/// the filter uses in wasm where the host's `relaxed_madd` is fused. 10,000 cases in every
+/// `cargo test`, as above. Its wasm side (with `f64x2.relaxed_madd`) is checked against the
+/// integer arithmetic in `bigmod_f64`'s unit tests under `make unit-wasm`.
+#[test]
+fn fma_modexp_matches_reference() {
+    compare_modexp(10_000, 32, true, true);
+}
+
+/// 100,000 cases of the fused multiply-add arithmetic, each with the modulus's own
+/// exponents, only with `RSA_DIFFERENTIAL_FULL` set:
+/// `RSA_DIFFERENTIAL_FULL=1 cargo test --release --test rsa_differential fma_modexp_100k`.
+#[test]
+fn fma_modexp_100k_matches_reference() {
+    if std::env::var_os("RSA_DIFFERENTIAL_FULL").is_none() {
+        println!("skipped: set RSA_DIFFERENTIAL_FULL=1 (and use --release)");
+        return;
+    }
+    compare_modexp(100_000, 1, false, true);
 }
 
 /// Our verdict and `rsa`'s on the same (alg, message, signature).

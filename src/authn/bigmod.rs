@@ -30,6 +30,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use crate::authn::bigmod_f64::{self, RsaPublicF64};
+
 /// Bits per limb.
 pub const LIMB_BITS: u32 = 28;
 const MASK: u64 = (1 << LIMB_BITS) - 1;
@@ -72,13 +74,57 @@ pub struct RsaPublic {
     /// n as big-endian bytes, exactly `size` long (no leading zero octet).
     n_bytes: Vec<u8>,
     bits: usize,
+    /// The same key on 52-bit limbs and fused multiply-add, when this process can use it
+    /// ([`bigmod_f64::available`]); `rsavp1` then takes that path.
+    fma: Option<Box<RsaPublicF64>>,
+}
+
+/// Which arithmetic RSAVP1 runs on in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// 28-bit limbs in integers (SIMD128 `i64x2.extmul` in wasm): this module.
+    Integer,
+    /// 52-bit limbs in doubles with fused `f64x2.relaxed_madd`: [`bigmod_f64`].
+    FusedMultiplyAdd,
+}
+
+impl Arithmetic {
+    /// The arithmetic new keys get in this process (the fusing probe and known answer run
+    /// the first time this is asked).
+    pub fn current() -> Arithmetic {
+        // The feature test first: without it the FMA code is dead and leaves the module.
+        if cfg!(feature = "rsa-fma") && bigmod_f64::available() {
+            Arithmetic::FusedMultiplyAdd
+        } else {
+            Arithmetic::Integer
+        }
+    }
+
+    /// A short description for logs and benchmark reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Arithmetic::Integer => "integer, 28-bit limbs",
+            Arithmetic::FusedMultiplyAdd => "f64x2.relaxed_madd (fused), 52-bit limbs",
+        }
+    }
 }
 
 impl RsaPublic {
     /// Prepares the modulus `n` (big-endian, leading zero octets allowed) and exponent `e`.
     ///
-    /// Needs n odd and at least 3, e odd and at least 3. Size policy is the caller's.
+    /// Needs n odd and at least 3, e odd and at least 3. Size policy is the caller's. Uses
+    /// [`Arithmetic::current`].
     pub fn new(n: &[u8], e: u64) -> Result<RsaPublic, ModulusError> {
+        let mut key = RsaPublic::new_integer(n, e)?;
+        if Arithmetic::current() == Arithmetic::FusedMultiplyAdd {
+            key.fma = RsaPublicF64::new(n, e).ok().map(Box::new);
+        }
+        Ok(key)
+    }
+
+    /// [`new`](Self::new) on the integer arithmetic only, whatever this process could use.
+    #[inline(never)] // called from two places; one copy (module size)
+    pub fn new_integer(n: &[u8], e: u64) -> Result<RsaPublic, ModulusError> {
         let n_bytes: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
         let bits = match n_bytes.first() {
             Some(top) => n_bytes.len() * 8 - top.leading_zeros() as usize,
@@ -105,6 +151,7 @@ impl RsaPublic {
             e,
             n_bytes,
             bits,
+            fma: None,
         };
         key.r2 = key.compute_r2();
         Ok(key)
@@ -125,11 +172,29 @@ impl RsaPublic {
         self.e
     }
 
+    /// The arithmetic [`rsavp1`](Self::rsavp1) runs on for this key.
+    pub fn arithmetic(&self) -> Arithmetic {
+        match self.fma {
+            Some(_) => Arithmetic::FusedMultiplyAdd,
+            None => Arithmetic::Integer,
+        }
+    }
+
     /// RSAVP1 (RFC 8017 §5.2.2): `s^e mod n` as exactly [`size`](Self::size) big-endian bytes.
     ///
     /// `None` when `s` is not exactly `size` bytes or is not below n ("signature
     /// representative out of range").
     pub fn rsavp1(&self, s: &[u8]) -> Option<Vec<u8>> {
+        match &self.fma {
+            // Never set without the feature; the test lets the FMA code leave the module.
+            Some(fma) if cfg!(feature = "rsa-fma") => fma.rsavp1(s),
+            _ => self.rsavp1_integer(s),
+        }
+    }
+
+    /// [`rsavp1`](Self::rsavp1) on the integer arithmetic, whichever the key uses.
+    #[inline(never)] // as `new_integer`
+    pub fn rsavp1_integer(&self, s: &[u8]) -> Option<Vec<u8>> {
         // Equal lengths, so byte order is numeric order.
         if s.len() != self.n_bytes.len() || s >= self.n_bytes.as_slice() {
             return None;
@@ -407,45 +472,15 @@ fn neg_inverse(n0: u32) -> u32 {
 
 /// Big-endian bytes to `limbs` little-endian 28-bit limbs (the value must fit).
 fn limbs_from_be(bytes: &[u8], limbs: usize) -> Vec<u32> {
-    let mut out = Vec::with_capacity(limbs);
-    let mut buffer: u64 = 0;
-    let mut filled = 0;
-    for &byte in bytes.iter().rev() {
-        buffer |= u64::from(byte) << filled;
-        filled += 8;
-        if filled >= LIMB_BITS {
-            out.push((buffer & MASK) as u32);
-            buffer >>= LIMB_BITS;
-            filled -= LIMB_BITS;
-        }
-    }
-    if filled > 0 {
-        out.push(buffer as u32);
-    }
-    out.resize(limbs, 0);
-    out
+    bigmod_f64::be_to_limbs(bytes, limbs, LIMB_BITS)
+        .into_iter()
+        .map(|limb| limb as u32)
+        .collect()
 }
 
 /// Limbs to exactly `size` big-endian bytes (the value must fit).
 fn limbs_to_be(limbs: &[u32], size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size + 4);
-    let mut buffer: u64 = 0;
-    let mut filled = 0;
-    for &limb in limbs {
-        buffer |= u64::from(limb) << filled;
-        filled += LIMB_BITS;
-        while filled >= 8 {
-            out.push(buffer as u8);
-            buffer >>= 8;
-            filled -= 8;
-        }
-    }
-    if filled > 0 {
-        out.push(buffer as u8);
-    }
-    out.resize(size, 0);
-    out.reverse();
-    out
+    bigmod_f64::limbs_to_be(limbs.iter().map(|&limb| u64::from(limb)), size, LIMB_BITS)
 }
 
 /// Compares two numbers of the same limb count.

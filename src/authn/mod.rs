@@ -7,6 +7,7 @@ pub mod alg;
 pub mod authenticate;
 pub mod b64;
 pub mod bigmod;
+pub mod bigmod_f64;
 pub mod claims;
 pub mod config;
 pub mod crypto;

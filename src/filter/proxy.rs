@@ -283,7 +283,12 @@ impl RootContext for Root {
                     state.set_can_wait(false);
                 }
                 self.state = Some(Rc::new(RefCell::new(state)));
-                log::info!("jwt-edge configured: {providers} providers, {rules} rules");
+                // The first call runs the FMA probe and known-answer test (~1 ms, once per
+                // VM), so keys loaded later never wait for it.
+                let rsa = crate::authn::bigmod::Arithmetic::current().describe();
+                log::info!(
+                    "jwt-edge configured: {providers} providers, {rules} rules; RSA arithmetic: {rsa}"
+                );
                 // The first tick starts key-set fetches. Set once per root context: a
                 // configuration update must not set it again.
                 if TICKING.with(|t| t.borrow_mut().insert(self.context_id)) {

@@ -105,6 +105,34 @@ fn host_call_costs(n: u32) -> serde_json::Value {
     })
 }
 
+/// µs per call of Envoy's `verify_signature` foreign function (BoringSSL through the host,
+/// Envoy >= 1.30) on the RS256 fixture token, timed in this request callback after 20 untimed
+/// calls: a reference for what native crypto costs from inside the sandbox, key import on
+/// every call included. Measured only; jwt-edge does not use it. Every call must verify.
+fn verify_signature_cost(n: u32) -> Result<serde_json::Value, String> {
+    let args = crate::verify_signature_args()?;
+    let call = || -> Result<bool, String> {
+        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+            Ok(Some(result)) => Ok(crate::verify_signature_ok(&result)),
+            Ok(None) => Err("verify_signature returned nothing".into()),
+            Err(status) => Err(format!("verify_signature: {status:?}")),
+        }
+    };
+    for _ in 0..20 {
+        if !call()? {
+            return Err("verify_signature did not verify the fixture token".into());
+        }
+    }
+    let start = host_now_ns();
+    for _ in 0..n {
+        if !call()? {
+            return Err("verify_signature did not verify the fixture token".into());
+        }
+    }
+    let us = host_now_ns().saturating_sub(start) as f64 / 1000.0 / f64::from(n.max(1));
+    Ok(serde_json::json!({ "n": n, "verify_signature_us": us }))
+}
+
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
@@ -126,6 +154,19 @@ impl HttpContext for BenchRequest {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(5);
             crate::run(alg, n, reps, &host_now_ns).map(|v| v.to_string())
+        } else if route == "/rsa" {
+            let n = query_param(query, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
+            let reps = query_param(query, "reps")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            crate::rsa_arithmetic(n, reps, &host_now_ns).map(|v| v.to_string())
+        } else if route == "/foreign" {
+            let n = query_param(query, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200u32);
+            verify_signature_cost(n).map(|v| v.to_string())
         } else if route == "/hostcalls" {
             let n = query_param(query, "n")
                 .and_then(|v| v.parse().ok())

@@ -161,3 +161,166 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
         "token_verify_us_reps": token_reps,
     }))
 }
+
+/// The RS256 fixture key's modulus and exponent (big-endian), from `fixtures/jwks.json`.
+fn rsa_fixture_key() -> Result<(Vec<u8>, u64), String> {
+    let jwks: Value = serde_json::from_str(JWKS).map_err(|e| e.to_string())?;
+    let key = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .and_then(|keys| keys.iter().find(|k| k.get("kty") == Some(&json!("RSA"))))
+        .ok_or("no RSA key in the fixture key set")?;
+    let field = |name: &str| {
+        key.get(name)
+            .and_then(Value::as_str)
+            .and_then(b64::decode)
+            .ok_or_else(|| format!("RSA fixture key has no valid {name}"))
+    };
+    let e = field("e")?.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    Ok((field("n")?, e))
+}
+
+/// RSAVP1 alone (`s^e mod n`, the modular exponentiation inside RS256/PS256 verification) on
+/// the RS256 fixture's key and signature, on each arithmetic of `jwt_edge::authn::bigmod`:
+/// the integer code (28-bit limbs) and the fused multiply-add code (52-bit limbs,
+/// `bigmod_f64`). Repetitions alternate between the two, so machine noise hits both alike.
+/// The FMA figure is only taken where the process's probe allows that path (a non-fused
+/// `relaxed_madd` computes garbage there). Also reports the one-off probe cost.
+pub fn rsa_arithmetic(n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Result<Value, String> {
+    use jwt_edge::authn::bigmod::{Arithmetic, RsaPublic};
+    use jwt_edge::authn::bigmod_f64::{self, RsaPublicF64};
+    if n == 0 || n > MAX_N || reps == 0 || reps > MAX_REPS {
+        return Err(format!("need 1 <= n <= {MAX_N} and 1 <= reps <= {MAX_REPS}"));
+    }
+    let (modulus, e) = rsa_fixture_key()?;
+    let signature = Case::load("RS256")?.signature;
+    let start = now_ns();
+    let fused = bigmod_f64::fused();
+    let known_answer = fused && bigmod_f64::known_answer();
+    let probe_us = now_ns().saturating_sub(start) as f64 / 1000.0;
+    let integer = RsaPublic::new_integer(&modulus, e).map_err(|e| e.to_string())?;
+    let start = now_ns();
+    let fma = RsaPublicF64::new(&modulus, e).map_err(|e| e.to_string())?;
+    let fma_key_us = now_ns().saturating_sub(start) as f64 / 1000.0;
+    let want = integer.rsavp1_integer(&signature).ok_or("signature out of range")?;
+    let use_fma = fused && known_answer;
+    if use_fma && fma.rsavp1(&signature).as_ref() != Some(&want) {
+        return Err("the FMA arithmetic disagrees with the integer one".into());
+    }
+    let time = |op: &dyn Fn() -> bool| -> Result<f64, String> {
+        let start = now_ns();
+        let mut ok = true;
+        for _ in 0..n {
+            ok &= op();
+        }
+        let elapsed = now_ns().saturating_sub(start);
+        if ok {
+            Ok(elapsed as f64 / 1000.0 / f64::from(n))
+        } else {
+            Err("RSAVP1 failed".into())
+        }
+    };
+    let int_op = || integer.rsavp1_integer(black_box(&signature)).is_some();
+    let fma_op = || fma.rsavp1(black_box(&signature)).is_some();
+    for _ in 0..WARMUP {
+        int_op();
+        if use_fma {
+            fma_op();
+        }
+    }
+    let (mut int_reps, mut fma_reps) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        int_reps.push(time(&int_op)?);
+        if use_fma {
+            fma_reps.push(time(&fma_op)?);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied()
+    };
+    Ok(json!({
+        "arithmetic": Arithmetic::current().describe(),
+        "fused": fused,
+        "known_answer": known_answer,
+        "probe_us": probe_us,
+        "fma_key_us": fma_key_us,
+        "integer_us": median(&int_reps),
+        "fma_us": median(&fma_reps),
+        "integer_us_reps": int_reps,
+        "fma_us_reps": fma_reps,
+    }))
+}
+
+/// DER length octets.
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    match len {
+        0..=127 => out.push(len as u8),
+        128..=255 => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+}
+
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    der_len(body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A DER INTEGER of a non-negative big-endian value.
+fn der_uint(value: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = value.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut body = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+        body.push(0);
+    }
+    body.extend(trimmed);
+    der(0x02, &body)
+}
+
+/// Protobuf field `number` of wire type 2 (length-delimited).
+fn pb_bytes(number: u8, value: &[u8], out: &mut Vec<u8>) {
+    out.push(number << 3 | 2);
+    let mut len = value.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(value);
+}
+
+/// The arguments of Envoy's `verify_signature` foreign function
+/// (`envoy.source.extensions.common.wasm.VerifySignatureArguments`: hash_function = 1,
+/// public_key = 2 as DER SubjectPublicKeyInfo, signature = 3, text = 4) for the RS256
+/// fixture token: what jwt-edge would send if it verified through the host's BoringSSL.
+pub fn verify_signature_args() -> Result<Vec<u8>, String> {
+    let (n, e) = rsa_fixture_key()?;
+    let case = Case::load("RS256")?;
+    let rsa_public_key = der(0x30, &[der_uint(&n), der_uint(&e.to_be_bytes())].concat());
+    let algorithm = der(
+        0x30,
+        &[
+            der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let spki = der(
+        0x30,
+        &[algorithm, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat(),
+    );
+    let mut args = Vec::new();
+    pb_bytes(1, b"sha256", &mut args);
+    pb_bytes(2, &spki, &mut args);
+    pb_bytes(3, &case.signature, &mut args);
+    pb_bytes(4, &case.signing_input, &mut args);
+    Ok(args)
+}
+
+/// Whether a `VerifySignatureResult` (result = 1, a bool) says the signature verified.
+pub fn verify_signature_ok(result: &[u8]) -> bool {
+    result.starts_with(&[0x08, 0x01])
+}
