@@ -34,21 +34,25 @@ WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OPT
 # swaps `f64x2.relaxed_madd` to it before wasm-opt and wasm-metadce, and back after (two
 # bytes in place each).
 WASM_OPT_RELAXED_SWAP_BELOW := 109
-# The exports the module keeps (issue #13): binaryen's wasm-metadce removes every other
-# `proxy_on_*` the SDK exports. proxy-wasm-cpp-host looks each callback up once and skips the
-# call into the VM when it is missing (ContextBase::onResponseHeaders, onLog, onDone, ...:
-# "if (!wasm_->on_response_headers_...) return Continue"), so a request no longer enters V8
-# for its response headers, body and trailers, nor for on_log and on_done (the host then
-# takes "done" as true). Kept: what the host needs to run the module at all (_initialize,
+# The exports the module keeps (issue #13): binaryen's wasm-metadce removes the `proxy_on_*`
+# the SDK exports that no host this module runs on needs: the network (L4) callbacks, gRPC,
+# queues, foreign functions. Kept: what a host needs to run the module at all (_initialize,
 # the ABI marker, memory, proxy_on_memory_allocate), the root context's callbacks (vm_start,
 # configure, tick, http_call_response), a stream's creation and deletion (the SDK frees a
-# stream's context only in proxy_on_delete: without it every request would leak), and the
-# request callbacks: headers decide, body and trailers hold a paused request. `make test`
-# checks the shipped module exports exactly this set (`make wasm-exports`).
+# stream's context only in proxy_on_delete: without it every request would leak), the
+# request callbacks (headers decide; body and trailers hold a paused request), and every
+# other HTTP stream callback. proxy-wasm-cpp-host (Envoy) skips a callback the module does not
+# export, which would save ~2 us of Envoy CPU per request without the response, log and done
+# exports (make bench-ladder); but ngx_wasm_module (3bed278) calls each one it looked up
+# without checking it exists (ngx_wavm_instance_call_funcref on a NULL funcref): a module
+# without proxy_on_response_headers crashed every nginx worker on its first response
+# (SIGSEGV, seen by hand on NGINX 1.27.4). One module serves both hosts, so they stay.
+# `make test` checks the shipped module exports exactly this set (`make wasm-exports`).
 WASM_EXPORTS := _initialize memory proxy_abi_version_0_2_1 proxy_on_configure \
-	proxy_on_context_create proxy_on_delete proxy_on_http_call_response proxy_on_memory_allocate \
-	proxy_on_request_body proxy_on_request_headers proxy_on_request_trailers proxy_on_tick \
-	proxy_on_vm_start
+	proxy_on_context_create proxy_on_delete proxy_on_done proxy_on_http_call_response \
+	proxy_on_log proxy_on_memory_allocate proxy_on_request_body proxy_on_request_headers \
+	proxy_on_request_trailers proxy_on_response_body proxy_on_response_headers \
+	proxy_on_response_trailers proxy_on_tick proxy_on_vm_start
 WASM_METADCE ?= wasm-metadce
 # $(call metadce_graph,EXPORTS): wasm-metadce's reachability graph, one root reaching EXPORTS.
 metadce_graph = [{"name":"root","root":true,"reaches":[$(subst $(eval) ,$(comma),$(foreach e,$(1),"e:$(e)"))]}$(foreach e,$(1),$(comma){"name":"e:$(e)","export":"$(e)"})]
