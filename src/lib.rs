@@ -6,3 +6,7 @@ pub mod authn;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod filter;
+// The unit tests use part of it; tests/support uses the rest.
+#[cfg(test)]
+#[allow(dead_code)]
+mod test_rng;
