@@ -2,7 +2,7 @@
 # and the real key sets, compiled for wasm32-wasip1 (release, as the filter ships) and run
 # under Node's WASI (mk/wasi-runner.mjs), in their own target directory (a test build of
 # the cdylib must never replace the shipped target/wasm32-wasip1/release/jwt_edge.wasm).
-# The filter's arithmetic has wasm-only code paths (SIMD128 in src/authn/bigmod.rs); this is
+# The filter's arithmetic has wasm-only code paths (SIMD128 in src/crypto/bigmod.rs); this is
 # where they are tested. Needs `node` (18 or newer).
 WASM_TESTS := --lib --test wycheproof --test rfc_vectors --test scenarios --test real_jwks
 

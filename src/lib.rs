@@ -1,10 +1,12 @@
 //! jwt-edge: JWT verification for Envoy and other proxy-wasm hosts.
 //!
-//! [`authn`] is the host-independent core; `filter` is the thin proxy-wasm adapter.
+//! [`authn`] is the host-independent core, [`crypto`] its signature verification and
+//! arithmetic; `filter` is the thin proxy-wasm adapter.
 
 pub mod authn;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+pub mod crypto;
 pub mod filter;
 // The unit tests use part of it; tests/support uses the rest.
 #[cfg(test)]
