@@ -2,11 +2,11 @@
 # and the real key sets, compiled for wasm32-wasip1 (release, as the filter ships) and run
 # under Node's WASI (mk/wasi-runner.mjs), in their own target directory (a test build of
 # the cdylib must never replace the shipped target/wasm32-wasip1/release/jwt_edge.wasm).
-# The filter's arithmetic has wasm-only code paths (SIMD128 in src/authn/bigmod.rs, relaxed
-# SIMD in src/authn/bigmod_f64.rs); this is where they are tested. Needs `node` (18 or newer).
+# The filter's arithmetic has wasm-only code paths (SIMD128 in src/crypto/bigmod.rs, relaxed
+# SIMD in src/crypto/bigmod_f64.rs); this is where they are tested. Needs `node` (18 or newer).
 WASM_TESTS := --features rsa-fma --lib --test wycheproof --test rfc_vectors --test scenarios --test real_jwks
 
-# src/authn/bigmod_f64.rs uses relaxed SIMD: on by default from V8 11.4 (Node 22); Node 20
+# src/crypto/bigmod_f64.rs uses relaxed SIMD: on by default from V8 11.4 (Node 22); Node 20
 # needs its experimental flag, which newer Nodes no longer have.
 NODE_RELAXED_SIMD = $(shell node --v8-options 2>/dev/null | grep -q -- '--experimental-wasm-relaxed-simd ' && echo --experimental-wasm-relaxed-simd)
 

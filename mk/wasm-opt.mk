@@ -23,7 +23,7 @@ WASM_OPT_PASSES ?= --duplicate-function-elimination --remove-unused-module-eleme
 # wasm-opt validates against the features it is told about. These are the ones rustc enables
 # for wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1`; `strip = true` removes the
 # target_features section that --detect-features would read) plus simd128, which
-# src/authn/bigmod.rs turns on for one function, and relaxed SIMD (src/authn/bigmod_f64.rs).
+# src/crypto/bigmod.rs turns on for one function, and relaxed SIMD (src/crypto/bigmod_f64.rs).
 # A feature used but missing here makes wasm-opt fail with a validation error naming it, not
 # produce a wrong module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \

@@ -30,82 +30,23 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use std::time::Instant;
 
 use jwt_edge::authn::alg::Algorithm;
 use jwt_edge::authn::bigmod::RsaPublic;
 use jwt_edge::authn::bigmod_f64::RsaPublicF64;
 use jwt_edge::authn::crypto::VerifyKey;
-use rand_core::{CryptoRng, RngCore};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use support::TestRng;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// xoshiro256** seeded by splitmix64: reproducible, and good enough to drive tests (the `rsa`
-/// key generator needs the `CryptoRng` marker; these keys are test-only).
-struct TestRng([u64; 4]);
-
-impl TestRng {
-    fn new(seed: u64) -> TestRng {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        TestRng([next(), next(), next(), next()])
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = vec![0; len];
-        self.fill_bytes(&mut out);
-        out
-    }
-}
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for TestRng {}
 
 /// One modulus under test, with the exponents to try on it.
 struct Modulus {
@@ -199,7 +140,7 @@ fn random_moduli(rng: &mut TestRng) -> Vec<Modulus> {
         if bits == 3584 || bits == 8192 {
             bytes.iter_mut().for_each(|b| *b = 0xff);
         }
-        let random_e = (rng.below((1 << 33) - 3) + 3) | 1;
+        let random_e = (rng.below((1 << 33) - 3) as u64 + 3) | 1;
         Modulus {
             origin: format!("random {bits}-bit"),
             n: BigUint::from_bytes_be(&bytes),
@@ -252,11 +193,11 @@ fn pick_s(rng: &mut TestRng, n: &BigUint, size: usize, i: usize) -> BigUint {
         5 => n.clone(),
         6 => n + &one,
         7 => BigUint::from_bytes_be(&vec![0xff; size]),
-        8 => &one << (rng.below(n.bits() as u64) as usize),
+        8 => &one << rng.below(n.bits()),
         9 => (&one << ((n.bits() / 28) * 28)) - &one, // all limbs below the top full of ones
         11 => (&one << ((n.bits() / 52) * 52)) - &one, // the same for 52-bit limbs
         10 => {
-            let len = 1 + rng.below(size as u64) as usize;
+            let len = 1 + rng.below(size);
             BigUint::from_bytes_be(&rng.bytes(len))
         }
         _ => {
@@ -281,7 +222,7 @@ fn pick_s(rng: &mut TestRng, n: &BigUint, size: usize, i: usize) -> BigUint {
 /// `fma`: the cases go to `bigmod_f64::RsaPublicF64` (52-bit limbs on fused multiply-add,
 /// `f64::mul_add` natively) instead of `bigmod::RsaPublic`.
 fn compare_modexp(cases: usize, own_every: usize, light: bool, fma: bool) {
-    let mut rng = TestRng::new(0x5eed_0002);
+    let mut rng = TestRng(0x5eed_0002);
     let moduli = all_moduli(&mut rng);
     // Per modulus: e = 3, then its own exponents.
     let prepared: Vec<Vec<(u64, RsaPublic, Option<RsaPublicF64>)>> = moduli
@@ -561,7 +502,7 @@ fn pkcs1_variants(
 
 #[test]
 fn verify_agrees_with_rsa_crate() {
-    let mut rng = TestRng::new(0x5eed_0003);
+    let mut rng = TestRng(0x5eed_0003);
     let keys: Vec<(String, RsaPrivateKey)> =
         fixture_keys().into_iter().chain(embedded_keys()).collect();
     let (mut cases, mut accepted) = (0usize, 0usize);
@@ -580,7 +521,7 @@ fn verify_agrees_with_rsa_crate() {
                 accepted += usize::from(o);
             };
         for round in 0..4 {
-            let len = rng.below(400) as usize;
+            let len = rng.below(400);
             let msg = rng.bytes(len);
             // Honest signatures from `rsa`'s signers, then one random bit flipped.
             let signed: Vec<(Algorithm, Vec<u8>)> = vec![
@@ -626,7 +567,7 @@ fn verify_agrees_with_rsa_crate() {
                 let sig = be(&BigUint::from_bytes_be(sig), size);
                 check(*alg, &msg, &sig, Some(true), "honest");
                 let mut flipped = sig.clone();
-                let bit = rng.below(8 * size as u64) as usize;
+                let bit = rng.below(8 * size);
                 flipped[bit / 8] ^= 1 << (bit % 8);
                 check(*alg, &msg, &flipped, Some(false), "bit flip");
                 let mut other = msg.clone();
@@ -701,7 +642,7 @@ fn timing() {
         .ok()
         .map(|v| v.parse().unwrap())
         .unwrap_or(200);
-    let mut rng = TestRng::new(0x5eed_0004);
+    let mut rng = TestRng(0x5eed_0004);
     // RSAVP1 alone against `BigUint::modpow` (what `rsa` 0.9 runs inside `verify`).
     for bits in [2048usize, 3072, 4096] {
         let m = random_moduli(&mut rng)

@@ -2,8 +2,8 @@
 //!
 //! Everything here talks to the host through the [`Host`] trait, so the adapter's own logic
 //! (pausing and resuming requests, the fetch lease, key-set sync on tick) is tested natively
-//! against [`fake::FakeHost`]. Only `proxy.rs`, compiled for wasm32, touches the proxy-wasm
-//! SDK.
+//! against [`fake::FakeHost`]. Only `proxy.rs`, compiled for wasm32 with the `proxy` feature
+//! (on by default), touches the proxy-wasm SDK.
 
 pub mod host;
 pub use crate::metrics;
@@ -14,7 +14,7 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "proxy"))]
 pub mod proxy;
 
 pub use host::Host;

@@ -786,6 +786,7 @@ mod scalar_inverse {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::test_rng::TestRng;
         use p256::elliptic_curve::ops::{Invert, Reduce};
         use p256::U256;
 
@@ -798,14 +799,7 @@ mod scalar_inverse {
 
         #[test]
         fn matches_p256_inversion() {
-            let mut state = 0x1234_5678_9abc_def0u64;
-            let mut next = || {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^ (z >> 31)
-            };
+            let mut rng = TestRng(0x1234_5678_9abc_def0);
             let mut scalars = vec![
                 Scalar::ONE,
                 -Scalar::ONE,
@@ -818,10 +812,8 @@ mod scalar_inverse {
             }
             for _ in 0..20_000 {
                 let mut bytes = [0u8; 32];
-                for chunk in bytes.chunks_mut(8) {
-                    chunk.copy_from_slice(&next().to_be_bytes());
-                }
-                match next() % 8 {
+                rng.fill(&mut bytes);
+                match rng.next_u64() % 8 {
                     0 => bytes[..20].fill(0),
                     1 => bytes[..16].fill(0xff),
                     2 => bytes[8..].fill(0),

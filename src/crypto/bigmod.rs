@@ -520,19 +520,15 @@ fn double_mod(a: &mut [u32], n: &[u32]) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::test_rng::TestRng;
 
     /// The SIMD dot product (the only code that differs between wasm and native) agrees with
     /// the scalar one on every length a multiplication uses and on extreme limbs. Runs in wasm
     /// under `make unit-wasm`; natively both sides are the scalar code.
     #[test]
     fn dot_matches_the_scalar_dot() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state as u32) & MASK as u32
-        };
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut next = || (rng.next_u64() as u32) & MASK as u32;
         let max = MASK as u32;
         for len in 0..=CHUNK {
             for pattern in 0..40 {
@@ -584,11 +580,9 @@ mod tests {
             for e in [3u64, 5, 17, 65_537, 0x1_0000_0001] {
                 let key = RsaPublic::new(&be(n, size), e).unwrap();
                 assert_eq!(key.size(), size);
-                let mut s: u128 = 0x1234_5678_9abc_def1;
+                let mut rng = TestRng(0x1234_5678_9abc_def1);
                 for _ in 0..200 {
-                    s = s
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
+                    let s = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
                     let base = s % n;
                     let got = key.rsavp1(&be(base, size)).unwrap();
                     assert_eq!(

@@ -368,6 +368,7 @@ fn narrow(limbs: &[u64; LIMBS]) -> [u32; LIMBS] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::TestRng;
     use p256::elliptic_curve::bigint::modular::constant_mod::Residue;
     use p256::elliptic_curve::bigint::{impl_modulus, Encoding, U256};
 
@@ -400,36 +401,24 @@ mod tests {
         bytes
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        /// A random element; a third of them stored in their non-canonical form (value + p).
-        fn fe(&mut self) -> Fe {
-            loop {
-                let mut bytes = [0u8; 32];
-                for chunk in bytes.chunks_mut(8) {
-                    chunk.copy_from_slice(&self.next().to_be_bytes());
-                }
-                // Bias towards runs of ones and zeros, where carries go wrong.
-                match self.next() % 8 {
-                    0 => bytes[..16].fill(0xff),
-                    1 => bytes[16..].fill(0),
-                    2 => bytes[4..28].fill(0),
-                    _ => {}
-                }
-                if let Some(fe) = Fe::from_be_bytes(&bytes) {
-                    return if self.next() % 3 == 0 {
-                        plus_p(&fe)
-                    } else {
-                        fe
-                    };
-                }
+    /// A random element; a third of them stored in their non-canonical form (value + p).
+    fn random_fe(rng: &mut TestRng) -> Fe {
+        loop {
+            let mut bytes = [0u8; 32];
+            rng.fill(&mut bytes);
+            // Bias towards runs of ones and zeros, where carries go wrong.
+            match rng.next_u64() % 8 {
+                0 => bytes[..16].fill(0xff),
+                1 => bytes[16..].fill(0),
+                2 => bytes[4..28].fill(0),
+                _ => {}
+            }
+            if let Some(fe) = Fe::from_be_bytes(&bytes) {
+                return if rng.next_u64() % 3 == 0 {
+                    plus_p(&fe)
+                } else {
+                    fe
+                };
             }
         }
     }
@@ -523,18 +512,18 @@ mod tests {
 
     #[test]
     fn ops_match_reference_on_random_values() {
-        let mut rng = Rng(0x5eed);
+        let mut rng = TestRng(0x5eed);
         for _ in 0..20_000 {
-            let (a, b) = (rng.fe(), rng.fe());
+            let (a, b) = (random_fe(&mut rng), random_fe(&mut rng));
             check_ops(&a, &b);
         }
     }
 
     #[test]
     fn encoding_round_trips_and_refuses_non_canonical() {
-        let mut rng = Rng(7);
+        let mut rng = TestRng(7);
         for _ in 0..2_000 {
-            let fe = rng.fe();
+            let fe = random_fe(&mut rng);
             let bytes = fe.to_be_bytes();
             assert_eq!(Fe::from_be_bytes(&bytes).unwrap(), fe);
             assert_eq!(Fe::from_be_bytes(&bytes).unwrap().to_be_bytes(), bytes);
@@ -578,8 +567,11 @@ mod tests {
 
     #[test]
     fn inversion() {
-        let mut rng = Rng(11);
-        for fe in edges().into_iter().chain((0..200).map(|_| rng.fe())) {
+        let mut rng = TestRng(11);
+        for fe in edges()
+            .into_iter()
+            .chain((0..200).map(|_| random_fe(&mut rng)))
+        {
             match fe.invert() {
                 None => assert!(fe.is_zero()),
                 Some(inverse) => assert_eq!(fe.mul(&inverse), Fe::ONE),
@@ -594,8 +586,8 @@ mod tests {
     fn field_timing() {
         use std::hint::black_box;
         use std::time::Instant;
-        let mut rng = Rng(3);
-        let (mut a, b) = (rng.fe(), rng.fe());
+        let mut rng = TestRng(3);
+        let (mut a, b) = (random_fe(&mut rng), random_fe(&mut rng));
         let rounds = 200_000;
         let time = |f: &mut dyn FnMut()| {
             let started = Instant::now();

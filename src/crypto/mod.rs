@@ -1,0 +1,12 @@
+//! Signature verification ([`verify`]) and the arithmetic under it. Everything here handles
+//! public data only and is variable-time on purpose; `README.md` in this folder says why that
+//! is safe and how each part is cross-checked. The modules are re-exported under
+//! [`crate::authn`], whose paths the rest of the code uses.
+
+pub mod bigmod;
+pub mod bigmod_f64;
+pub mod fixed_window;
+pub mod p256_field;
+pub mod p256_tables;
+pub mod p384_tables;
+pub mod verify;
