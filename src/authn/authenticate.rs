@@ -759,10 +759,13 @@ fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
 /// token), at most [`MAX_REALM_LEN`] bytes.
 pub fn realm(req: &RequestView<'_>) -> String {
     let scheme = req.header_values(":scheme").next().unwrap_or("http");
+    // The client's `Host` where the host hands it over beside `:authority`: ngx_wasm_module
+    // builds `:authority` from the server's own name and port. (Envoy has no `host` header:
+    // HTTP/1's Host becomes `:authority`.)
     let authority = req
-        .header_values(":authority")
+        .header_values("host")
         .next()
-        .or_else(|| req.header_values("host").next())
+        .or_else(|| req.header_values(":authority").next())
         .unwrap_or("");
     let mut realm = format!("{scheme}://{authority}{}", req.path_without_query());
     if realm.len() > MAX_REALM_LEN {
@@ -814,6 +817,20 @@ mod tests {
             "/a?b=1"
         );
         assert_eq!(remove_query_params("/a", &["access_token"]), "/a");
+    }
+
+    #[test]
+    fn realm_takes_the_clients_host_over_a_servers_authority() {
+        let hs: Vec<(String, String)> = vec![
+            (":scheme".into(), "http".into()),
+            (":authority".into(), "lab.local:18080".into()),
+            ("host".into(), "api.example.com".into()),
+            (":path".into(), "/orders?access_token=x".into()),
+        ];
+        assert_eq!(
+            realm(&RequestView::new(&hs, None)),
+            "http://api.example.com/orders"
+        );
     }
 
     #[test]
