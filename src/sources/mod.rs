@@ -19,7 +19,6 @@
 pub mod lease;
 pub mod record;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use log::Level;
@@ -306,8 +305,10 @@ pub struct Sources {
     /// headers and body when the body callback answers `Continue`.
     /// (A short list: a refused stream ends right after its local reply.)
     refused: Vec<u32>,
-    /// In-flight calls: token → (source, step, time by which the host must have answered).
-    calls: BTreeMap<u32, (JwksId, Step, u64)>,
+    /// In-flight calls, sorted by token: (token, source, step, time by which the host must
+    /// have answered). A handful at most: a sorted `Vec`, not a `BTreeMap`, which cost Wasm
+    /// size for its own instantiation (issue #5's 1 MiB limit).
+    calls: Vec<(u32, JwksId, Step, u64)>,
     /// This VM's identity as a lease holder.
     vm_id: u64,
     /// Commands of the event being handled.
@@ -400,7 +401,7 @@ impl Sources {
             remotes,
             pending: Vec::new(),
             refused: Vec::new(),
-            calls: BTreeMap::new(),
+            calls: Vec::new(),
             vm_id,
             out: Vec::new(),
         }
@@ -618,12 +619,12 @@ impl Sources {
         let overdue: Vec<u32> = self
             .calls
             .iter()
-            .filter(|(_, (_, _, deadline))| now > *deadline)
-            .map(|(token, _)| *token)
+            .filter(|(_, _, _, deadline)| now > *deadline)
+            .map(|(token, _, _, _)| *token)
             .collect();
         let vm = self.vm_id;
         for token in overdue {
-            let Some((id, _, _)) = self.calls.remove(&token) else {
+            let Some((id, _, _)) = self.take_call(token) else {
                 continue;
             };
             self.update_lease(store, id, &|l| (l.holder == vm).then(|| l.release()));
@@ -633,8 +634,10 @@ impl Sources {
                 format_args!("fetch got no answer in time; released"),
             );
         }
-        let fetching: std::collections::BTreeSet<JwksId> =
-            self.calls.values().map(|(id, _, _)| *id).collect();
+        // Sorted and deduplicated: each source once, in id order.
+        let mut fetching: Vec<JwksId> = self.calls.iter().map(|(_, id, _, _)| *id).collect();
+        fetching.sort_unstable();
+        fetching.dedup();
         for id in fetching {
             self.update_lease(store, id, &|l| l.renew(now, vm));
         }
@@ -739,7 +742,15 @@ impl Sources {
                     );
                     let deadline = now + src.spec.timeout_ms + CALL_GRACE_MS;
                     self.log(Level::Debug, line);
-                    self.calls.insert(token, (id, call.step, deadline));
+                    let entry = (token, id, call.step, deadline);
+                    match self.calls.binary_search_by_key(&token, |c| c.0) {
+                        Ok(i) => {
+                            if let Some(c) = self.calls.get_mut(i) {
+                                *c = entry;
+                            }
+                        }
+                        Err(i) => self.calls.insert(i, entry),
+                    }
                 }
             }
             Err(why) => {
@@ -756,9 +767,17 @@ impl Sources {
         std::mem::take(&mut self.out)
     }
 
+    /// Removes in-flight call `token`: its (source, step, deadline), `None` if not ours.
+    fn take_call(&mut self, token: u32) -> Option<(JwksId, Step, u64)> {
+        let i = self.calls.binary_search_by_key(&token, |c| c.0).ok()?;
+        let (_, id, step, deadline) = self.calls.remove(i);
+        Some((id, step, deadline))
+    }
+
     /// The largest body worth reading for call `token` (`None`: not a call of ours).
     pub fn answer_limit(&self, token: u32) -> Option<usize> {
-        let (id, step, _) = self.calls.get(&token)?;
+        let i = self.calls.binary_search_by_key(&token, |c| c.0).ok()?;
+        let (_, id, step, _) = self.calls.get(i)?;
         self.answer_limit_of(*id, *step)
     }
 
@@ -774,7 +793,7 @@ impl Sources {
         body_size: usize,
         body: Option<Vec<u8>>,
     ) -> Vec<Command> {
-        let Some((id, step, _)) = self.calls.remove(&token) else {
+        let Some((id, step, _)) = self.take_call(token) else {
             return Vec::new();
         };
         let Some(max) = self.answer_limit_of(id, step) else {
