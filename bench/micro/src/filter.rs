@@ -3,8 +3,11 @@
 //! `GET /hostcalls?n=2000` times the host calls jwt-edge makes per request, on the request's
 //! own headers.
 //!
-//! jwt-edge is linked without its `proxy` feature, so the library has no entry point and this
-//! module's `proxy_wasm::main!` is the only one.
+//! The jwt-edge library brings its own `proxy_wasm::main!` (`_initialize`), which installs
+//! jwt-edge's root context. A second `_initialize` would not link, so this module exports
+//! `main` instead: proxy-wasm hosts call a reactor's `main` right after `_initialize`
+//! ("to allow module to do early initialization (e.g. configure SDK)", proxy-wasm-cpp-host
+//! `WasmBase::startVm`), and it replaces the root context with this one.
 
 use std::time::UNIX_EPOCH;
 
@@ -34,7 +37,8 @@ pub extern "C" fn main(_argc: i32, _argv: i32) -> i32 {
         return 0;
     }
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BenchRoot) });
-}}
+    0
+}
 
 struct BenchRoot;
 
