@@ -175,7 +175,8 @@ pub fn decide_cached(
 
 /// The providers a requirement looks at: every token they find must be valid, and with
 /// `forward: false` none of them reaches the upstream.
-/// Sorted, deduplicated vectors: a handful of ids (a `BTreeSet` here cost 7.6 KB of Wasm).
+/// Vectors without repeats, in the order the tree names them: a handful of ids (a `BTreeSet`
+/// here cost 7.6 KB of Wasm).
 #[derive(Debug, Default)]
 struct Scope {
     /// Every provider the requirement names, plus those its `allow_missing*` branches see.
@@ -189,16 +190,12 @@ impl Scope {
     fn of(r: &Requirement, provider_count: usize) -> Scope {
         let mut scope = Scope::default();
         scope.walk(r, None, provider_count);
-        for ids in [&mut scope.looked, &mut scope.tolerated] {
-            ids.sort_unstable();
-            ids.dedup();
-        }
         scope
     }
 
     fn walk(&mut self, r: &Requirement, siblings: Option<&[ProviderId]>, n: usize) {
         match r {
-            Requirement::Provider { provider, .. } => self.looked.push(*provider),
+            Requirement::Provider { provider, .. } => add(&mut self.looked, [*provider]),
             Requirement::Any(children) => {
                 let ids = sibling_providers(children);
                 for c in children {
@@ -212,11 +209,19 @@ impl Scope {
             }
             Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {
                 let ids = allow_missing_scope(siblings, n);
-                self.looked.extend(ids.iter().copied());
+                add(&mut self.looked, ids.iter().copied());
                 if matches!(r, Requirement::AllowMissingOrFailed) {
-                    self.tolerated.extend(ids);
+                    add(&mut self.tolerated, ids);
                 }
             }
+        }
+    }
+}
+
+fn add(set: &mut Vec<ProviderId>, ids: impl IntoIterator<Item = ProviderId>) {
+    for id in ids {
+        if !set.contains(&id) {
+            set.push(id);
         }
     }
 }
@@ -674,13 +679,13 @@ impl Evaluation<'_, '_> {
                         allow.remove_headers.push(h.clone());
                     }
                 }
+                // A repeat is harmless to `remove_query_params`; no sort for `&str` in the
+                // module just to drop it.
                 FoundAt::Param(name) => removed_params.push(name),
                 FoundAt::Cookie(_) => {}
             }
         }
         if !removed_params.is_empty() {
-            removed_params.sort_unstable();
-            removed_params.dedup();
             allow.new_path = Some(remove_query_params(self.req.path(), &removed_params));
         }
         allow
