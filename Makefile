@@ -36,7 +36,7 @@ export JWT_EDGE_WASM := $(abspath $(WASM))
 
 PYTEST_ARGS ?= -q
 
-.PHONY: venv toolchain build cli unit lint integration test run clean
+.PHONY: venv toolchain build cli unit lint integration skopeo-tool test run clean
 
 venv: $(VENV_STAMP)
 
@@ -72,8 +72,19 @@ lint: toolchain
 	cargo clippy --lib --no-default-features --target $(WASM_TARGET) -- -D warnings
 
 # The tests that run the CLI take it from $JWT_EDGE_CLI, else from target/release/.
-integration: venv build cli
+integration: venv build cli skopeo-tool
 	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
+
+# skopeo (Debian) reads the OCI layout `make oci` writes, as a registry client would: an
+# independent check in integration-tests/test_deploy_manifests.py, so it is installed, not optional.
+skopeo-tool:
+	@command -v skopeo >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "skopeo is missing and there is no apt-get to install it" >&2; exit 1; }; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "installing skopeo with apt-get"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends skopeo \
+			|| { $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends skopeo; }; \
+	}
 
 test: lint unit unit-wasm integration wasm-size wasm-exports test-docker
 

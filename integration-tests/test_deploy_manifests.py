@@ -618,8 +618,7 @@ def test_oci_build_is_reproducible_and_prints_how_to_push(oci_layout, wasm_path,
 
 def test_oci_layout_reads_with_skopeo(oci_layout):
     skopeo = shutil.which("skopeo")
-    if skopeo is None:
-        pytest.skip("skopeo not installed (optional independent check of the layout)")
+    assert skopeo is not None, "skopeo is not installed: `make skopeo-tool` installs it"
     layout, _ = oci_layout
     result = subprocess.run([skopeo, "inspect", f"oci:{layout}:9.9.9"], capture_output=True,
                             text=True, timeout=60)
