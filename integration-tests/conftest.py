@@ -78,6 +78,14 @@ def idp(published_keys):
     server.stop()
 
 
+@pytest.fixture
+def own_idp(published_keys):
+    """An IdP for one test alone: tests that take it down, rotate or slow it."""
+    server = Idp(published_keys).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def backends():
     pair = [Backend("backend-1").start(), Backend("backend-2").start()]

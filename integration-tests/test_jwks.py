@@ -13,7 +13,6 @@ import pytest
 
 from harness import client
 from harness.expect import assert_denied, assert_passed
-from harness.idp import Idp
 from harness.tokens import mint
 from harness.waits import wait_until
 
@@ -33,13 +32,6 @@ def config(idp, cache_duration: str = "600s", timeout: str = "5s") -> dict:
         }},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
     }
-
-
-@pytest.fixture
-def own_idp(published_keys):
-    server = Idp(published_keys).start()
-    yield server
-    server.stop()
 
 
 def get(envoy, token: str | None, path: str = "/"):

@@ -62,13 +62,6 @@ def config(idp, **remote_kw) -> dict:
     }
 
 
-@pytest.fixture
-def own_idp(published_keys):
-    server = Idp(published_keys).start()
-    yield server
-    server.stop()
-
-
 def get(envoy, token: str | None, path: str = "/"):
     headers = [("authorization", f"Bearer {token}")] if token else []
     return client.request(envoy.url(path), headers=headers, timeout=CLIENT_TIMEOUT_S)

@@ -20,7 +20,6 @@ import pytest
 
 from harness import client, config as envoy_config
 from harness.expect import assert_denied, assert_passed
-from harness.idp import Idp
 from harness.keys import Key
 from harness.tokens import mint
 from harness.waits import stat, wait_until
@@ -41,13 +40,6 @@ def filter_config(idp, **remote) -> dict:
             "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]}},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
     }
-
-
-@pytest.fixture
-def own_idp(published_keys):
-    server = Idp(published_keys).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=[True, False], ids=["stop-iteration-honoured", "envoy-default"])

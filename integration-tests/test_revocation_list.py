@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from harness import client
 from harness.expect import assert_denied, assert_passed
-from harness.idp import Idp
 from harness.tokens import claims, mint
 from harness.waits import stat, wait_until
 
@@ -25,13 +23,6 @@ IDP_ISS = "https://idp.test/"
 CLIENT_TIMEOUT_S = 30
 TICK_BOUND_S = 1.0
 SCHED_SLACK_S = 0.5
-
-
-@pytest.fixture
-def own_idp(published_keys):
-    server = Idp(published_keys).start()
-    yield server
-    server.stop()
 
 
 def config(idp, *, cache_duration="2s", max_stale="3600s", wait="3s", jwt_cache=0,
