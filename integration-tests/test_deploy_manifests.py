@@ -511,26 +511,32 @@ def _servers_listening(tree: list[Directive]) -> dict[str, Directive]:
 
 
 def test_nginx_key_set_fetches_go_to_a_host_port_that_exists():
-    """ngx_wasm_module's dispatch_http_call takes host:port, and speaks TLS only for calls
-    that carry `:scheme: https` (jwt-edge's do not): an https key set is fetched through a
-    loopback server of this nginx.conf that forwards with verified TLS."""
+    """ngx_wasm_module's dispatch_http_call takes host:port and speaks TLS when the call
+    carries `:scheme: https`, which jwt-edge takes from the key-set URI
+    (ngx_http_proxy_wasm_dispatch.c at 3bed278). A key set fetched through this nginx.conf's
+    plain-HTTP loopback relay must therefore have an http:// URI (an https one is a TLS
+    handshake against plain HTTP: no keys, 503 for ever, seen on a TLS-built NGINX), and the
+    relay must reach the IdP with verified TLS."""
     tree = _nginx_tree()
     servers = _servers_listening(tree)
+    relayed = 0
     for d in find_directives(tree, "proxy_wasm"):
         for uri, cluster in remote_clusters(json.loads(d.args[1])):
             m = re.fullmatch(r"([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d+)", cluster)
             assert m, f"cluster {cluster!r} is not host:port"
-            if urlsplit(uri).scheme != "https":
+            if m.group(1) not in ("127.0.0.1", "[::1]", "localhost"):
                 continue
-            assert m.group(1) in ("127.0.0.1", "[::1]", "localhost"), \
-                f"{cluster}: an https key set needs the loopback TLS forwarder"
             assert cluster in servers, f"no server listens on {cluster}"
+            assert urlsplit(uri).scheme == "http", \
+                f"{uri}: the loopback relay {cluster} speaks plain HTTP; use an http:// URI"
             forwarder = flatten(servers[cluster].block)
             assert forwarder["proxy_pass"][0].startswith("https://")
             assert forwarder["proxy_ssl_verify"] == ["on"]
             assert forwarder["proxy_ssl_server_name"] == ["on"]
             assert forwarder["proxy_ssl_name"] == [urlsplit(uri).hostname]
             assert forwarder["proxy_ssl_trusted_certificate"]
+            relayed += 1
+    assert relayed, "the example fetches its key set through the loopback relay"
 
 
 def test_nginx_open_endpoint_is_an_exact_location_without_the_filter():
