@@ -19,6 +19,7 @@ pub mod policy;
 pub mod request;
 pub mod revocation;
 pub mod token_cache;
+pub mod trace;
 
 // The signature code lives in src/crypto/ (its README holds the design notes); these are its
 // paths here.
