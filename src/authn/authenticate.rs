@@ -554,21 +554,20 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                     )
                 })
                 .and_then(|()| {
-                    required_claims.iter().try_for_each(|r| {
-                        checked(
-                            rec,
-                            id,
-                            Check::Claim(r),
-                            claims::check_required_claims(c, std::slice::from_ref(r)),
-                        )
-                    })
+                    checked(
+                        rec,
+                        id,
+                        Check::Claims(required_claims),
+                        claims::check_required_claims(c, required_claims),
+                    )
                 })
                 .map_err(|e| Fail::Auth(Some(id), e))
             }
         }
     }
 
-    fn provider_result(&mut self, id: ProviderId) -> &ProviderResult {
+    /// Computes provider `id`'s result unless it already has one (`self.results` then holds it).
+    fn provider_result(&mut self, id: ProviderId) {
         if !self.results.contains_key(&id) {
             let r = self.compute(id);
             let outcome = match &r {
@@ -583,8 +582,6 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             });
             self.results.insert(id, r);
         }
-        // Just inserted when absent; the fallback keeps this panic-free regardless.
-        self.results.get(&id).unwrap_or(&ProviderResult::Missing)
     }
 
     fn compute(&mut self, id: ProviderId) -> ProviderResult {

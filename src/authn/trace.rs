@@ -74,7 +74,8 @@ pub enum Check<'a> {
         own: bool,
     },
     Scopes(&'a [String]),
-    Claim(&'a ClaimRequirement),
+    /// Required claim values; a failure names the claim in its error.
+    Claims(&'a [ClaimRequirement]),
 }
 
 /// A provider's outcome on the request, computed once however many requirements name it.
@@ -99,8 +100,8 @@ pub enum Met<'a> {
     Pending(&'a [JwksId]),
 }
 
-/// One step of a decision.
-#[derive(Debug, Clone, Copy)]
+/// One step of a decision. No `Debug`: some steps hold the token.
+#[derive(Clone, Copy)]
 pub enum Step<'a> {
     /// A CORS preflight, let through without looking for tokens.
     CorsPreflight,

@@ -943,15 +943,26 @@ impl Printer<'_> {
                 };
                 ("scopes", text)
             }
-            (Check::Claim(r), outcome) => {
+            // Printed only when the requirement asks for claims.
+            (Check::Claims([]), Ok(())) => return,
+            (Check::Claims(required), outcome) => {
                 let text = match outcome {
-                    Ok(()) => format!("{} has a required value", quoted(&r.name, 80)),
-                    Err(_) => {
-                        let values: Vec<String> = r.values.iter().map(json_short).collect();
-                        format!("wanted one of [{}]", values.join(", "))
+                    Ok(()) => {
+                        let names: Vec<String> =
+                            required.iter().map(|r| quoted(&r.name, 80)).collect();
+                        format!("{} each have a required value", names.join(", "))
                     }
+                    Err(AuthError::ClaimMismatch(name)) => required
+                        .iter()
+                        .find(|r| r.name == *name)
+                        .map(|r| {
+                            let values: Vec<String> = r.values.iter().map(json_short).collect();
+                            format!("wanted one of [{}]", values.join(", "))
+                        })
+                        .unwrap_or_default(),
+                    Err(_) => String::new(),
                 };
-                ("claim", text)
+                ("claims", text)
             }
         };
         let line = match outcome {
