@@ -20,8 +20,3 @@ pub mod request;
 pub mod revocation;
 pub mod token_cache;
 pub mod trace;
-
-// The signature code lives in src/crypto/ (its README holds the design notes); these are its
-// paths here.
-pub use crate::crypto::verify as crypto;
-pub use crate::crypto::{bigmod, bigmod_f64, fixed_window, p256_field, p256_tables, p384_tables};
