@@ -1054,3 +1054,83 @@ fn explain_checks_a_remote_revocation_list_given_as_a_file() {
         r.stderr
     );
 }
+
+#[test]
+fn explain_prints_the_steps_the_core_took() {
+    let dir = scratch("core-steps");
+    let jwks = fixture("jwks.json");
+    let provider = |extra: Value| {
+        let mut p = json!({
+            "issuer": "https://issuer.test",
+            "audiences": ["api"],
+            "remote_jwks": {"http_uri": {"uri": "https://idp.test/jwks.json", "cluster": "idp"}}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let cfg = json!({
+        "providers": {"a": provider(json!({})), "b": provider(json!({"from_headers": [{"name": "x-b"}]}))},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": [
+            {"provider_name": "a"}, {"allow_missing": {}}]}}}]
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let rsa = fixture("rsa-1.pem");
+    let expired = mint(
+        &rsa,
+        &["--kid", "rsa-1", "--now", "1799900000", "--ttl", "1h"],
+    );
+
+    // allow_missing inside requires_any looks at its siblings' providers only: b's token
+    // (expired) is not looked at, and no token for a lets the request through.
+    let x_b = format!("x-b: {expired}");
+    let r = run(&[
+        "explain",
+        "--config",
+        s(&path),
+        "--jwks",
+        &jwks,
+        "--now",
+        "1800000100",
+        "--header",
+        &x_b,
+    ]);
+    assert_no_secret(&r, &expired);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("\nallow_missing: looks at the tokens of provider \"a\"\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("provider \"b\":"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("decision: ALLOW (allow_missing"),
+        "{}",
+        r.stdout
+    );
+
+    // The expired token in a's place: the steps stop where the filter stops.
+    let r = explain(&path, &expired, Some(&jwks), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let from = r.stdout.find("  [ok]   issuer:").expect("issuer step");
+    let tail: Vec<&str> = r.stdout[from..].lines().take(8).collect();
+    assert_eq!(
+        tail,
+        [
+            "  [ok]   issuer: iss is \"https://issuer.test\"",
+            "  [FAIL] time: token_expired: token is expired (clock skew 60s, exp required)",
+            "  result: token_expired (the filter stops at the first failure)",
+            "requirement provider \"a\": not met: token_expired (provider \"a\")",
+            "allow_missing: looks at the tokens of provider \"a\"",
+            "requirement allow_missing (no token is fine; a token must be valid): not met: token_expired (provider \"a\")",
+            "requirement any of (provider \"a\", allow_missing): not met: token_expired (provider \"a\")",
+            "decision: DENY 401 token_expired",
+        ],
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("signature: verified"), "{}", r.stdout);
+}

@@ -1,4 +1,4 @@
-//! Differential tests of jwt-edge's table-based ES256 verifier (`authn::p256_tables`) against
+//! Differential tests of jwt-edge's table-based ES256 verifier (`crypto::p256_tables`) against
 //! the RustCrypto verifier it replaced (`p256` 0.13), through the harness shared with ES384
 //! (`tests/support/ecdsa.rs`, which describes every test).
 //!

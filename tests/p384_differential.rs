@@ -1,4 +1,4 @@
-//! Differential tests of jwt-edge's table-based ES384 verifier (`authn::p384_tables`) against
+//! Differential tests of jwt-edge's table-based ES384 verifier (`crypto::p384_tables`) against
 //! the RustCrypto verifier it replaced (`p384` 0.13), through the harness shared with ES256
 //! (`tests/support/ecdsa.rs`, which describes every test).
 //!

@@ -1,4 +1,4 @@
-//! Differential tests of jwt-edge's RSA code (`authn::bigmod`, and RS*/PS* in `authn::crypto`)
+//! Differential tests of jwt-edge's RSA code (`crypto::bigmod`, and RS*/PS* in `crypto::verify`)
 //! against the RustCrypto `rsa` 0.9 crate it replaced.
 //!
 //! - `modexp_matches_reference`: RSAVP1 `s^e mod n` compared byte for byte with
@@ -35,9 +35,9 @@ mod support;
 use std::time::Instant;
 
 use jwt_edge::authn::alg::Algorithm;
-use jwt_edge::authn::bigmod::RsaPublic;
-use jwt_edge::authn::bigmod_f64::RsaPublicF64;
-use jwt_edge::authn::crypto::VerifyKey;
+use jwt_edge::crypto::bigmod::RsaPublic;
+use jwt_edge::crypto::bigmod_f64::RsaPublicF64;
+use jwt_edge::crypto::verify::VerifyKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer, Verifier};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};

@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
-use jwt_edge::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
+use jwt_edge::authn::authenticate::{decide, decide_recorded, Decision, KeyLookup, KeyState};
 use jwt_edge::authn::config;
 use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use jwt_edge::authn::policy::{JwksId, Policy};
 use jwt_edge::authn::request::RequestView;
+use jwt_edge::authn::token_cache::TokenCache;
+use jwt_edge::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_800_000_000;
@@ -100,9 +102,220 @@ fn outcome(d: &Decision) -> String {
     }
 }
 
+/// Decides, and checks on the way that recording the decision's steps changes nothing and
+/// ends with the decision itself.
 fn run(p: &Policy, path: &str, extra: &[(&str, &str)], keys: &dyn KeyLookup) -> Decision {
     let h = headers(path, extra);
-    decide(p, &RequestView::new(&h, None), keys, NOW)
+    let req = RequestView::new(&h, None);
+    let d = decide(p, &req, keys, NOW);
+    let mut steps = Steps::default();
+    let recorded = decide_recorded(p, &req, keys, &TokenCache::disabled(), NOW, &mut steps);
+    assert_eq!(recorded, d, "recording changed the decision");
+    assert_eq!(
+        steps.verdict.as_ref(),
+        Some(&d),
+        "the last step is the verdict"
+    );
+    d
+}
+
+/// A recorder that writes each step as a short line (never the token: a found token is
+/// written as its length).
+#[derive(Default)]
+struct Steps {
+    lines: Vec<String>,
+    verdict: Option<Decision>,
+}
+
+impl Recorder for Steps {
+    fn step(&mut self, step: Step<'_>) {
+        let line = match step {
+            Step::CorsPreflight => "cors".to_owned(),
+            Step::Selected(Selection::Rule { index, .. }) => format!("rule {index}"),
+            Step::Selected(Selection::PerRoute { route, .. }) => format!("per_route {route}"),
+            Step::Selected(Selection::NoRule) => "no rule".to_owned(),
+            Step::AllowMissing { providers, .. } => format!("allow_missing {providers:?}"),
+            Step::Token { provider, found } => match found {
+                Ok(Some(f)) => format!("{provider} token {} bytes", f.token.len()),
+                Ok(None) => format!("{provider} no token"),
+                Err(e) => format!("{provider} token {}", e.code()),
+            },
+            Step::CacheHit { provider } => format!("{provider} cache hit"),
+            Step::Parsed { provider, token } => {
+                format!("{provider} parsed {}", token.header().alg)
+            }
+            Step::Keys { provider, .. } => format!("{provider} keys"),
+            Step::Refetch { provider, .. } => format!("{provider} refetch"),
+            Step::KeysTried {
+                provider,
+                candidates,
+                verified_by,
+            } => format!(
+                "{provider} tried {} verified_by {verified_by:?}",
+                candidates.len()
+            ),
+            Step::RevocationList { provider, .. } => format!("{provider} list"),
+            Step::Check {
+                provider,
+                check,
+                outcome,
+            } => {
+                let name = match check {
+                    Check::Parse => "parse",
+                    Check::Alg => "alg",
+                    Check::Issuer => "issuer",
+                    Check::Times => "times",
+                    Check::KeySelection => "key selection",
+                    Check::Signature => "signature",
+                    Check::Subject => "subject",
+                    Check::InlineRevocation => "inline revocation",
+                    Check::RemoteRevocation => "remote revocation",
+                    Check::Audience { .. } => "audience",
+                    Check::Scopes(_) => "scopes",
+                    Check::Claims(_) => "claims",
+                };
+                let result = outcome.map_or_else(|e| e.code(), |()| "ok");
+                format!("{provider} {name} {result}")
+            }
+            Step::Result { provider, outcome } => match outcome {
+                Outcome::Missing => format!("{provider} = missing"),
+                Outcome::Verified => format!("{provider} = verified"),
+                Outcome::Failed(e) => format!("{provider} = {}", e.code()),
+                Outcome::Pending(j) => format!("{provider} = pending {j}"),
+            },
+            Step::Requirement { met, .. } => match met {
+                Met::Yes(ids) => format!("met {ids:?}"),
+                Met::No { error, .. } => format!("not met {}", error.code()),
+                Met::Pending(ids) => format!("pending {ids:?}"),
+            },
+            Step::PresentToken {
+                provider,
+                error,
+                vouched,
+            } => format!("{provider} present {} vouched {vouched}", error.code()),
+            Step::Verdict(d) => {
+                self.verdict = Some(d.clone());
+                format!("verdict {}", outcome(d))
+            }
+        };
+        self.lines.push(line);
+    }
+}
+
+/// The steps `decide_recorded` reports for a request.
+fn recorded(p: &Policy, path: &str, extra: &[(&str, String)]) -> Vec<String> {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let h = headers(path, &extra);
+    let mut steps = Steps::default();
+    decide_recorded(
+        p,
+        &RequestView::new(&h, None),
+        &fixture_keys(),
+        &TokenCache::disabled(),
+        NOW,
+        &mut steps,
+    );
+    steps.lines
+}
+
+#[test]
+fn recorded_steps_are_the_filters_checks_in_its_order() {
+    let p = policy(json!({
+        "providers": {
+            "a": remote_provider(json!({})),
+            "b": remote_provider(json!({"from_headers": [{"name": "x-b"}]}))
+        },
+        "rules": [
+            {"match": {"prefix": "/open"}, "requires": {"requires_any": {"requirements": [
+                {"provider_name": "a"}, {"allow_missing": {}}]}}},
+            {"match": {"prefix": "/"}, "requires": {"provider_name": "a", "scopes": []}}
+        ]
+    }));
+    let bearer = |name: &str| vec![("authorization", format!("Bearer {}", token(name)))];
+    let len = |name: &str| token(name).len();
+    assert_eq!(
+        recorded(&p, "/", &bearer("rs256")),
+        [
+            "rule 1".to_owned(),
+            format!("0 token {} bytes", len("rs256")),
+            "0 parsed RS256".into(),
+            "0 alg ok".into(),
+            "0 issuer ok".into(),
+            "0 times ok".into(),
+            "0 keys".into(),
+            "0 tried 1 verified_by Some(0)".into(),
+            "0 signature ok".into(),
+            "0 subject ok".into(),
+            "0 inline revocation ok".into(),
+            "0 = verified".into(),
+            "0 audience ok".into(),
+            "0 scopes ok".into(),
+            "0 claims ok".into(),
+            "met [0]".into(),
+            "verdict allow".into(),
+        ]
+    );
+    // The filter stops at the first failure: nothing after the time check is reported.
+    assert_eq!(
+        recorded(&p, "/", &bearer("expired")),
+        [
+            "rule 1".to_owned(),
+            format!("0 token {} bytes", len("expired")),
+            "0 parsed RS256".into(),
+            "0 alg ok".into(),
+            "0 issuer ok".into(),
+            "0 times token_expired".into(),
+            "0 = token_expired".into(),
+            "not met token_expired".into(),
+            "verdict 401 token_expired".into(),
+        ]
+    );
+    assert_eq!(
+        recorded(&p, "/", &bearer("forged_kid"))[6..9],
+        [
+            "0 keys".to_owned(),
+            "0 tried 1 verified_by None".into(),
+            "0 signature bad_signature".into(),
+        ]
+    );
+    assert_eq!(
+        recorded(&p, "/", &bearer("unknown_kid"))[6..8],
+        ["0 keys".to_owned(), "0 key selection unknown_kid".into()]
+    );
+    // allow_missing inside requires_any looks at its siblings' providers only (a, not b);
+    // b's token is then not looked at at all.
+    assert_eq!(
+        recorded(&p, "/open", &[("x-b", token("expired"))]),
+        [
+            "rule 0",
+            "0 no token",
+            "0 = missing",
+            "not met token_missing",
+            "allow_missing [0]",
+            "met []",
+            "met []",
+            "verdict allow",
+        ]
+    );
+    // Once the requirement passed, a present token that did not verify refuses the request.
+    let mut with_bad_b = bearer("rs256");
+    with_bad_b.push(("x-b", token("expired")));
+    let p_all = policy(json!({
+        "providers": {
+            "a": remote_provider(json!({})),
+            "b": remote_provider(json!({"from_headers": [{"name": "x-b"}]}))
+        },
+        "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": [
+            {"provider_name": "a"}, {"provider_name": "b"}]}}}]
+    }));
+    let lines = recorded(&p_all, "/", &with_bad_b);
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "1 present token_expired vouched false",
+            "verdict 401 token_expired"
+        ]
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! [`decide`] is the core's one entry point for a request. It needs the compiled policy, the
 //! request, a view of the key sets, and `now`; it returns a [`Decision`] that the adapter
 //! carries out. It never blocks: when a key set is still being fetched it says so
-//! ([`Decision::WaitForKeys`]) and the adapter asks again later.
+//! ([`Decision::WaitForKeys`]) and the adapter asks again later. [`decide_recorded`] is the
+//! same decision reporting its steps to a [`Recorder`] (`jwt-edge explain` prints them).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -19,6 +20,7 @@ use crate::authn::policy::{
 };
 use crate::authn::request::RequestView;
 use crate::authn::token_cache::TokenCache;
+use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
 
 /// Longest realm echoed in `WWW-Authenticate` (jwt_authn's limit).
 pub const MAX_REALM_LEN: usize = 256;
@@ -142,13 +144,41 @@ pub fn decide_cached(
     cache: &TokenCache,
     now: u64,
 ) -> Decision {
+    decide_recorded(policy, req, keys, cache, now, &mut ())
+}
+
+/// [`decide_cached`], reporting each step it takes to `rec`.
+pub fn decide_recorded<R: Recorder>(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    keys: &dyn KeyLookup,
+    cache: &TokenCache,
+    now: u64,
+    rec: &mut R,
+) -> Decision {
+    let decision = decide_steps(policy, req, keys, cache, now, rec);
+    rec.step(Step::Verdict(&decision));
+    decision
+}
+
+fn decide_steps<R: Recorder>(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    keys: &dyn KeyLookup,
+    cache: &TokenCache,
+    now: u64,
+    rec: &mut R,
+) -> Decision {
     if policy.bypass_cors_preflight && req.is_cors_preflight() {
+        rec.step(Step::CorsPreflight);
         return Decision::Allow(Allow {
             reason: AllowReason::CorsPreflight,
             ..Allow::default()
         });
     }
-    let Some(requirement) = requirement_for(policy, req) else {
+    let selection = select_requirement(policy, req);
+    rec.step(Step::Selected(selection));
+    let Some(requirement) = selection.requirement() else {
         return Decision::Allow(Allow {
             reason: AllowReason::NoRequirement,
             ..Allow::default()
@@ -161,6 +191,7 @@ pub fn decide_cached(
         cache,
         now,
         results: BTreeMap::new(),
+        rec,
     };
     let scope = Scope::of(requirement, policy.providers.len());
     match eval
@@ -250,17 +281,45 @@ fn allow_missing_scope(siblings: Option<&[ProviderId]>, n: usize) -> Vec<Provide
 
 /// The requirement for a request: `per_route` by route name first, then the first rule.
 pub fn requirement_for<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Option<&'p Requirement> {
-    if let Some(over) = req.route_name().and_then(|r| policy.per_route.get(r)) {
-        return match over {
+    select_requirement(policy, req).requirement()
+}
+
+/// Which requirement applies to a request, and where it comes from.
+pub fn select_requirement<'p>(policy: &'p Policy, req: &RequestView<'_>) -> Selection<'p> {
+    if let Some((route, over)) = req
+        .route_name()
+        .and_then(|r| policy.per_route.get_key_value(r))
+    {
+        let requirement = match over {
             RouteOverride::Disabled => None,
             RouteOverride::Require(r) => Some(r),
         };
+        return Selection::PerRoute { route, requirement };
     }
-    policy
+    match policy
         .rules
         .iter()
-        .find(|rule| rule.matcher.matches(req))
-        .and_then(|rule| rule.requires.as_ref())
+        .enumerate()
+        .find(|(_, rule)| rule.matcher.matches(req))
+    {
+        Some((index, rule)) => Selection::Rule {
+            index,
+            requirement: rule.requires.as_ref(),
+        },
+        None => Selection::NoRule,
+    }
+}
+
+impl<'a> Selection<'a> {
+    /// The requirement selected, if any.
+    pub fn requirement(self) -> Option<&'a Requirement> {
+        match self {
+            Selection::PerRoute { requirement, .. } | Selection::Rule { requirement, .. } => {
+                requirement
+            }
+            Selection::NoRule => None,
+        }
+    }
 }
 
 /// A requirement that passed, through these providers' tokens: the only ones whose identity
@@ -296,19 +355,57 @@ struct Facts {
     sub: Option<String>,
 }
 
-struct Evaluation<'a, 'r> {
+struct Evaluation<'a, 'r, R> {
     policy: &'a Policy,
     req: &'a RequestView<'r>,
     keys: &'a dyn KeyLookup,
     cache: &'a TokenCache,
     now: u64,
     results: BTreeMap<ProviderId, ProviderResult>,
+    rec: &'a mut R,
 }
 
-impl Evaluation<'_, '_> {
+/// Reports check `check` of provider `id` and hands its result back.
+#[inline(always)]
+fn checked<R: Recorder>(
+    rec: &mut R,
+    provider: ProviderId,
+    check: Check<'_>,
+    result: Result<(), AuthError>,
+) -> Result<(), AuthError> {
+    rec.step(Step::Check {
+        provider,
+        check,
+        outcome: result.as_ref().map(|_| ()),
+    });
+    result
+}
+
+impl<R: Recorder> Evaluation<'_, '_, R> {
     /// Whether the request meets `r`, and through which providers' tokens. `siblings` are
     /// the providers named next to `r` when `r` is a child of a `requires_any`.
     fn check(&mut self, r: &Requirement, siblings: Option<&[ProviderId]>) -> Result<Passed, Fail> {
+        let result = self.check_node(r, siblings);
+        let met = match &result {
+            Ok(passed) => Met::Yes(&passed.providers),
+            Err(Fail::Pending(ids)) => Met::Pending(ids),
+            Err(Fail::Auth(provider, error)) => Met::No {
+                provider: *provider,
+                error,
+            },
+        };
+        self.rec.step(Step::Requirement {
+            requirement: r,
+            met,
+        });
+        result
+    }
+
+    fn check_node(
+        &mut self,
+        r: &Requirement,
+        siblings: Option<&[ProviderId]>,
+    ) -> Result<Passed, Fail> {
         match r {
             Requirement::Provider {
                 provider,
@@ -363,20 +460,32 @@ impl Evaluation<'_, '_> {
                 let mut pending = Vec::new();
                 let mut failure = None;
                 let mut passed = Passed::default();
-                for id in allow_missing_scope(siblings, self.policy.providers.len()) {
+                let ids = allow_missing_scope(siblings, self.policy.providers.len());
+                self.rec.step(Step::AllowMissing {
+                    or_failed,
+                    providers: &ids,
+                });
+                for id in ids {
                     let audiences = self
                         .policy
                         .providers
                         .get(id)
                         .map(|p| p.audiences.as_slice())
                         .unwrap_or(&[]);
+                    self.provider_result(id);
                     // A token counts only if it is valid for the provider as configured,
                     // its audiences included (jwt_authn does the same).
-                    let outcome = match self.provider_result(id) {
+                    let outcome = match self.results.get(&id).unwrap_or(&ProviderResult::Missing) {
                         ProviderResult::Missing => continue,
-                        ProviderResult::Verified { token, .. } => {
-                            claims::check_audience(token.claims(), audiences)
-                        }
+                        ProviderResult::Verified { token, .. } => checked(
+                            self.rec,
+                            id,
+                            Check::Audience {
+                                audiences,
+                                own: true,
+                            },
+                            claims::check_audience(token.claims(), audiences),
+                        ),
                         ProviderResult::Pending(j) => {
                             pending.push(*j);
                             continue;
@@ -420,45 +529,85 @@ impl Evaluation<'_, '_> {
             .get(id)
             .map(|p| p.audiences.as_slice())
             .unwrap_or(&[]);
+        let own = audiences.is_none();
         let audiences = audiences.unwrap_or(provider_audiences);
-        match self.provider_result(id) {
+        self.provider_result(id);
+        let rec = &mut *self.rec;
+        match self.results.get(&id).unwrap_or(&ProviderResult::Missing) {
             ProviderResult::Missing => Err(Fail::Auth(Some(id), AuthError::TokenMissing)),
             ProviderResult::Pending(j) => Err(Fail::Pending(vec![*j])),
             ProviderResult::Failed(e, ..) => Err(Fail::Auth(Some(id), e.clone())),
             ProviderResult::Verified { token, .. } => {
-                claims::check_audience(token.claims(), audiences)
-                    .and_then(|()| claims::check_scopes(token.claims(), scopes))
-                    .and_then(|()| claims::check_required_claims(token.claims(), required_claims))
-                    .map_err(|e| Fail::Auth(Some(id), e))
+                let c = token.claims();
+                checked(
+                    rec,
+                    id,
+                    Check::Audience { audiences, own },
+                    claims::check_audience(c, audiences),
+                )
+                .and_then(|()| {
+                    checked(
+                        rec,
+                        id,
+                        Check::Scopes(scopes),
+                        claims::check_scopes(c, scopes),
+                    )
+                })
+                .and_then(|()| {
+                    checked(
+                        rec,
+                        id,
+                        Check::Claims(required_claims),
+                        claims::check_required_claims(c, required_claims),
+                    )
+                })
+                .map_err(|e| Fail::Auth(Some(id), e))
             }
         }
     }
 
-    fn provider_result(&mut self, id: ProviderId) -> &ProviderResult {
+    /// Computes provider `id`'s result unless it already has one (`self.results` then holds it).
+    fn provider_result(&mut self, id: ProviderId) {
         if !self.results.contains_key(&id) {
             let r = self.compute(id);
+            let outcome = match &r {
+                ProviderResult::Missing => Outcome::Missing,
+                ProviderResult::Verified { .. } => Outcome::Verified,
+                ProviderResult::Failed(e, ..) => Outcome::Failed(e),
+                ProviderResult::Pending(j) => Outcome::Pending(*j),
+            };
+            self.rec.step(Step::Result {
+                provider: id,
+                outcome,
+            });
             self.results.insert(id, r);
         }
-        // Just inserted when absent; the fallback keeps this panic-free regardless.
-        self.results.get(&id).unwrap_or(&ProviderResult::Missing)
     }
 
-    fn compute(&self, id: ProviderId) -> ProviderResult {
-        let Some(p) = self.policy.providers.get(id) else {
+    fn compute(&mut self, id: ProviderId) -> ProviderResult {
+        let policy = self.policy;
+        let lookup = self.keys;
+        let Some(p) = policy.providers.get(id) else {
             return ProviderResult::Missing;
         };
-        let found = match extract(self.req, p) {
+        let found = extract(self.req, p);
+        self.rec.step(Step::Token {
+            provider: id,
+            found: found.as_ref().map(Option::as_ref),
+        });
+        let found = match found {
             Ok(Some(f)) => f,
             Ok(None) => return ProviderResult::Missing,
             Err(e) => return ProviderResult::Failed(e, Facts::default(), None),
         };
         // A cached token is only as good as the keys that verified it: when they are no longer
         // usable (too stale, or still loading), the cache is not consulted.
-        let keys_ready = matches!(self.keys.keys(p.jwks), KeyState::Ready(_));
+        let keys_ready = matches!(lookup.keys(p.jwks), KeyState::Ready(_));
         if let Some(hit) = keys_ready
             .then(|| self.cache.get(id, &found.token))
             .flatten()
         {
+            self.rec.step(Step::CacheHit { provider: id });
             // Same bytes, verified before under the current keys: only the claims, which
             // depend on `now`, are checked again.
             let claims = hit.claims();
@@ -467,61 +616,140 @@ impl Evaluation<'_, '_> {
                 iss: string_claim(claims, "iss"),
                 sub: string_claim(claims, "sub"),
             };
-            if let Err(e) = claims::check_issuer(claims, p)
-                .and_then(|()| claims::check_times(claims, p, self.now))
-                .and_then(|()| claims::check_subject(claims, p))
+            let rec = &mut *self.rec;
+            if let Err(e) = checked(rec, id, Check::Issuer, claims::check_issuer(claims, p))
+                .and_then(|()| {
+                    checked(
+                        rec,
+                        id,
+                        Check::Times,
+                        claims::check_times(claims, p, self.now),
+                    )
+                })
+                .and_then(|()| checked(rec, id, Check::Subject, claims::check_subject(claims, p)))
             {
                 return ProviderResult::Failed(e, facts, Some(found.token));
             }
-            if let Some(refused) = self.check_revoked(claims, p, &facts, &found.token) {
+            if let Some(refused) = self.check_revoked(id, claims, p, &facts, &found.token) {
                 return refused;
             }
             return ProviderResult::Verified { token: hit, found };
         }
         let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
             Ok(t) => t,
-            Err(e) => return ProviderResult::Failed(e, Facts::default(), Some(found.token)),
+            Err(e) => {
+                self.rec.step(Step::Check {
+                    provider: id,
+                    check: Check::Parse,
+                    outcome: Err(&e),
+                });
+                return ProviderResult::Failed(e, Facts::default(), Some(found.token));
+            }
         };
+        self.rec.step(Step::Parsed {
+            provider: id,
+            token: &token,
+        });
         let facts = Facts {
             kid: token.header().kid.clone(),
             iss: string_claim(token.unverified_claims(), "iss"),
             sub: string_claim(token.unverified_claims(), "sub"),
         };
         let fail = |e| ProviderResult::Failed(e, facts.clone(), Some(found.token.clone()));
+        let rec = &mut *self.rec;
         // Cheap checks first: a token refused here costs no signature verification.
-        if let Err(e) = token.allowed_alg(&p.algorithms) {
+        let alg = match token.allowed_alg(&p.algorithms) {
+            Ok(alg) => alg,
+            Err(e) => {
+                rec.step(Step::Check {
+                    provider: id,
+                    check: Check::Alg,
+                    outcome: Err(&e),
+                });
+                return fail(e);
+            }
+        };
+        rec.step(Step::Check {
+            provider: id,
+            check: Check::Alg,
+            outcome: Ok(()),
+        });
+        let unverified = token.unverified_claims();
+        if let Err(e) = checked(rec, id, Check::Issuer, claims::check_issuer(unverified, p)) {
             return fail(e);
         }
-        if let Err(e) = claims::check_issuer(token.unverified_claims(), p) {
+        if let Err(e) = checked(
+            rec,
+            id,
+            Check::Times,
+            claims::check_times(unverified, p, self.now),
+        ) {
             return fail(e);
         }
-        if let Err(e) = claims::check_times(token.unverified_claims(), p, self.now) {
-            return fail(e);
-        }
-        let keys = match self.keys.keys(p.jwks) {
+        let state = lookup.keys(p.jwks);
+        rec.step(Step::Keys {
+            provider: id,
+            jwks: p.jwks,
+            state,
+        });
+        let keys = match state {
             KeyState::Ready(keys) => keys,
             KeyState::Pending => return ProviderResult::Pending(p.jwks),
             KeyState::Unavailable => return fail(AuthError::JwksUnavailable),
         };
-        if let (Some(kid), Ok(alg)) = (&token.header().kid, token.allowed_alg(&p.algorithms)) {
+        if let Some(kid) = &token.header().kid {
             if matches!(keys.select(Some(kid), alg), Err(AuthError::UnknownKid(_)))
-                && self.keys.may_refetch(p.jwks)
+                && lookup.may_refetch(p.jwks)
             {
+                rec.step(Step::Refetch {
+                    provider: id,
+                    jwks: p.jwks,
+                });
                 return ProviderResult::Pending(p.jwks);
             }
         }
-        let verified = match token.verify(keys, &p.algorithms) {
-            Ok(v) => v,
-            Err(e) => return fail(e),
+        let verified = token.verify_seen(keys, &p.algorithms, |candidates, verified_by| {
+            rec.step(Step::KeysTried {
+                provider: id,
+                candidates,
+                verified_by,
+            })
+        });
+        let verified = match verified {
+            Ok(v) => {
+                rec.step(Step::Check {
+                    provider: id,
+                    check: Check::Signature,
+                    outcome: Ok(()),
+                });
+                v
+            }
+            Err(e) => {
+                let check = match e {
+                    AuthError::BadSignature => Check::Signature,
+                    _ => Check::KeySelection,
+                };
+                rec.step(Step::Check {
+                    provider: id,
+                    check,
+                    outcome: Err(&e),
+                });
+                return fail(e);
+            }
         };
-        if let Err(e) = claims::check_subject(verified.claims(), p) {
+        if let Err(e) = checked(
+            rec,
+            id,
+            Check::Subject,
+            claims::check_subject(verified.claims(), p),
+        ) {
             return fail(e);
         }
         // Cached before the deny-lists are consulted: they are consulted on every hit too,
         // and a request waiting for a revocation list needs no second verification.
         self.cache.put(id, &found.token, &verified);
         let verified = Rc::new(verified);
-        if let Some(refused) = self.check_revoked(verified.claims(), p, &facts, &found.token) {
+        if let Some(refused) = self.check_revoked(id, verified.claims(), p, &facts, &found.token) {
             return refused;
         }
         ProviderResult::Verified {
@@ -533,24 +761,38 @@ impl Evaluation<'_, '_> {
     /// The deny-lists' verdict on a verified token: the inline list, then the remote one
     /// (waited for when still loading; fail closed when unavailable). `None` lets it pass.
     fn check_revoked(
-        &self,
+        &mut self,
+        id: ProviderId,
         claims: &serde_json::Map<String, serde_json::Value>,
         p: &Provider,
         facts: &Facts,
         token: &str,
     ) -> Option<ProviderResult> {
         let failed = |e| ProviderResult::Failed(e, facts.clone(), Some(token.to_owned()));
-        let revoked = || failed(AuthError::TokenRevoked);
-        if p.revoked.revokes(claims) {
-            return Some(revoked());
+        let revoked = |revokes: bool| match revokes {
+            true => Err(AuthError::TokenRevoked),
+            false => Ok(()),
+        };
+        let inline = revoked(p.revoked.revokes(claims));
+        if let Err(e) = checked(self.rec, id, Check::InlineRevocation, inline) {
+            return Some(failed(e));
         }
         let list = p.revocation_list?;
-        match self.keys.revocation_list(list) {
-            ListState::Ready(r) if r.revokes(claims) => Some(revoked()),
-            ListState::Ready(_) => None,
-            ListState::Pending => Some(ProviderResult::Pending(list)),
-            ListState::Unavailable => Some(failed(AuthError::RevocationUnavailable)),
-        }
+        let lookup = self.keys;
+        let state = lookup.revocation_list(list);
+        self.rec.step(Step::RevocationList {
+            provider: id,
+            list,
+            state,
+        });
+        let remote = match state {
+            ListState::Ready(r) => revoked(r.revokes(claims)),
+            ListState::Pending => return Some(ProviderResult::Pending(list)),
+            ListState::Unavailable => Err(AuthError::RevocationUnavailable),
+        };
+        checked(self.rec, id, Check::RemoteRevocation, remote)
+            .err()
+            .map(failed)
     }
 
     /// A token that is present must be valid: once the requirement passed, every provider
@@ -576,6 +818,11 @@ impl Evaluation<'_, '_> {
                 ProviderResult::Pending(j) => pending.push(*j),
                 ProviderResult::Failed(e, _, token) => {
                     let vouched = token.as_deref().is_some_and(|t| self.verified_elsewhere(t));
+                    self.rec.step(Step::PresentToken {
+                        provider: id,
+                        error: e,
+                        vouched,
+                    });
                     if !vouched && failure.as_ref().is_none_or(|(_, b)| rank(e) > rank(b)) {
                         failure = Some((id, e.clone()));
                     }

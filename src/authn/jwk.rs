@@ -35,8 +35,8 @@ use serde_json::Value;
 
 use crate::authn::alg::{Algorithm, KeyFamily};
 use crate::authn::b64;
-use crate::authn::crypto::VerifyKey;
 use crate::authn::error::AuthError;
+use crate::crypto::verify::VerifyKey;
 
 /// Largest key-set document accepted, checked before parsing. Real sets are a few KiB (the
 /// largest in our corpus, Microsoft Entra with nine certificates, is 15 KB); the cap bounds

@@ -12,7 +12,7 @@ use crate::authn::alg::Algorithm;
 use crate::authn::b64;
 use crate::authn::error::AuthError;
 use crate::authn::json::{parse_object, StrictJsonError};
-use crate::authn::jwk::KeySet;
+use crate::authn::jwk::{Jwk, KeySet};
 
 /// The JOSE header members jwt-edge reads. Other members are ignored; `jwk`, `jku`, `x5u`
 /// and `x5c` in particular are never used to find a key.
@@ -101,13 +101,26 @@ impl<'a> UntrustedToken<'a> {
     /// Checks `alg` against `allowed`, selects keys by `kid`/`alg`, and verifies the
     /// signature over the exact received bytes.
     pub fn verify(self, keys: &KeySet, allowed: &[Algorithm]) -> Result<VerifiedToken, AuthError> {
+        self.verify_seen(keys, allowed, |_, _| {})
+    }
+
+    /// [`verify`](Self::verify), telling `seen` which keys were selected and the index of the
+    /// one that verified (if any). With an empty `seen` this is `verify`.
+    #[inline]
+    pub fn verify_seen(
+        self,
+        keys: &KeySet,
+        allowed: &[Algorithm],
+        seen: impl FnOnce(&[&Jwk], Option<usize>),
+    ) -> Result<VerifiedToken, AuthError> {
         let alg = self.allowed_alg(allowed)?;
         let candidates = keys.select(self.header.kid.as_deref(), alg)?;
-        let ok = candidates.iter().any(|key| {
+        let verified_by = candidates.iter().position(|key| {
             key.verify(alg, self.signing_input.as_bytes(), &self.signature)
                 .is_ok()
         });
-        if !ok {
+        seen(&candidates, verified_by);
+        if verified_by.is_none() {
             return Err(AuthError::BadSignature);
         }
         Ok(VerifiedToken {

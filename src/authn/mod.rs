@@ -19,8 +19,4 @@ pub mod policy;
 pub mod request;
 pub mod revocation;
 pub mod token_cache;
-
-// The signature code lives in src/crypto/ (its README holds the design notes); these are its
-// paths here.
-pub use crate::crypto::verify as crypto;
-pub use crate::crypto::{bigmod, bigmod_f64, fixed_window, p256_field, p256_tables, p384_tables};
+pub mod trace;

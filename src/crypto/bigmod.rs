@@ -30,7 +30,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::authn::bigmod_f64::{self, RsaPublicF64};
+use crate::crypto::bigmod_f64::{self, RsaPublicF64};
 
 /// Bits per limb.
 pub const LIMB_BITS: u32 = 28;

@@ -52,7 +52,7 @@
 use std::cmp::Ordering;
 use std::sync::OnceLock;
 
-use crate::authn::bigmod::{ModulusError, RsaPublic};
+use crate::crypto::bigmod::{ModulusError, RsaPublic};
 
 /// Bits per limb.
 pub const LIMB_BITS: u32 = 52;
@@ -790,7 +790,7 @@ mod tests {
     /// untested there.
     #[test]
     fn keys_get_the_expected_arithmetic() {
-        use crate::authn::bigmod::Arithmetic;
+        use crate::crypto::bigmod::Arithmetic;
         let key = RsaPublic::new(&[0x01, 0x01], 3).unwrap();
         if cfg!(all(target_arch = "wasm32", feature = "rsa-fma")) {
             assert!(fused(), "relaxed_madd is not fused on this host");

@@ -1,5 +1,5 @@
-//! What the ECDSA table verifiers ([`p256_tables`](crate::authn::p256_tables),
-//! [`p384_tables`](crate::authn::p384_tables)) share, whatever the curve: the layout of a
+//! What the ECDSA table verifiers ([`p256_tables`](crate::crypto::p256_tables),
+//! [`p384_tables`](crate::crypto::p384_tables)) share, whatever the curve: the layout of a
 //! signed fixed-window table, reading a scalar's digits, ecdsa's `bits2field`, and the per-VM
 //! budget that bounds the memory key tables take.
 //!

@@ -1,7 +1,6 @@
 //! Signature verification ([`verify`]) and the arithmetic under it. Everything here handles
 //! public data only and is variable-time on purpose; `README.md` in this folder says why that
-//! is safe and how each part is cross-checked. The modules are re-exported under
-//! [`crate::authn`], whose paths the rest of the code uses.
+//! is safe and how each part is cross-checked.
 
 pub mod bigmod;
 pub mod bigmod_f64;

@@ -1,7 +1,7 @@
 //! Arithmetic modulo the P-256 field prime p = 2^256 − 2^224 + 2^192 + 2^96 − 1, for ES256
-//! verification in wasm ([`p256_tables`](crate::authn::p256_tables)).
+//! verification in wasm ([`p256_tables`](crate::crypto::p256_tables)).
 //!
-//! Design (the same reasoning and measurements as [`bigmod`](crate::authn::bigmod)):
+//! Design (the same reasoning and measurements as [`bigmod`](crate::crypto::bigmod)):
 //! - wasm has no 64×64→128-bit multiply, so p256's 64-bit fiat-crypto code pays for an
 //!   emulated one on every limb product. Here an element is 9 limbs of 29 bits held in `u32`
 //!   (261 bits): a limb product is below 2^58, so a `u64` column sums all 9 products of a

@@ -1,6 +1,6 @@
 //! Fast ES256 verification: ECDSA P-256 as one fixed-window multi-scalar multiplication
 //! u1·G + u2·Q over precomputed affine tables, on our own field arithmetic
-//! ([`p256_field`](crate::authn::p256_field)) and non-complete point formulas.
+//! ([`p256_field`](crate::crypto::p256_field)) and non-complete point formulas.
 //!
 //! `p256::ecdsa::VerifyingKey::verify_prehash` (0.13) runs two separate constant-time 4-bit
 //! window scalar multiplications for every token: ~510 doublings, ~160 additions and a
@@ -56,8 +56,8 @@ use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
 
 use sha2::{Digest, Sha256};
 
-use crate::authn::fixed_window::{self, Reservation, TableBudget};
-use crate::authn::p256_field::Fe;
+use crate::crypto::fixed_window::{self, Reservation, TableBudget};
+use crate::crypto::p256_field::Fe;
 
 /// Window of G's table: 32 rows of 128 points and one of 1, ~288 KiB, once per VM.
 pub const G_WINDOW: u32 = 8;
@@ -207,13 +207,13 @@ fn le_limbs(scalar: &Scalar) -> [u64; 4] {
     fixed_window::le_limbs(&scalar.to_bytes())
 }
 
-/// P-256 points on our own field arithmetic ([`p256_field`](crate::authn::p256_field)):
+/// P-256 points on our own field arithmetic ([`p256_field`](crate::crypto::p256_field)):
 /// Jacobian points as accumulators, affine points as table entries. p256 0.13 keeps its
 /// coordinates private, has no batch normalisation and uses complete formulas on 64-bit
 /// fiat-crypto limbs, all slow in wasm; here the formulas are the cheaper non-complete ones,
 /// with every exceptional case (identity, P + P, P + (−P)) handled by an explicit branch.
 mod curve {
-    use crate::authn::p256_field::Fe;
+    use crate::crypto::p256_field::Fe;
     use p256::elliptic_curve::sec1::ToEncodedPoint;
 
     /// The curve's b, big-endian (y² = x³ − 3x + b).

@@ -45,7 +45,7 @@ use p384::elliptic_curve::point::AffineCoordinates;
 use p384::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U384};
 use sha2::{Digest, Sha384};
 
-use crate::authn::fixed_window::{self, Reservation, TableBudget};
+use crate::crypto::fixed_window::{self, Reservation, TableBudget};
 
 /// Window of G's table: 7 bits, 55 rows of up to 64 points, 352,000 bytes on wasm32, built
 /// once per VM in ~61 ms (wasm32, Node's V8) when the first P-384 key loads.

@@ -8,7 +8,7 @@
 //! Each check from RFC 7518 and the Wycheproof findings is made here, before or instead of
 //! trusting a library default:
 //! - RS*/PS*: the signature is exactly as long as the modulus (RFC 8017 §8.2.2 step 1) and
-//!   below it; `s^e mod n` is our own Montgomery code ([`bigmod`](crate::authn::bigmod), ~6x
+//!   below it; `s^e mod n` is our own Montgomery code ([`bigmod`](crate::crypto::bigmod), ~6x
 //!   faster than `rsa` 0.9 in V8), prepared once per key. RS* then compares the whole result
 //!   with the one valid EMSA-PKCS1-v1_5 block for the hash (RFC 8017 §8.2.2 steps 3-4: encode
 //!   and compare, never parse the decrypted block), so there is no padding to be lenient about
@@ -21,11 +21,11 @@
 //!   is refused by its length; r and s must be in [1, n-1] (no "psychic signatures",
 //!   CVE-2022-21449); high-S is valid, as in JWS. The public point is checked on the curve and
 //!   not the identity when the key is loaded. ES256 runs on per-key precomputed tables and our
-//!   own field arithmetic ([`p256_tables`](crate::authn::p256_tables),
-//!   [`p256_field`](crate::authn::p256_field): ~40-60 µs in Envoy's V8, ~20x p256 0.13's
+//!   own field arithmetic ([`p256_tables`](crate::crypto::p256_tables),
+//!   [`p256_field`](crate::crypto::p256_field): ~40-60 µs in Envoy's V8, ~20x p256 0.13's
 //!   `verify_prehash`, with the same checks and answers: tests/p256_differential.rs). ES384
 //!   runs on per-key precomputed tables over p384 0.13's own point arithmetic
-//!   ([`p384_tables`](crate::authn::p384_tables): ~650 µs in Envoy's V8 against ~4 ms for
+//!   ([`p384_tables`](crate::crypto::p384_tables): ~650 µs in Envoy's V8 against ~4 ms for
 //!   p384 0.13's `verify_prehash`, with the same checks and answers:
 //!   tests/p384_differential.rs).
 //! - EdDSA (Ed25519 only): 64-byte signature, S < L (RFC 8032 §5.1.7), and `verify_strict`,
@@ -42,7 +42,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::authn::alg::{Algorithm, KeyFamily};
-use crate::authn::bigmod::RsaPublic;
+use crate::crypto::bigmod::RsaPublic;
 
 /// Smallest RSA modulus accepted (RFC 7518 §3.3: "2048 bits or larger MUST be used").
 pub const MIN_RSA_BITS: usize = 2048;
@@ -75,8 +75,8 @@ pub struct SignatureError;
 #[derive(Clone)]
 pub enum VerifyKey {
     Rsa(Box<RsaKey>),
-    EcP256(crate::authn::p256_tables::P256VerifyKey),
-    EcP384(crate::authn::p384_tables::P384VerifyKey),
+    EcP256(crate::crypto::p256_tables::P256VerifyKey),
+    EcP384(crate::crypto::p384_tables::P384VerifyKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Box<HmacKey>),
 }
@@ -134,20 +134,20 @@ impl VerifyKey {
     }
 
     /// A P-256 key from the affine coordinates (JWK `x`, `y`, each exactly 32 bytes), with its
-    /// verification table precomputed (~96 KiB, see [`p256_tables`](crate::authn::p256_tables)).
+    /// verification table precomputed (~96 KiB, see [`p256_tables`](crate::crypto::p256_tables)).
     pub fn ec_p256(x: &[u8], y: &[u8]) -> Result<VerifyKey, KeyError> {
         let point = sec1_uncompressed(x, y, 32, "P-256")?;
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(|key| VerifyKey::EcP256(crate::authn::p256_tables::P256VerifyKey::new(&key)))
+            .map(|key| VerifyKey::EcP256(crate::crypto::p256_tables::P256VerifyKey::new(&key)))
             .map_err(|_| KeyError("EC point is not on the curve P-256".into()))
     }
 
     /// A P-384 key from the affine coordinates (JWK `x`, `y`, each exactly 48 bytes), with its
-    /// verification table precomputed (~200 KiB, see [`p384_tables`](crate::authn::p384_tables)).
+    /// verification table precomputed (~200 KiB, see [`p384_tables`](crate::crypto::p384_tables)).
     pub fn ec_p384(x: &[u8], y: &[u8]) -> Result<VerifyKey, KeyError> {
         let point = sec1_uncompressed(x, y, 48, "P-384")?;
         p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(|key| VerifyKey::EcP384(crate::authn::p384_tables::P384VerifyKey::new(&key)))
+            .map(|key| VerifyKey::EcP384(crate::crypto::p384_tables::P384VerifyKey::new(&key)))
             .map_err(|_| KeyError("EC point is not on the curve P-384".into()))
     }
 

@@ -285,7 +285,7 @@ impl RootContext for Root {
                 self.state = Some(Rc::new(RefCell::new(state)));
                 // The first call runs the FMA probe and known-answer test (~1 ms, once per
                 // VM), so keys loaded later never wait for it.
-                let rsa = crate::authn::bigmod::Arithmetic::current().describe();
+                let rsa = crate::crypto::bigmod::Arithmetic::current().describe();
                 log::info!(
                     "jwt-edge configured: {providers} providers, {rules} rules; RSA arithmetic: {rsa}"
                 );

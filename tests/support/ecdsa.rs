@@ -1,5 +1,5 @@
 //! One differential-test harness for jwt-edge's table-based ECDSA verifiers
-//! (`authn::p256_tables`, `authn::p384_tables`) against the RustCrypto verifiers they replaced
+//! (`crypto::p256_tables`, `crypto::p384_tables`) against the RustCrypto verifiers they replaced
 //! (`p256`/`p384` 0.13 `VerifyingKey::verify_prehash` and `Verifier::verify`), written once and
 //! generic over the curve ([`Curve`]; `tests/p256_differential.rs` and
 //! `tests/p384_differential.rs` implement it with [`ecdsa_curve!`] and run the tests below).
@@ -33,7 +33,7 @@
 use std::time::Instant;
 
 use jwt_edge::authn::alg::Algorithm;
-use jwt_edge::authn::crypto::VerifyKey;
+use jwt_edge::crypto::verify::VerifyKey;
 use p256::elliptic_curve::ff::{Field, PrimeField};
 
 use super::{env_number, TestRng};
@@ -108,7 +108,7 @@ macro_rules! ecdsa_curve {
             type SigningKey = $krate::ecdsa::SigningKey;
             type VerifyingKey = $krate::ecdsa::VerifyingKey;
             type Signature = $krate::ecdsa::Signature;
-            type Ours = jwt_edge::authn::$tables::$ours;
+            type Ours = jwt_edge::crypto::$tables::$ours;
             type Scalar = $krate::Scalar;
 
             fn signing_key(secret: &[u8]) -> Option<Self::SigningKey> {
@@ -120,7 +120,7 @@ macro_rules! ecdsa_curve {
             }
 
             fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
-                jwt_edge::authn::$tables::$ours::new(vk)
+                jwt_edge::crypto::$tables::$ours::new(vk)
             }
 
             fn key_table_bytes(ours: &Self::Ours) -> Option<usize> {
@@ -128,7 +128,7 @@ macro_rules! ecdsa_curve {
             }
 
             fn generator_table_bytes() -> usize {
-                jwt_edge::authn::$tables::generator_table().unwrap().heap_bytes()
+                jwt_edge::crypto::$tables::generator_table().unwrap().heap_bytes()
             }
 
             fn sign_prehash(sk: &Self::SigningKey, z: &[u8]) -> Vec<u8> {
@@ -169,9 +169,9 @@ macro_rules! ecdsa_curve {
                 vk.verify(message, sig).is_ok()
             }
 
-            fn token_key(vk: &Self::VerifyingKey) -> jwt_edge::authn::crypto::VerifyKey {
+            fn token_key(vk: &Self::VerifyingKey) -> jwt_edge::crypto::verify::VerifyKey {
                 let point = vk.to_encoded_point(false);
-                jwt_edge::authn::crypto::VerifyKey::$token_key(
+                jwt_edge::crypto::verify::VerifyKey::$token_key(
                     point.x().unwrap(),
                     point.y().unwrap(),
                 )

@@ -181,14 +181,14 @@ fn rsa_fixture_key() -> Result<(Vec<u8>, u64), String> {
 }
 
 /// RSAVP1 alone (`s^e mod n`, the modular exponentiation inside RS256/PS256 verification) on
-/// the RS256 fixture's key and signature, on each arithmetic of `jwt_edge::authn::bigmod`:
+/// the RS256 fixture's key and signature, on each arithmetic of `jwt_edge::crypto::bigmod`:
 /// the integer code (28-bit limbs) and the fused multiply-add code (52-bit limbs,
 /// `bigmod_f64`). Repetitions alternate between the two, so machine noise hits both alike.
 /// The FMA figure is only taken where the process's probe allows that path (a non-fused
 /// `relaxed_madd` computes garbage there). Also reports the one-off probe cost.
 pub fn rsa_arithmetic(n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Result<Value, String> {
-    use jwt_edge::authn::bigmod::{Arithmetic, RsaPublic};
-    use jwt_edge::authn::bigmod_f64::{self, RsaPublicF64};
+    use jwt_edge::crypto::bigmod::{Arithmetic, RsaPublic};
+    use jwt_edge::crypto::bigmod_f64::{self, RsaPublicF64};
     if n == 0 || n > MAX_N || reps == 0 || reps > MAX_REPS {
         return Err(format!("need 1 <= n <= {MAX_N} and 1 <= reps <= {MAX_REPS}"));
     }
