@@ -12,7 +12,7 @@ use crate::authn::alg::Algorithm;
 use crate::authn::b64;
 use crate::authn::error::AuthError;
 use crate::authn::json::{parse_object, StrictJsonError};
-use crate::authn::jwk::KeySet;
+use crate::authn::jwk::{Jwk, KeySet};
 
 /// The JOSE header members jwt-edge reads. Other members are ignored; `jwk`, `jku`, `x5u`
 /// and `x5c` in particular are never used to find a key.
@@ -110,6 +110,16 @@ impl<'a> UntrustedToken<'a> {
         if !ok {
             return Err(AuthError::BadSignature);
         }
+        Ok(VerifiedToken {
+            header: Rc::new(self.header),
+            claims: self.claims,
+        })
+    }
+
+    /// Verifies the signature with one given key, under an `alg` the caller has already
+    /// allowed: a DPoP proof carries its own key (RFC 9449 §4.3), there is no key set.
+    pub fn verify_with_key(self, key: &Jwk, alg: Algorithm) -> Result<VerifiedToken, AuthError> {
+        key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
         Ok(VerifiedToken {
             header: Rc::new(self.header),
             claims: self.claims,

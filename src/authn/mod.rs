@@ -18,6 +18,7 @@ pub mod matcher;
 pub mod policy;
 pub mod request;
 pub mod revocation;
+pub mod sender;
 pub mod token_cache;
 
 // The signature code lives in src/crypto/ (its README holds the design notes); these are its
