@@ -821,6 +821,60 @@ mod tests {
         assert_eq!(checked, good.len() * 7);
     }
 
+    /// RFC 9449 §5 Figure 5 (also §4.1 Figure 4): the example proof, ES256 with the key in its
+    /// header, made for a token request, so it carries no `ath`: every check before `ath`
+    /// passes, its signature included. Its key's thumbprint is the `jkt` of the RFC's
+    /// examples (§6.1).
+    #[test]
+    fn rfc9449_example_proof() {
+        let proof = concat!(
+            "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6Ik",
+            "VDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCR",
+            "nMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JE",
+            "QSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIj",
+            "oiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwia",
+            "WF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg",
+            "4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg",
+        );
+        let request = ProofRequest {
+            method: "POST",
+            scheme: "https",
+            authority: "server.example.com",
+            path: "/token",
+        };
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let cnf = json!({ "jkt": jkt });
+        let check = |p: &str, request: &ProofRequest<'_>, now: u64| {
+            check_proof(&[p], request, TOKEN, Some(&cnf), &policy(), now)
+                .unwrap_err()
+                .code()
+        };
+        assert_eq!(check(proof, &request, 1_562_262_616), "dpop_ath_mismatch");
+        let header = b64::decode(proof.split('.').next().unwrap()).unwrap();
+        let header = parse_object(&header).unwrap();
+        assert_eq!(
+            jwk_thumbprint(header["jwk"].as_object().unwrap()).as_deref(),
+            Some(jkt)
+        );
+        // The same proof one bit off in its signature, or for another request, fails.
+        let mut forged = proof.to_owned();
+        forged.pop();
+        forged.push('w');
+        assert_eq!(
+            check(&forged, &request, 1_562_262_616),
+            "dpop_proof_signature"
+        );
+        let get = ProofRequest {
+            method: "GET",
+            ..request
+        };
+        assert_eq!(check(proof, &get, 1_562_262_616), "dpop_htm_mismatch");
+        assert_eq!(
+            check(proof, &request, 1_562_262_616 + 61),
+            "dpop_iat_out_of_window"
+        );
+    }
+
     /// RFC 9449 §7.1: the access token of the example request and its `ath`.
     #[test]
     fn rfc9449_ath_example() {
