@@ -31,6 +31,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
+use crate::authn::error::AuthError;
+
 /// The key of an accepted proof.
 pub type ReplayKey = [u8; 16];
 
@@ -61,6 +63,15 @@ pub enum ReplayError {
     Replayed,
     /// Its expiry is at or below the floor: the cache cannot tell.
     Full,
+}
+
+impl From<ReplayError> for AuthError {
+    fn from(e: ReplayError) -> AuthError {
+        match e {
+            ReplayError::Replayed => AuthError::DpopReplayed,
+            ReplayError::Full => AuthError::DpopReplayCacheFull,
+        }
+    }
 }
 
 /// Why a shared-data record was not read.
@@ -272,6 +283,14 @@ mod tests {
         );
         // Fresh proofs keep passing.
         assert_eq!(c.check_and_insert(key(6), 150, 101), Ok(()));
+        assert_eq!(
+            AuthError::from(ReplayError::Replayed).code(),
+            "dpop_replayed"
+        );
+        assert_eq!(
+            AuthError::from(ReplayError::Full).code(),
+            "dpop_replay_cache_full"
+        );
     }
 
     #[test]
