@@ -170,6 +170,19 @@ pub fn check_proof(
     })
 }
 
+/// A token that arrived under the `Bearer` scheme: refused when it is bound to a DPoP key
+/// (`cnf.jkt`), since whoever holds a bound token without its key is what DPoP stops (RFC 9449
+/// §7.2). A token without `cnf.jkt` passes here; whether the provider accepts unbound tokens
+/// at all is the configuration's call.
+pub fn check_bearer_use(cnf: Option<&Value>) -> Result<(), AuthError> {
+    match cnf {
+        Some(Value::Object(cnf)) if cnf.contains_key("jkt") => {
+            Err(AuthError::DpopBoundTokenAsBearer)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The proof header's `jwk` member. The header already parsed in [`UntrustedToken::parse`],
 /// which keeps only the members it uses; this reads the one it does not.
 fn header_jwk(proof: &str) -> Result<Map<String, Value>, AuthError> {
@@ -797,6 +810,22 @@ mod tests {
                 assert_eq!(code(&c), *want, "{name} ({})", key.alg());
             }
         }
+    }
+
+    #[test]
+    fn bound_token_as_bearer() {
+        let code = |cnf: Option<Value>| match check_bearer_use(cnf.as_ref()) {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        };
+        assert_eq!(
+            code(Some(json!({"jkt": "x"}))),
+            "dpop_bound_token_as_bearer"
+        );
+        assert_eq!(code(Some(json!({"jkt": 1}))), "dpop_bound_token_as_bearer");
+        assert_eq!(code(Some(json!({"x5t#S256": "x"}))), "ok");
+        assert_eq!(code(Some(json!("jkt"))), "ok");
+        assert_eq!(code(None), "ok");
     }
 
     /// Every single-bit change of a valid proof is refused (jwt-compact's mutation test).
