@@ -1134,3 +1134,101 @@ fn explain_prints_the_steps_the_core_took() {
     );
     assert!(!r.stdout.contains("signature: verified"), "{}", r.stdout);
 }
+
+/// `mint --dpop-key`: a token bound to the key (`cnf.jkt`) and a proof the core accepts for
+/// exactly the request it names, once per key type; and the options' usage errors.
+#[test]
+fn mint_dpop_bound_token_and_proof() {
+    use jwt_edge::authn::alg::Algorithm;
+    use jwt_edge::authn::sender::dpop::{check_proof, DpopPolicy, ProofRequest};
+
+    let claims_of = |jws: &str| -> Value {
+        let payload = jws.split('.').nth(1).unwrap();
+        serde_json::from_slice(&jwt_edge::authn::b64::decode(payload).unwrap()).unwrap()
+    };
+    let policy = DpopPolicy {
+        algs: Algorithm::DEFAULT_ALLOWED.to_vec(),
+        max_age: 60,
+        max_future: 5,
+    };
+    for (pem, alg) in [
+        ("ec-p256.pem", "ES256"),
+        ("ec-p384.pem", "ES384"),
+        ("ed-1.pem", "EdDSA"),
+        ("rsa-2.pem", "RS256"),
+    ] {
+        let r = run(&[
+            "mint",
+            "--key",
+            &fixture("rsa-1.pem"),
+            "--now",
+            "1800000000",
+            "--dpop-key",
+            &fixture(pem),
+            "--htm",
+            "POST",
+            "--htu",
+            "https://api.example.com/orders?x=1",
+            "--dpop-jti",
+            "jti-1",
+        ]);
+        assert_eq!(r.code, 0, "{pem}: {}", r.all());
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        let [token, proof] = lines[..] else {
+            panic!("{pem}: want two lines, got {}", r.stdout)
+        };
+        let header: Value = serde_json::from_slice(
+            &jwt_edge::authn::b64::decode(proof.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["typ"], "dpop+jwt", "{pem}");
+        assert_eq!(header["alg"], alg, "{pem}");
+        assert_eq!(claims_of(proof)["jti"], "jti-1");
+        let cnf = claims_of(token)["cnf"].clone();
+        let request = ProofRequest {
+            method: "POST",
+            scheme: "https",
+            authority: "api.example.com",
+            path: "/orders",
+        };
+        let facts = check_proof(&[proof], &request, token, Some(&cnf), &policy, NOW + 10)
+            .unwrap_or_else(|e| panic!("{pem}: {}", e.code()));
+        assert_eq!(json!(facts.jkt), cnf["jkt"], "{pem}");
+        let get = ProofRequest {
+            method: "GET",
+            ..request
+        };
+        let err = check_proof(&[proof], &get, token, Some(&cnf), &policy, NOW).unwrap_err();
+        assert_eq!(err.code(), "dpop_htm_mismatch");
+    }
+
+    let key = fixture("ec-p256.pem");
+    for args in [
+        &["--htu", "https://a.example/"][..],
+        &["--htm", "GET"],
+        &["--dpop-key", &key],
+        &["--dpop-key", &key, "--htu", "/relative"],
+        &["--dpop-key", &key, "--htu", "ftp://a.example/"],
+        &[
+            "--dpop-key",
+            &key,
+            "--htu",
+            "https://a.example/",
+            "--htm",
+            "G T",
+        ],
+        &[
+            "--dpop-key",
+            &key,
+            "--htu",
+            "https://a.example/",
+            "--dpop-jti",
+            "",
+        ],
+    ] {
+        let mut full = vec!["mint", "--key", &key];
+        full.extend_from_slice(args);
+        let r = run(&full);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.all());
+    }
+}

@@ -10,7 +10,14 @@ from .client import Response
 # error code -> HTTP status and response class (AuthError::status).
 UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
-UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable"}
+UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable", "dpop_replay_cache_full"}
+# 401 with `DPoP ... error="invalid_dpop_proof"` (RFC 9449 §7.1).
+INVALID_DPOP_PROOF = {
+    "dpop_proof_missing", "dpop_proof_multiple", "dpop_proof_malformed", "dpop_proof_typ",
+    "dpop_proof_alg", "dpop_proof_key", "dpop_proof_signature", "dpop_htm_mismatch",
+    "dpop_htu_mismatch", "dpop_iat_out_of_window", "dpop_ath_mismatch", "dpop_jkt_mismatch",
+    "dpop_replayed",
+}
 
 # error code -> full-match pattern of the description (AuthError's Display).
 DESCRIPTIONS = {
@@ -41,6 +48,26 @@ DESCRIPTIONS = {
     "claim_mismatch": r"claim \S+ does not have a required value",
     "token_revoked": re.escape("token has been revoked"),
     "revocation_unavailable": re.escape("the revocation list is not available"),
+    "dpop_proof_missing": re.escape("the request has no DPoP proof"),
+    "dpop_proof_multiple": re.escape("the request carries more than one DPoP proof"),
+    "dpop_proof_malformed": r"the DPoP proof is malformed: .+",
+    "dpop_proof_typ": re.escape("the DPoP proof's typ is not dpop+jwt"),
+    "dpop_proof_alg": re.escape("the DPoP proof's algorithm is not allowed"),
+    "dpop_proof_key": r"the DPoP proof's key is not accepted: .+",
+    "dpop_proof_signature": re.escape("the DPoP proof's signature does not verify"),
+    "dpop_htm_mismatch": re.escape("the DPoP proof is for another method"),
+    "dpop_htu_mismatch": re.escape("the DPoP proof is for another URI"),
+    "dpop_iat_out_of_window": re.escape("the DPoP proof is too old or too far in the future"),
+    "dpop_ath_mismatch": re.escape("the DPoP proof is not bound to this access token"),
+    "dpop_jkt_mismatch": re.escape("the DPoP proof's key is not the key the token is bound to"),
+    "dpop_replayed": re.escape("the DPoP proof has been used before"),
+    "dpop_replay_cache_full": re.escape("the DPoP replay cache cannot take this proof"),
+    "dpop_token_unbound": re.escape("the access token is not bound to a DPoP key"),
+    "dpop_bound_token_as_bearer": re.escape("a DPoP-bound token was presented as a bearer token"),
+    "mtls_certificate_missing": re.escape(
+        "the token is certificate-bound and no client certificate was presented"),
+    "mtls_thumbprint_mismatch": re.escape("the token is bound to another client certificate"),
+    "mtls_token_unbound": re.escape("the access token is not bound to a client certificate"),
 }
 
 
@@ -79,6 +106,10 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
     r = realm(authority, path)
     if expected_status == 503:
         assert www == [], f"503 must not carry WWW-Authenticate: {resp!r}"
+    elif code in INVALID_DPOP_PROOF:
+        # Providers with DPoP are not wired yet; when they are, `algs="…"` follows.
+        assert len(www) == 1 and www[0].startswith(
+            f'DPoP realm="{r}", error="invalid_dpop_proof", error_description="{description}"'), resp
     elif code in UNAUTHORIZED:
         assert www == [f'Bearer realm="{r}"'], resp
     elif expected_status == 401:

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::authn::alg::Algorithm;
+
 /// Why a request was not authenticated. Each variant has a stable [`code`](AuthError::code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -65,6 +67,46 @@ pub enum AuthError {
     /// The provider's remote revocation list is not available (never fetched, or too stale):
     /// a token that may be revoked is not accepted.
     RevocationUnavailable,
+    // Sender-constrained tokens (src/authn/sender/): RFC 9449 DPoP and RFC 8705 mTLS.
+    /// DPoP is required and the request has no `DPoP` header.
+    DpopProofMissing,
+    /// More than one `DPoP` header (or one with a comma-separated list).
+    DpopProofMultiple,
+    /// The proof is not a compact JWS with the members RFC 9449 §4.2 requires.
+    DpopProofMalformed(String),
+    /// The proof's `typ` is not `dpop+jwt`.
+    DpopProofTyp,
+    /// The proof's `alg` is not an asymmetric algorithm on the provider's DPoP list.
+    DpopProofAlg,
+    /// The proof's `jwk` is missing, private, symmetric, unsupported or does not fit `alg`.
+    DpopProofKey(String),
+    /// The proof's signature does not verify under its own `jwk`.
+    DpopProofSignature,
+    /// `htm` is not the request method.
+    DpopHtmMismatch,
+    /// `htu` is not the request URI (after normalisation, without query and fragment).
+    DpopHtuMismatch,
+    /// `iat` is outside the accepted window around now.
+    DpopIatOutOfWindow,
+    /// `ath` is missing or is not the hash of the access token.
+    DpopAthMismatch,
+    /// The proof's key is not the key the access token is bound to (`cnf.jkt`).
+    DpopJktMismatch,
+    /// The proof's `jti` was seen before within its window.
+    DpopReplayed,
+    /// The replay cache is full of live entries and cannot tell whether this (older) proof
+    /// was seen: refused, not a verdict on the client.
+    DpopReplayCacheFull,
+    /// A DPoP proof was presented with an access token that has no `cnf.jkt`.
+    DpopTokenUnbound,
+    /// A token bound to a DPoP key (`cnf.jkt`) was presented as a bearer token.
+    DpopBoundTokenAsBearer,
+    /// The token is certificate-bound and the connection has no client certificate.
+    MtlsCertificateMissing,
+    /// `cnf.x5t#S256` is not the SHA-256 of the client certificate.
+    MtlsThumbprintMismatch,
+    /// Certificate binding is required and the token has no `cnf.x5t#S256`.
+    MtlsTokenUnbound,
 }
 
 /// How a failure is answered: status and the RFC 6750 `error` attribute.
@@ -78,13 +120,23 @@ pub enum Status {
     Forbidden,
     /// 503: the key set is unavailable. Not the client's fault, and not a forgery.
     Unavailable,
+    /// 401 with `error="invalid_dpop_proof"` (RFC 9449 §7.1), always under the DPoP scheme.
+    InvalidDpopProof,
+}
+
+/// The scheme a provider's challenge names (RFC 9449 §7.1): `Bearer`, or `DPoP` with the
+/// proof algorithms it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme<'a> {
+    Bearer,
+    Dpop { algs: &'a [Algorithm] },
 }
 
 impl Status {
     /// The HTTP status code.
     pub fn http_code(self) -> u32 {
         match self {
-            Status::Unauthorized | Status::InvalidToken => 401,
+            Status::Unauthorized | Status::InvalidToken | Status::InvalidDpopProof => 401,
             Status::Forbidden => 403,
             Status::Unavailable => 503,
         }
@@ -122,6 +174,25 @@ impl AuthError {
             AuthError::ClaimMismatch(_) => "claim_mismatch",
             AuthError::TokenRevoked => "token_revoked",
             AuthError::RevocationUnavailable => "revocation_unavailable",
+            AuthError::DpopProofMissing => "dpop_proof_missing",
+            AuthError::DpopProofMultiple => "dpop_proof_multiple",
+            AuthError::DpopProofMalformed(_) => "dpop_proof_malformed",
+            AuthError::DpopProofTyp => "dpop_proof_typ",
+            AuthError::DpopProofAlg => "dpop_proof_alg",
+            AuthError::DpopProofKey(_) => "dpop_proof_key",
+            AuthError::DpopProofSignature => "dpop_proof_signature",
+            AuthError::DpopHtmMismatch => "dpop_htm_mismatch",
+            AuthError::DpopHtuMismatch => "dpop_htu_mismatch",
+            AuthError::DpopIatOutOfWindow => "dpop_iat_out_of_window",
+            AuthError::DpopAthMismatch => "dpop_ath_mismatch",
+            AuthError::DpopJktMismatch => "dpop_jkt_mismatch",
+            AuthError::DpopReplayed => "dpop_replayed",
+            AuthError::DpopReplayCacheFull => "dpop_replay_cache_full",
+            AuthError::DpopTokenUnbound => "dpop_token_unbound",
+            AuthError::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            AuthError::MtlsCertificateMissing => "mtls_certificate_missing",
+            AuthError::MtlsThumbprintMismatch => "mtls_thumbprint_mismatch",
+            AuthError::MtlsTokenUnbound => "mtls_token_unbound",
         }
     }
 
@@ -133,7 +204,24 @@ impl AuthError {
             | AuthError::SubjectMismatch
             | AuthError::InsufficientScope { .. }
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
-            AuthError::JwksUnavailable | AuthError::RevocationUnavailable => Status::Unavailable,
+            AuthError::JwksUnavailable
+            | AuthError::RevocationUnavailable
+            | AuthError::DpopReplayCacheFull => Status::Unavailable,
+            // The proof is at fault (RFC 9449 §7.1 `invalid_dpop_proof`); `ath` and `jkt`
+            // tie the proof to the token, and it is the proof that does not fit.
+            AuthError::DpopProofMissing
+            | AuthError::DpopProofMultiple
+            | AuthError::DpopProofMalformed(_)
+            | AuthError::DpopProofTyp
+            | AuthError::DpopProofAlg
+            | AuthError::DpopProofKey(_)
+            | AuthError::DpopProofSignature
+            | AuthError::DpopHtmMismatch
+            | AuthError::DpopHtuMismatch
+            | AuthError::DpopIatOutOfWindow
+            | AuthError::DpopAthMismatch
+            | AuthError::DpopJktMismatch
+            | AuthError::DpopReplayed => Status::InvalidDpopProof,
             AuthError::TokenTooLarge { .. }
             | AuthError::MultipleTokens
             | AuthError::TokenIsJwe
@@ -153,7 +241,12 @@ impl AuthError {
             | AuthError::NotYetValid
             | AuthError::LifetimeTooLong
             | AuthError::IssuerMismatch
-            | AuthError::TokenRevoked => Status::InvalidToken,
+            | AuthError::TokenRevoked
+            | AuthError::DpopTokenUnbound
+            | AuthError::DpopBoundTokenAsBearer
+            | AuthError::MtlsCertificateMissing
+            | AuthError::MtlsThumbprintMismatch
+            | AuthError::MtlsTokenUnbound => Status::InvalidToken,
         }
     }
 
@@ -161,11 +254,31 @@ impl AuthError {
     ///
     /// `realm` is written as given after escaping; the description never contains token bytes.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        self.challenge(realm, Scheme::Bearer)
+    }
+
+    /// The `WWW-Authenticate` value under a provider's scheme: as
+    /// [`www_authenticate`](AuthError::www_authenticate) for `Bearer`; for DPoP the scheme
+    /// is `DPoP` and `algs` lists the proof algorithms (RFC 9449 §7.1). A proof failure is
+    /// always answered under `DPoP`.
+    pub fn challenge(&self, realm: &str, scheme: Scheme<'_>) -> Option<String> {
         let realm = quote(realm);
-        match self.status() {
-            Status::Unauthorized => Some(format!("Bearer realm=\"{realm}\"")),
+        let (name, algs) = match scheme {
+            Scheme::Bearer if self.status() == Status::InvalidDpopProof => ("DPoP", String::new()),
+            Scheme::Bearer => ("Bearer", String::new()),
+            Scheme::Dpop { algs } => {
+                let names: Vec<&str> = algs.iter().map(|a| a.name()).collect();
+                ("DPoP", format!(", algs=\"{}\"", names.join(" ")))
+            }
+        };
+        let challenge = match self.status() {
+            Status::Unauthorized => Some(format!("{name} realm=\"{realm}\"")),
             Status::InvalidToken => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                "{name} realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                quote(&self.to_string())
+            )),
+            Status::InvalidDpopProof => Some(format!(
+                "{name} realm=\"{realm}\", error=\"invalid_dpop_proof\", error_description=\"{}\"",
                 quote(&self.to_string())
             )),
             Status::Forbidden => {
@@ -176,12 +289,13 @@ impl AuthError {
                     _ => String::new(),
                 };
                 Some(format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"{scope}",
+                    "{name} realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"{scope}",
                     quote(&self.to_string())
                 ))
             }
             Status::Unavailable => None,
-        }
+        };
+        challenge.map(|c| c + &algs)
     }
 }
 
@@ -238,6 +352,49 @@ impl fmt::Display for AuthError {
             }
             AuthError::TokenRevoked => f.write_str("token has been revoked"),
             AuthError::RevocationUnavailable => f.write_str("the revocation list is not available"),
+            AuthError::DpopProofMissing => f.write_str("the request has no DPoP proof"),
+            AuthError::DpopProofMultiple => {
+                f.write_str("the request carries more than one DPoP proof")
+            }
+            AuthError::DpopProofMalformed(why) => write!(f, "the DPoP proof is malformed: {why}"),
+            AuthError::DpopProofTyp => f.write_str("the DPoP proof's typ is not dpop+jwt"),
+            AuthError::DpopProofAlg => f.write_str("the DPoP proof's algorithm is not allowed"),
+            AuthError::DpopProofKey(why) => {
+                write!(f, "the DPoP proof's key is not accepted: {why}")
+            }
+            AuthError::DpopProofSignature => {
+                f.write_str("the DPoP proof's signature does not verify")
+            }
+            AuthError::DpopHtmMismatch => f.write_str("the DPoP proof is for another method"),
+            AuthError::DpopHtuMismatch => f.write_str("the DPoP proof is for another URI"),
+            AuthError::DpopIatOutOfWindow => {
+                f.write_str("the DPoP proof is too old or too far in the future")
+            }
+            AuthError::DpopAthMismatch => {
+                f.write_str("the DPoP proof is not bound to this access token")
+            }
+            AuthError::DpopJktMismatch => {
+                f.write_str("the DPoP proof's key is not the key the token is bound to")
+            }
+            AuthError::DpopReplayed => f.write_str("the DPoP proof has been used before"),
+            AuthError::DpopReplayCacheFull => {
+                f.write_str("the DPoP replay cache cannot take this proof")
+            }
+            AuthError::DpopTokenUnbound => {
+                f.write_str("the access token is not bound to a DPoP key")
+            }
+            AuthError::DpopBoundTokenAsBearer => {
+                f.write_str("a DPoP-bound token was presented as a bearer token")
+            }
+            AuthError::MtlsCertificateMissing => f.write_str(
+                "the token is certificate-bound and no client certificate was presented",
+            ),
+            AuthError::MtlsThumbprintMismatch => {
+                f.write_str("the token is bound to another client certificate")
+            }
+            AuthError::MtlsTokenUnbound => {
+                f.write_str("the access token is not bound to a client certificate")
+            }
         }
     }
 }
@@ -273,5 +430,33 @@ mod tests {
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"token lacks required scope risk:score\", scope=\"risk:score\"")
         );
         assert_eq!(AuthError::JwksUnavailable.www_authenticate("api"), None);
+    }
+
+    #[test]
+    fn dpop_challenges() {
+        let algs = [Algorithm::Es256, Algorithm::EdDsa];
+        let dpop = Scheme::Dpop { algs: &algs };
+        assert_eq!(
+            AuthError::TokenMissing.challenge("api", dpop).as_deref(),
+            Some("DPoP realm=\"api\", algs=\"ES256 EdDSA\"")
+        );
+        assert_eq!(
+            AuthError::DpopReplayed.challenge("api", dpop).as_deref(),
+            Some("DPoP realm=\"api\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof has been used before\", algs=\"ES256 EdDSA\"")
+        );
+        assert_eq!(
+            AuthError::Expired.challenge("api", dpop).as_deref(),
+            Some("DPoP realm=\"api\", error=\"invalid_token\", error_description=\"token is expired\", algs=\"ES256 EdDSA\"")
+        );
+        // A proof failure names the DPoP scheme even where the caller asked for Bearer.
+        assert_eq!(
+            AuthError::DpopHtmMismatch.www_authenticate("api").as_deref(),
+            Some("DPoP realm=\"api\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof is for another method\"")
+        );
+        assert_eq!(AuthError::DpopReplayCacheFull.status().http_code(), 503);
+        assert_eq!(
+            AuthError::MtlsCertificateMissing.status(),
+            Status::InvalidToken
+        );
     }
 }

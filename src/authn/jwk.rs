@@ -434,6 +434,22 @@ fn load_key_material(
     Ok((family, alg, key))
 }
 
+/// A public key carried in a JWS header (RFC 9449 `jwk` of a DPoP proof), under the same
+/// rules as a key-set entry, stricter in two ways: a symmetric key is refused, and so is any
+/// private member (`k` too, whatever the `kty`). `obj` comes from the strict JSON reader, so
+/// its member names are unique.
+pub fn header_public_key(obj: &serde_json::Map<String, Value>) -> Result<Jwk, String> {
+    if let Some(name) = PRIVATE_MEMBERS
+        .iter()
+        .chain(&["k"])
+        .find(|name| obj.contains_key(**name))
+    {
+        return Err(format!("jwk has the private member {name}"));
+    }
+    let members: Members = obj.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    load_key(&members, JwksOptions::default()).map_err(|(_, reason)| reason)
+}
+
 /// Signature algorithms registered for JWS that jwt-edge does not verify.
 const UNSUPPORTED_SIGNATURE_ALGS: [&str; 6] =
     ["ES512", "ES256K", "Ed25519", "Ed448", "none", "RS1"];

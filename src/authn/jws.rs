@@ -129,6 +129,16 @@ impl<'a> UntrustedToken<'a> {
         })
     }
 
+    /// Verifies the signature with one given key, under an `alg` the caller has already
+    /// allowed: a DPoP proof carries its own key (RFC 9449 §4.3), there is no key set.
+    pub fn verify_with_key(self, key: &Jwk, alg: Algorithm) -> Result<VerifiedToken, AuthError> {
+        key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
+        Ok(VerifiedToken {
+            header: Rc::new(self.header),
+            claims: self.claims,
+        })
+    }
+
     /// The token's algorithm, if it is on `allowed`.
     pub fn allowed_alg(&self, allowed: &[Algorithm]) -> Result<Algorithm, AuthError> {
         Algorithm::parse(&self.header.alg)

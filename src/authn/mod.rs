@@ -18,5 +18,6 @@ pub mod matcher;
 pub mod policy;
 pub mod request;
 pub mod revocation;
+pub mod sender;
 pub mod token_cache;
 pub mod trace;

@@ -12,12 +12,13 @@ use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 
 use super::args::{self, Args, Opt};
 use super::{CliError, Output};
 use crate::authn::alg::{Algorithm, KeyFamily};
 use crate::authn::b64;
+use crate::authn::sender::thumbprint::thumbprint_of_members;
 
 /// RSA sizes the filter accepts (jwk.rs refuses anything outside).
 const RSA_MIN_BITS: usize = 2048;
@@ -210,15 +211,19 @@ impl PublicKey {
         }
     }
 
-    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url), computed as the filter does.
     pub fn thumbprint(&self) -> String {
-        let canonical: Vec<String> = self
-            .members()
+        let members = self.members();
+        let members: Vec<(&str, &str)> = members.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        thumbprint_of_members(&members)
+    }
+
+    /// The public JWK with its key members only (`kty` included): a DPoP proof's `jwk`.
+    pub fn public_jwk(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.members()
             .into_iter()
-            .map(|(k, v)| format!("{}:{}", json_str(k), json_str(&v)))
-            .collect();
-        let json = format!("{{{}}}", canonical.join(","));
-        b64::encode(&Sha256::digest(json.as_bytes()))
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect()
     }
 
     /// The public JWK as JSON text: `kty`, `kid`, `use`, `alg`, then the key members.

@@ -5,16 +5,28 @@ use serde_json::{Map, Value};
 use super::args::{self, Args, Opt};
 use super::keys::{self, PrivateKey};
 use super::{CliError, Output};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use crate::authn::alg::Algorithm;
 use crate::authn::b64;
+use crate::authn::sender::htu::normalise_htu;
 
 const HELP: &str = "\
 Usage: jwt-edge mint --key KEY.pem [--alg ALG] [--kid KID | --no-kid] [--iss ISS] [--sub SUB]
                      [--aud AUD]... [--scope \"a b\"] [--ttl 3600s | --no-exp]
                      [--claim name=value]... [--claims-json '{...}'] [--now UNIX]
+                     [--dpop-key KEY.pem --htu URL [--htm METHOD] [--dpop-jti JTI]]
 
 Prints a compact JWS signed with the private key, header {alg, kid, typ: JWT}.
 iat = now, exp = now + ttl. Claims are applied in this order, later ones winning:
---claims-json, then iat/exp, then --iss/--sub/--aud/--scope, then each --claim.
+--claims-json, then iat/exp, then cnf (--dpop-key), then --iss/--sub/--aud/--scope, then
+each --claim.
+
+With --dpop-key the token is bound to that key (cnf.jkt = its RFC 7638 thumbprint), and a
+second line holds a DPoP proof (RFC 9449) for one request with that token: header
+{typ: dpop+jwt, alg, jwk}, claims {jti, htm, htu, iat = now, ath}. Send them as
+`Authorization: DPoP <line 1>` and `DPoP: <line 2>`; a proof is good for one request.
 
   --key FILE          PKCS#8 (or PKCS#1 / SEC1) PEM private key
   --alg ALG           default: RS256 for RSA, ES256 for P-256, ES384 for P-384, EdDSA for Ed25519
@@ -26,11 +38,16 @@ iat = now, exp = now + ttl. Claims are applied in this order, later ones winning
   --no-iat            no iat claim
   --claim NAME=VALUE  VALUE is JSON if it parses as JSON, else a string
   --claims-json JSON  a JSON object of claims
-  --now UNIX          seconds since the epoch (default: the system clock)";
+  --now UNIX          seconds since the epoch (default: the system clock)
+  --dpop-key FILE     PEM private key the token is bound to and the proof is signed with
+                      (its default alg, as for --alg)
+  --htu URL           the proof's request URI (http or https; query and fragment are ignored)
+  --htm METHOD        the proof's request method (default: GET)
+  --dpop-jti JTI      the proof's jti (default: 128 random bits)";
 
 /// `jwt-edge mint`.
 pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
-    const OPTS: [Opt; 14] = [
+    const OPTS: [Opt; 18] = [
         args::value("key"),
         args::value("alg"),
         args::value("kid"),
@@ -45,6 +62,10 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
         args::value("claims-json"),
         args::value("now"),
         args::switch("no-iat"),
+        args::value("dpop-key"),
+        args::value("htu"),
+        args::value("htm"),
+        args::value("dpop-jti"),
     ];
     let a = Args::parse("mint", argv, &OPTS)?;
     if a.help {
@@ -94,6 +115,21 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
             .ok_or_else(|| CliError::usage("--now + --ttl overflows"))?;
         claims.insert("exp".into(), exp.into());
     }
+    let dpop = match a.one("dpop-key") {
+        Some(path) => Some(DpopRequest::from_args(&a, keys::load_private(path)?)?),
+        None => match ["htu", "htm", "dpop-jti"]
+            .iter()
+            .find(|n| a.one(n).is_some())
+        {
+            Some(name) => return Err(CliError::usage(format!("--{name} needs --dpop-key"))),
+            None => None,
+        },
+    };
+    if let Some(dpop) = &dpop {
+        let mut cnf = Map::new();
+        cnf.insert("jkt".into(), dpop.key.public().thumbprint().into());
+        claims.insert("cnf".into(), cnf.into());
+    }
     for name in ["iss", "sub", "scope"] {
         if let Some(v) = a.one(name) {
             claims.insert(name.into(), v.into());
@@ -130,12 +166,84 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
     }
     header.insert("typ".into(), "JWT".into());
 
+    let token = sign(&key, alg, header, claims)?;
+    out.out(&token);
+    if let Some(dpop) = dpop {
+        out.out(dpop.proof(&token, now)?);
+    }
+    Ok(0)
+}
+
+/// A compact JWS over `header` and `claims`.
+fn sign(
+    key: &PrivateKey,
+    alg: Algorithm,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+) -> Result<String, CliError> {
     let signing_input = format!(
         "{}.{}",
         b64::encode(Value::Object(header).to_string().as_bytes()),
         b64::encode(Value::Object(claims).to_string().as_bytes())
     );
     let signature = key.sign(alg, signing_input.as_bytes())?;
-    out.out(format!("{signing_input}.{}", b64::encode(&signature)));
-    Ok(0)
+    Ok(format!("{signing_input}.{}", b64::encode(&signature)))
+}
+
+/// The request a DPoP proof is made for.
+struct DpopRequest {
+    key: PrivateKey,
+    htm: String,
+    htu: String,
+    jti: String,
+}
+
+impl DpopRequest {
+    fn from_args(a: &Args, key: PrivateKey) -> Result<DpopRequest, CliError> {
+        let htu = a.required("htu")?;
+        if normalise_htu(htu).is_none() {
+            return Err(CliError::usage(format!(
+                "--htu {htu:?}: not an absolute http or https URI jwt-edge can compare"
+            )));
+        }
+        let htm = a.one("htm").unwrap_or("GET");
+        if htm.is_empty() || !htm.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(CliError::usage(format!(
+                "--htm {htm:?}: not an HTTP method"
+            )));
+        }
+        let jti = match a.one("dpop-jti") {
+            Some("") => return Err(CliError::usage("--dpop-jti must not be empty")),
+            Some(jti) => jti.to_owned(),
+            None => {
+                let mut bytes = [0u8; 16];
+                OsRng.fill_bytes(&mut bytes);
+                b64::encode(&bytes)
+            }
+        };
+        Ok(DpopRequest {
+            key,
+            htm: htm.to_owned(),
+            htu: htu.to_owned(),
+            jti,
+        })
+    }
+
+    /// The proof for a request carrying `token`.
+    fn proof(&self, token: &str, now: u64) -> Result<String, CliError> {
+        let public = self.key.public();
+        let alg = public.default_alg();
+        let mut header = Map::new();
+        header.insert("typ".into(), "dpop+jwt".into());
+        header.insert("alg".into(), alg.name().into());
+        header.insert("jwk".into(), public.public_jwk().into());
+        let mut claims = Map::new();
+        claims.insert("jti".into(), self.jti.clone().into());
+        claims.insert("htm".into(), self.htm.clone().into());
+        claims.insert("htu".into(), self.htu.clone().into());
+        claims.insert("iat".into(), now.into());
+        let ath = b64::encode(&Sha256::digest(token.as_bytes()));
+        claims.insert("ath".into(), ath.into());
+        sign(&self.key, alg, header, claims)
+    }
 }
