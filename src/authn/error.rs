@@ -65,6 +65,11 @@ pub enum AuthError {
     /// The provider's remote revocation list is not available (never fetched, or too stale):
     /// a token that may be revoked is not accepted.
     RevocationUnavailable,
+    /// The request carries its own copy of a header the filter sets from a verified token
+    /// (`claim_to_headers`, `forward_payload_header`), on a host where a removed request
+    /// header may still reach the upstream (ngx_wasm_module with `proxy_pass`): refused,
+    /// since it could not be taken out. (On Envoy such copies are removed instead.)
+    IdentityHeaderPresent,
 }
 
 /// How a failure is answered: status and the RFC 6750 `error` attribute.
@@ -78,6 +83,9 @@ pub enum Status {
     Forbidden,
     /// 503: the key set is unavailable. Not the client's fault, and not a forgery.
     Unavailable,
+    /// 400 with `error="invalid_request"` (RFC 6750 §3.1): the request itself is not
+    /// acceptable, whatever its token.
+    InvalidRequest,
 }
 
 impl Status {
@@ -87,6 +95,7 @@ impl Status {
             Status::Unauthorized | Status::InvalidToken => 401,
             Status::Forbidden => 403,
             Status::Unavailable => 503,
+            Status::InvalidRequest => 400,
         }
     }
 }
@@ -122,6 +131,7 @@ impl AuthError {
             AuthError::ClaimMismatch(_) => "claim_mismatch",
             AuthError::TokenRevoked => "token_revoked",
             AuthError::RevocationUnavailable => "revocation_unavailable",
+            AuthError::IdentityHeaderPresent => "identity_header_present",
         }
     }
 
@@ -134,6 +144,7 @@ impl AuthError {
             | AuthError::InsufficientScope { .. }
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
             AuthError::JwksUnavailable | AuthError::RevocationUnavailable => Status::Unavailable,
+            AuthError::IdentityHeaderPresent => Status::InvalidRequest,
             AuthError::TokenTooLarge { .. }
             | AuthError::MultipleTokens
             | AuthError::TokenIsJwe
@@ -180,6 +191,10 @@ impl AuthError {
                     quote(&self.to_string())
                 ))
             }
+            Status::InvalidRequest => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+                quote(&self.to_string())
+            )),
             Status::Unavailable => None,
         }
     }
@@ -238,6 +253,9 @@ impl fmt::Display for AuthError {
             }
             AuthError::TokenRevoked => f.write_str("token has been revoked"),
             AuthError::RevocationUnavailable => f.write_str("the revocation list is not available"),
+            AuthError::IdentityHeaderPresent => {
+                f.write_str("the request carries a header that only the filter may set")
+            }
         }
     }
 }
@@ -254,6 +272,7 @@ mod tests {
         assert_eq!(AuthError::Expired.status().http_code(), 401);
         assert_eq!(AuthError::AudienceMismatch.status().http_code(), 403);
         assert_eq!(AuthError::JwksUnavailable.status().http_code(), 503);
+        assert_eq!(AuthError::IdentityHeaderPresent.status().http_code(), 400);
     }
 
     #[test]
@@ -273,5 +292,9 @@ mod tests {
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"token lacks required scope risk:score\", scope=\"risk:score\"")
         );
         assert_eq!(AuthError::JwksUnavailable.www_authenticate("api"), None);
+        assert_eq!(
+            AuthError::IdentityHeaderPresent.www_authenticate("api").as_deref(),
+            Some("Bearer realm=\"api\", error=\"invalid_request\", error_description=\"the request carries a header that only the filter may set\"")
+        );
     }
 }

@@ -15,6 +15,7 @@ use proxy_wasm::types::{
 };
 
 use crate::authn::config;
+use crate::authn::outcome::HostProfile;
 use crate::filter::host::{Host, SharedWriteError};
 use crate::filter::state::{Action, FilterState};
 
@@ -271,17 +272,22 @@ impl RootContext for Root {
                 METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
-                let mut state = FilterState::new(policy, text);
-                // A host that "switches" to a context that cannot exist does not switch at
-                // all (ngx_wasm_module's set_effective_context always answers Ok; Envoy's
-                // answers BadArgument): there no request may wait for keys.
-                if hostcalls::set_effective_context(u32::MAX).is_ok() {
+                // The host is told apart by asking it to switch to a context that cannot
+                // exist: Envoy refuses; ngx_wasm_module answers Ok and does nothing, and
+                // there neither waiting for keys nor header removal can be trusted
+                // (`HostProfile::NGX_WASM_MODULE` says why, with its source lines).
+                let profile = if hostcalls::set_effective_context(u32::MAX).is_ok() {
                     log::warn!(
-                        "this host cannot resume a request from the root context: requests \
-                         are decided at once with the keys at hand, never held for keys"
+                        "this host cannot resume a request from the root context and its \
+                         removed request headers may still reach the upstream: requests are \
+                         decided at once with the keys at hand, and a request carrying its \
+                         own copy of an identity header is refused (400)"
                     );
-                    state.set_can_wait(false);
-                }
+                    HostProfile::NGX_WASM_MODULE
+                } else {
+                    HostProfile::ENVOY
+                };
+                let state = FilterState::new(policy, text, profile);
                 self.state = Some(Rc::new(RefCell::new(state)));
                 // The first call runs the FMA probe and known-answer test (~1 ms, once per
                 // VM), so keys loaded later never wait for it.

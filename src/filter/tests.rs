@@ -6,8 +6,9 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::authn::config;
+use crate::authn::outcome::HostProfile;
 use crate::authn::policy::DEFAULT_WAIT_TIMEOUT_MS as KEY_WAIT_MS;
-use crate::filter::fake::{FakeHost, SharedStore};
+use crate::filter::fake::{FakeHost, SharedStore, ROOT};
 use crate::filter::state::{Action, FilterState};
 use crate::sources::lease::Lease;
 use crate::sources::record::Binding;
@@ -37,9 +38,17 @@ fn remote_config() -> String {
 }
 
 fn vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
-    let host = FakeHost::new(shared.clone(), T0, &["idp"]);
-    let cfg = remote_config();
-    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    vm_with(shared, &remote_config(), false)
+}
+
+/// A VM for `cfg` on Envoy's profile, or on ngx_wasm_module's with `ngx`.
+fn vm_with(shared: &Rc<RefCell<SharedStore>>, cfg: &str, ngx: bool) -> (FakeHost, FilterState) {
+    let (host, profile) = if ngx {
+        (FakeHost::ngx(shared.clone(), T0, &["idp"]), HostProfile::NGX_WASM_MODULE)
+    } else {
+        (FakeHost::new(shared.clone(), T0, &["idp"]), HostProfile::ENVOY)
+    };
+    let state = FilterState::new(config::parse(cfg).unwrap(), cfg, profile);
     (host, state)
 }
 
@@ -68,18 +77,20 @@ fn request(
     action
 }
 
+/// The first value of `name` that reaches the upstream.
 fn header(host: &FakeHost, id: u32, name: &str) -> Option<String> {
     host.stream(id)
-        .headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+        .upstream_values(name)
+        .first()
+        .map(|v| v.to_string())
 }
 
-/// Answers every outstanding call of `host` with `status` and `body`.
+/// Answers every outstanding call of `host` with `status` and `body`, to the context that
+/// dispatched it (the root context: the adapter's only call handler).
 fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
     let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
     for c in calls {
+        assert_eq!(c.from, ROOT, "a call answered to a stream is lost");
         host.respond(status, body);
         state.on_http_call_response(host, c.token, body.len());
     }
@@ -380,15 +391,7 @@ fn forged_identity_headers_are_removed_on_every_route() {
         ),
         Action::Continue
     );
-    assert_eq!(
-        host.stream(2)
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "x-jwt-sub")
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>(),
-        vec!["alice"]
-    );
+    assert_eq!(host.stream(2).upstream_values("x-jwt-sub"), ["alice"]);
 }
 
 #[test]
@@ -420,7 +423,7 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
     .to_string();
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     let first = host.calls.borrow()[0].clone();
     assert_eq!(
@@ -472,7 +475,7 @@ fn a_key_set_change_empties_the_token_cache() {
     assert!(cfg.contains("jwt_cache_size"));
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     answer(&host, &mut state, "200", JWKS.as_bytes());
     let good = format!("Bearer {}", token("rs256"));
@@ -575,7 +578,7 @@ fn revocation_vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
     });
     let host = FakeHost::new(shared.clone(), T0, &["idp"]);
     let cfg = cfg.to_string();
-    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     (host, state)
 }
 
@@ -741,9 +744,7 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
 #[test]
 fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
     let shared = Rc::new(RefCell::new(SharedStore::default()));
-    let (host, mut state) = vm(&shared);
-    host.context_switch_is_noop.set(true);
-    state.set_can_wait(false);
+    let (host, mut state) = vm_with(&shared, &remote_config(), true);
     let good = format!("Bearer {}", token("rs256"));
     assert_eq!(
         request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
@@ -775,8 +776,8 @@ fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
     state.on_tick(&host);
     assert_eq!(state.pending_len(), 0);
     assert_eq!(
-        host.context_switches.get(),
-        0,
+        (host.context_switches.get(), host.root_stream_ops.get()),
+        (0, 0),
         "the root context touched a stream"
     );
 }

@@ -16,8 +16,11 @@
 //! that is a `Dispatch { from: Context::Stream(id) }` and a `Decide` carried out inside that
 //! stream's own callback, which this shape allows without changing the engine's state.
 
+mod decide;
 pub mod lease;
 pub mod record;
+
+pub use decide::Retry;
 
 use std::sync::Arc;
 
@@ -1162,14 +1165,7 @@ pub fn random_id() -> u64 {
 
 /// Log text for an attacker-controlled value: printable ASCII only, at most 64 characters.
 pub fn log_safe(v: Option<&str>) -> String {
-    match v {
-        None => "-".to_owned(),
-        Some(s) => s
-            .chars()
-            .take(64)
-            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-            .collect(),
-    }
+    crate::authn::outcome::Safe(v).to_string()
 }
 
 #[cfg(test)]
