@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use log::Level;
 
-use crate::authn::authenticate::{decide_cached, denial, AllowReason, Decision, KeyLookup};
+use crate::authn::authenticate::{decide_cached, denial, AllowReason, Decision, Denial, KeyLookup};
 use crate::authn::error::AuthError;
 use crate::authn::policy::{JwksId, Policy};
 use crate::authn::request::RequestView;
@@ -58,6 +58,28 @@ impl HostProfile {
         can_wait: false,
         header_removal_trusted: false,
     };
+}
+
+impl HostProfile {
+    /// The profile from the configuration-time probe: `switch_accepted` says whether the host
+    /// answered Ok when asked to make a context that cannot exist (`u32::MAX`) current.
+    /// Envoy refuses; ngx_wasm_module's `set_effective_context` does nothing and answers Ok.
+    pub fn probed(switch_accepted: bool) -> HostProfile {
+        if switch_accepted {
+            HostProfile::NGX_WASM_MODULE
+        } else {
+            HostProfile::ENVOY
+        }
+    }
+
+    /// What the log says once per filter about a host that cannot be trusted with everything.
+    pub fn warning(self) -> Option<&'static str> {
+        (self != HostProfile::ENVOY).then_some(
+            "this host cannot resume a request from the root context and its removed request \
+             headers may still reach the upstream: requests are decided at once with the keys \
+             at hand, and a request carrying its own copy of an identity header is refused (400)",
+        )
+    }
 }
 
 /// One change to the request's headers.
@@ -125,7 +147,10 @@ impl Authenticator {
     pub fn plan<'a>(&'a self, req: Request<'a>, keys: &dyn KeyLookup, now_ms: u64) -> Plan<'a> {
         let policy = &*self.policy;
         let trusted = self.profile.header_removal_trusted;
-        let forged = req.headers.iter().any(|(n, _)| policy.is_identity_header(n));
+        let forged = req
+            .headers
+            .iter()
+            .any(|(n, _)| policy.is_identity_header(n));
         let now = now_ms / 1000;
         let decision = if !forged {
             let view = RequestView::new(req.headers, req.route_name);
@@ -223,10 +248,10 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The local reply: status, headers, body.
-    pub fn reply(&self) -> Option<(u32, &[(String, String)], &str)> {
+    /// The local reply (its `status`, `headers` and `body`).
+    pub fn reply(&self) -> Option<&Denial> {
         match &self.decision {
-            Decision::Deny(d) => Some((d.status, &d.headers, &d.body)),
+            Decision::Deny(d) => Some(d),
             _ => None,
         }
     }
@@ -241,10 +266,13 @@ impl<'a> Plan<'a> {
             .iter()
             .filter(move |(n, _)| policy.is_identity_header(n))
             .map(|(n, _)| HeaderOp::Remove(n));
-        let (removes, sets, path) = match &self.decision {
-            Decision::Allow(a) => (&a.remove_headers[..], &a.set_headers[..], a.new_path.as_deref()),
-            _ => (&[][..], &[][..], None),
+        let allow = match &self.decision {
+            Decision::Allow(a) => Some(a),
+            _ => None,
         };
+        let removes = allow.map_or(&[][..], |a| &a.remove_headers);
+        let sets = allow.map_or(&[][..], |a| &a.set_headers);
+        let path = allow.and_then(|a| a.new_path.as_deref());
         // See `HostProfile::NGX_WASM_MODULE` for why an empty value goes in first there.
         let erase_first = !self.auth.profile.header_removal_trusted;
         let removes = removes.iter().flat_map(move |h| {
@@ -320,7 +348,9 @@ impl<'a> Plan<'a> {
                     Safe(denial.iss.as_deref()),
                     Safe(denial.kid.as_deref()),
                     Safe(denial.sub.as_deref()),
-                    Safe(Some(RequestView::new(self.headers, None).path_without_query())),
+                    Safe(Some(
+                        RequestView::new(self.headers, None).path_without_query()
+                    )),
                 ),
             ),
             Decision::WaitForKeys(_) => {}

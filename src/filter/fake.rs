@@ -11,7 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use crate::filter::host::{Host, SharedWriteError};
+use crate::filter::host::Host;
+use crate::sources::{SharedData, WriteError};
 
 /// Shared data with CAS, as proxy-wasm-cpp-host implements it (one global counter).
 #[derive(Debug, Default)]
@@ -200,6 +201,34 @@ impl FakeHost {
     }
 }
 
+impl SharedData for FakeHost {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().values.get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), WriteError> {
+        let mut store = self.shared.borrow_mut();
+        if let Some(want) = cas {
+            let have = store.values.get(key).map(|(_, c)| *c);
+            if have != Some(want) {
+                return Err(WriteError::CasMismatch);
+            }
+        }
+        store.next_cas += 1;
+        let next = store.next_cas;
+        store.values.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
         self.now_ms.get()
@@ -285,32 +314,6 @@ impl Host for FakeHost {
         } else {
             false
         }
-    }
-
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().values.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-
-    fn set_shared(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), SharedWriteError> {
-        let mut store = self.shared.borrow_mut();
-        if let Some(want) = cas {
-            let have = store.values.get(key).map(|(_, c)| *c);
-            if have != Some(want) {
-                return Err(SharedWriteError::CasMismatch);
-            }
-        }
-        store.next_cas += 1;
-        let next = store.next_cas;
-        store.values.insert(key.to_owned(), (value.to_vec(), next));
-        Ok(())
     }
 
     fn dispatch_http_call(

@@ -6,33 +6,15 @@ use std::collections::VecDeque;
 
 use crate::authn::outcome::{Authenticator, HeaderOp, HostProfile, Plan, Request};
 use crate::authn::policy::{JwksId, Policy};
-use crate::filter::host::{Host, SharedWriteError};
+use crate::filter::host::Host;
 pub use crate::sources::TICK_MS;
-use crate::sources::{random_id, Command, Retry, SharedData, Sources};
+use crate::sources::{random_id, Command, Retry, Sources};
 
 /// What the stream callback returns to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Continue,
     Pause,
-}
-
-/// Shared data through the host.
-struct Store<'a>(&'a dyn Host);
-
-impl SharedData for Store<'_> {
-    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.0.get_shared(key)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), SharedWriteError> {
-        self.0.set_shared(key, value, cas)
-    }
 }
 
 /// The filter state of one VM.
@@ -88,27 +70,25 @@ impl FilterState {
     /// The root context's tick.
     pub fn on_tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
-        let commands = self.sources.tick(now, &Store(host));
+        let commands = self.sources.tick(now, host);
         self.run(host, now, commands);
     }
 
     /// The response to a call the key sources started.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let Some(max) = self.sources.answer_limit(token) else {
-            return;
-        };
         let now = host.now_ms();
-        let status = host
-            .call_response_headers()
-            .into_iter()
+        let headers = host.call_response_headers();
+        let status = headers
+            .iter()
             .find(|(k, _)| k == ":status")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        let body = (status == "200" && body_size <= max)
+            .map_or("", |(_, v)| v.as_str());
+        let body = self
+            .sources
+            .body_wanted(token, status, body_size)
             .then(|| host.call_response_body(body_size).unwrap_or_default());
         let commands = self
             .sources
-            .answer(now, &Store(host), token, &status, body_size, body);
+            .answer(now, host, token, status, body_size, body);
         self.run(host, now, commands);
     }
 
@@ -124,9 +104,9 @@ impl FilterState {
             headers: &headers,
             route_name: route_name.as_deref(),
         };
-        let (plan, commands) =
-            self.sources
-                .decide(&self.auth, &Store(host), now, stream, req, retry);
+        let (plan, commands) = self
+            .sources
+            .decide(&self.auth, host, now, stream, req, retry);
         let action = apply(host, &plan);
         drop(plan);
         self.run(host, now, commands);
@@ -143,7 +123,7 @@ impl FilterState {
                 Command::Dispatch { from: _, call } => {
                     let result =
                         host.dispatch_http_call(&call.cluster, &call.headers(), call.timeout_ms);
-                    queue.extend(self.sources.dispatched(now, &Store(host), &call, result));
+                    queue.extend(self.sources.dispatched(now, host, &call, result));
                 }
                 Command::Decide {
                     stream,
@@ -182,8 +162,8 @@ fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
     }
     plan.counters(|name, delta| host.increment_counter(name, delta));
     plan.log_lines(|level, line| log::log!(level, "{line}"));
-    if let Some((status, headers, body)) = plan.reply() {
-        host.send_response(status, headers, body.as_bytes());
+    if let Some(reply) = plan.reply() {
+        host.send_response(reply.status, &reply.headers, reply.body.as_bytes());
     }
     if plan.allowed() {
         Action::Continue

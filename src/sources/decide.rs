@@ -43,7 +43,12 @@ impl Sources {
         let (mut hits, mut misses) = (0, 0);
         let mut round = 1;
         loop {
-            let keys = self.lookup(auth.policy(), now, &waited, last_chance || round >= MAX_ROUNDS);
+            let keys = self.lookup(
+                auth.policy(),
+                now,
+                &waited,
+                last_chance || round >= MAX_ROUNDS,
+            );
             let mut plan = auth.plan(req, &keys, now);
             plan.cache_hits += hits;
             plan.cache_misses += misses;

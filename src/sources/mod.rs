@@ -784,6 +784,12 @@ impl Sources {
         self.answer_limit_of(*id, *step)
     }
 
+    /// True when the body of the answer to call `token` is worth reading: a call of ours,
+    /// status 200, and within [`answer_limit`](Self::answer_limit).
+    pub fn body_wanted(&self, token: u32, status: &str, body_size: usize) -> bool {
+        status == "200" && self.answer_limit(token).is_some_and(|max| body_size <= max)
+    }
+
     /// The answer to call `token`: its `:status`, its body's size, and the body when the
     /// status is 200 and the size within [`answer_limit`](Self::answer_limit).
     #[inline(never)]

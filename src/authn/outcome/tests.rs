@@ -87,12 +87,13 @@ fn run(profile: HostProfile, path: &str, extra: &[(&str, &str)]) -> Seen {
     plan.counters(|n, d| counters.push((n.to_owned(), d)));
     let mut logs = Vec::new();
     plan.log_lines(|level, line| logs.push(format!("{level} {line}")));
-    let reply = plan.reply().map(|(status, headers, body)| {
-        let www = headers
+    let reply = plan.reply().map(|d| {
+        let www = d
+            .headers
             .iter()
             .find(|(k, _)| k == "www-authenticate")
             .map(|(_, v)| v.clone());
-        (status, www, body.to_owned())
+        (d.status, www, d.body.clone())
     });
     Seen {
         ops,
@@ -123,11 +124,10 @@ fn an_accepted_token_on_envoy() {
         seen,
         Seen {
             ops: vec![remove("authorization"), set("x-jwt-sub", "alice")],
-            counters: counters(&[
-                "jwt_edge.allowed",
-                "jwt_edge.provider.p.allowed"
-            ]),
-            logs: vec!["DEBUG allowed: provider=p iss=https://issuer.test sub=alice kid=rsa-1".into()],
+            counters: counters(&["jwt_edge.allowed", "jwt_edge.provider.p.allowed"]),
+            logs: vec![
+                "DEBUG allowed: provider=p iss=https://issuer.test sub=alice kid=rsa-1".into()
+            ],
             reply: None,
             allowed: true,
         }
@@ -139,7 +139,11 @@ fn an_accepted_token_on_envoy() {
 #[test]
 fn an_accepted_token_on_ngx_is_emptied_before_it_is_removed() {
     let bearer = format!("Bearer {}", token("rs256"));
-    let seen = run(HostProfile::NGX_WASM_MODULE, "/a", &[("authorization", &bearer)]);
+    let seen = run(
+        HostProfile::NGX_WASM_MODULE,
+        "/a",
+        &[("authorization", &bearer)],
+    );
     assert_eq!(
         seen.ops,
         [
@@ -157,7 +161,11 @@ fn client_copies_of_identity_headers_are_stripped_on_envoy_on_every_route() {
     let seen = run(
         HostProfile::ENVOY,
         "/a",
-        &[("x-jwt-sub", "admin"), ("authorization", &bearer), ("X_JWT_SUB", "root")],
+        &[
+            ("x-jwt-sub", "admin"),
+            ("authorization", &bearer),
+            ("X_JWT_SUB", "root"),
+        ],
     );
     assert_eq!(
         seen.ops,
@@ -186,7 +194,10 @@ fn client_copies_of_identity_headers_are_stripped_on_envoy_on_every_route() {
 fn client_copies_of_identity_headers_are_refused_on_ngx() {
     let bearer = format!("Bearer {}", token("rs256"));
     for (path, extra) in [
-        ("/a", vec![("authorization", bearer.as_str()), ("x-jwt-sub", "admin")]),
+        (
+            "/a",
+            vec![("authorization", bearer.as_str()), ("x-jwt-sub", "admin")],
+        ),
         ("/public", vec![("x_jwt_sub", "admin")]),
         ("/lenient", vec![("X-Jwt-Sub", "admin")]),
     ] {
