@@ -11,6 +11,8 @@ from .client import Response
 UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
 UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable"}
+# 400 `invalid_request`: only on hosts whose header removal cannot be trusted (ngx_wasm_module).
+INVALID_REQUEST = {"identity_header_present"}
 
 # error code -> full-match pattern of the description (AuthError's Display).
 DESCRIPTIONS = {
@@ -41,6 +43,7 @@ DESCRIPTIONS = {
     "claim_mismatch": r"claim \S+ does not have a required value",
     "token_revoked": re.escape("token has been revoked"),
     "revocation_unavailable": re.escape("the revocation list is not available"),
+    "identity_header_present": re.escape("the request carries a header that only the filter may set"),
 }
 
 
@@ -49,6 +52,8 @@ def status_for(code: str) -> int:
         return 403
     if code in UNAVAILABLE:
         return 503
+    if code in INVALID_REQUEST:
+        return 400
     return 401
 
 
@@ -83,6 +88,8 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
         assert www == [f'Bearer realm="{r}"'], resp
     elif expected_status == 401:
         assert www == [f'Bearer realm="{r}", error="invalid_token", error_description="{description}"'], resp
+    elif expected_status == 400:
+        assert www == [f'Bearer realm="{r}", error="invalid_request", error_description="{description}"'], resp
     else:
         assert len(www) == 1 and www[0].startswith(
             f'Bearer realm="{r}", error="insufficient_scope", error_description="{description}"'), resp
