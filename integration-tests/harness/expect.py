@@ -12,7 +12,7 @@ UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
 UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable"}
 # 400 `invalid_request`: only on hosts whose header removal cannot be trusted (ngx_wasm_module).
-INVALID_REQUEST = {"identity_header_present"}
+INVALID_REQUEST = {"identity_header_present", "token_in_query"}
 
 # error code -> full-match pattern of the description (AuthError's Display).
 DESCRIPTIONS = {
@@ -44,6 +44,7 @@ DESCRIPTIONS = {
     "token_revoked": re.escape("token has been revoked"),
     "revocation_unavailable": re.escape("the revocation list is not available"),
     "identity_header_present": re.escape("the request carries a header that only the filter may set"),
+    "token_in_query": re.escape("the token cannot be taken out of the query string here: send it in a header"),
 }
 
 

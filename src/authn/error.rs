@@ -70,6 +70,10 @@ pub enum AuthError {
     /// header may still reach the upstream (ngx_wasm_module with `proxy_pass`): refused,
     /// since it could not be taken out. (On Envoy such copies are removed instead.)
     IdentityHeaderPresent,
+    /// A token that must not be forwarded is in the query string, on a host that cannot take
+    /// it out of what it sends upstream (ngx_wasm_module: NGINX's proxy module sends the
+    /// original request line).
+    TokenInQuery,
 }
 
 /// How a failure is answered: status and the RFC 6750 `error` attribute.
@@ -132,6 +136,7 @@ impl AuthError {
             AuthError::TokenRevoked => "token_revoked",
             AuthError::RevocationUnavailable => "revocation_unavailable",
             AuthError::IdentityHeaderPresent => "identity_header_present",
+            AuthError::TokenInQuery => "token_in_query",
         }
     }
 
@@ -144,7 +149,7 @@ impl AuthError {
             | AuthError::InsufficientScope { .. }
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
             AuthError::JwksUnavailable | AuthError::RevocationUnavailable => Status::Unavailable,
-            AuthError::IdentityHeaderPresent => Status::InvalidRequest,
+            AuthError::IdentityHeaderPresent | AuthError::TokenInQuery => Status::InvalidRequest,
             AuthError::TokenTooLarge { .. }
             | AuthError::MultipleTokens
             | AuthError::TokenIsJwe
@@ -256,6 +261,9 @@ impl fmt::Display for AuthError {
             AuthError::IdentityHeaderPresent => {
                 f.write_str("the request carries a header that only the filter may set")
             }
+            AuthError::TokenInQuery => f.write_str(
+                "the token cannot be taken out of the query string here: send it in a header",
+            ),
         }
     }
 }

@@ -53,7 +53,8 @@ impl HostProfile {
     /// header that must not be forwarded is first overwritten with an empty value, which
     /// rewrites the same list entry (`ngx_http_wasm_set_header_helper` lines 188-190, the
     /// builtin handler lines 333-335, reached from `proxy_replace_header_map_value` through
-    /// `ngx_proxy_wasm_maps_set`), then removed.
+    /// `ngx_proxy_wasm_maps_set`), then removed. A token in the query string that must not
+    /// be forwarded cannot be taken out there: refused ([`AuthError::TokenInQuery`]).
     pub const NGX_WASM_MODULE: HostProfile = HostProfile {
         can_wait: false,
         header_removal_trusted: false,
@@ -184,7 +185,12 @@ impl Authenticator {
     /// On a host whose removal cannot be trusted, a header to take out is overwritten with
     /// an empty value first; that rewrites one entry only (ngx_wasm_module's replace updates
     /// the first match and hides the others with their values intact), so a request holding
-    /// such a header twice is refused: it carries more than one token.
+    /// such a header twice is refused: it carries more than one token. A token to take out
+    /// of the query string is refused too: ngx_wasm_module's `:path` sets `r->uri` and
+    /// `r->args` (`ngx_proxy_wasm_maps_set_path`; `r->args` only when the new path has a
+    /// query) and never clears `r->valid_unparsed_uri`, so `proxy_pass` without a URI part
+    /// sends the original request line (nginx 1.27.4 `ngx_http_proxy_module.c` 1316-1318,
+    /// 1441-1442).
     fn erasable(&self, decision: Decision, req: Request<'_>) -> Decision {
         let Decision::Allow(allow) = &decision else {
             return decision;
@@ -196,11 +202,15 @@ impl Authenticator {
             .remove_headers
             .iter()
             .any(|h| req.headers.iter().filter(|(n, _)| n == h).nth(1).is_some());
-        if !repeated {
+        let error = if repeated {
+            AuthError::MultipleTokens
+        } else if allow.new_path.is_some() {
+            AuthError::TokenInQuery
+        } else {
             return decision;
-        }
+        };
         let view = RequestView::new(req.headers, req.route_name);
-        Decision::Deny(denial(&self.policy, &view, AuthError::MultipleTokens))
+        Decision::Deny(denial(&self.policy, &view, error))
     }
 }
 

@@ -276,3 +276,27 @@ fn safe_log_text() {
     assert_eq!(Safe(Some("a b\n\u{e9}")).to_string(), "a?b??");
     assert_eq!(Safe(Some(&"x".repeat(100))).to_string(), "x".repeat(64));
 }
+
+/// A token that must not be forwarded, in the query string: taken out of `:path` on Envoy,
+/// refused on ngx_wasm_module (NGINX's proxy module sends the original request line).
+#[test]
+fn a_query_token_is_removed_on_envoy_and_refused_on_ngx() {
+    let path = format!("/a?x=1&access_token={}", token("rs256"));
+    let envoy = run(HostProfile::ENVOY, &path, &[]);
+    assert_eq!(
+        (envoy.ops, envoy.allowed),
+        (
+            vec![set("x-jwt-sub", "alice"), set(":path", "/a?x=1")],
+            true
+        )
+    );
+    let ngx = run(HostProfile::NGX_WASM_MODULE, &path, &[]);
+    assert_eq!((ngx.ops, ngx.allowed), (vec![], false));
+    assert_eq!(
+        ngx.counters,
+        counters(&["jwt_edge.denied", "jwt_edge.denied.token_in_query"])
+    );
+    let (status, www, _) = ngx.reply.unwrap();
+    assert_eq!(status, 400);
+    assert!(www.unwrap().contains("error=\"invalid_request\""));
+}
