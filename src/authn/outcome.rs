@@ -153,23 +153,25 @@ impl Authenticator {
             .iter()
             .any(|(n, _)| policy.is_identity_header(n));
         let now = now_ms / 1000;
-        let decision = if !forged {
-            let view = RequestView::new(req.headers, req.route_name);
-            self.erasable(decide_cached(policy, &view, keys, &self.cache, now), req)
-        } else if trusted {
-            // The decision never sees a client's copy (a rule matching on the header must
-            // not match it either). Rare: the copy costs nothing on ordinary requests.
-            let kept: Vec<(String, String)> = req
+        // The decision never sees a client's copy (a rule matching on the header must not
+        // match it either). Rare: the copy costs nothing on ordinary requests.
+        let kept: Vec<(String, String)>;
+        let seen = if forged && trusted {
+            kept = req
                 .headers
                 .iter()
                 .filter(|(n, _)| !policy.is_identity_header(n))
                 .cloned()
                 .collect();
-            let view = RequestView::new(&kept, req.route_name);
-            decide_cached(policy, &view, keys, &self.cache, now)
+            &kept[..]
         } else {
-            let view = RequestView::new(req.headers, req.route_name);
+            req.headers
+        };
+        let view = RequestView::new(seen, req.route_name);
+        let decision = if forged && !trusted {
             Decision::Deny(denial(policy, &view, AuthError::IdentityHeaderPresent))
+        } else {
+            self.erasable(decide_cached(policy, &view, keys, &self.cache, now), req)
         };
         let (cache_hits, cache_misses) = self.cache.take_stats();
         Plan {
