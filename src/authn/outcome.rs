@@ -52,7 +52,8 @@ impl HostProfile {
     /// taken out (the request is refused: [`AuthError::IdentityHeaderPresent`]), and a token
     /// header that must not be forwarded is first overwritten with an empty value, which
     /// rewrites the same list entry (`ngx_http_wasm_set_header_helper` lines 188-190, the
-    /// builtin handler lines 333-335, reached from `proxy_replace_header_map_value` through
+    /// builtin handler lines 333-335, reached from `proxy_replace_header_map_value`,
+    /// `src/common/proxy_wasm/ngx_proxy_wasm_host.c` line 835, through
     /// `ngx_proxy_wasm_maps_set`), then removed. A token in the query string that must not
     /// be forwarded cannot be taken out there: refused ([`AuthError::TokenInQuery`]).
     pub const NGX_WASM_MODULE: HostProfile = HostProfile {
@@ -189,8 +190,9 @@ impl Authenticator {
     /// the first match and hides the others with their values intact), so a request holding
     /// such a header twice is refused: it carries more than one token. A token to take out
     /// of the query string is refused too: ngx_wasm_module's `:path` sets `r->uri` and
-    /// `r->args` (`ngx_proxy_wasm_maps_set_path`; `r->args` only when the new path has a
-    /// query) and never clears `r->valid_unparsed_uri`, so `proxy_pass` without a URI part
+    /// `r->args` (`ngx_proxy_wasm_maps_set`'s `ngx_proxy_wasm_maps_set_path`, lines 531-539;
+    /// `r->args` only when the new path has a query) and never clears
+    /// `r->valid_unparsed_uri`, so `proxy_pass` without a URI part
     /// sends the original request line (nginx 1.27.4 `ngx_http_proxy_module.c` 1316-1318,
     /// 1441-1442).
     fn erasable(&self, decision: Decision, req: Request<'_>) -> Decision {
