@@ -301,16 +301,14 @@ impl HttpContext for Stream {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> ProxyAction {
-        let Some(state) = &self.state else {
-            // Not configured: fail closed.
-            ProxyHost.send_response(500, &[], b"");
-            return ProxyAction::Pause;
-        };
-        let Ok(mut s) = state.try_borrow_mut() else {
-            ProxyHost.send_response(500, &[], b"");
-            return ProxyAction::Pause;
-        };
-        to_proxy(s.on_request_headers(&ProxyHost, self.context_id))
+        match self.state.as_ref().and_then(|s| s.try_borrow_mut().ok()) {
+            Some(mut s) => to_proxy(s.on_request_headers(&ProxyHost, self.context_id)),
+            // Not configured (or the state is in use): fail closed.
+            None => {
+                ProxyHost.send_response(500, &[], b"");
+                ProxyAction::Pause
+            }
+        }
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> ProxyAction {
@@ -325,15 +323,14 @@ impl HttpContext for Stream {
 impl Stream {
     /// Body and trailers of a stream that waits for keys or was refused stay held (the SDK's
     /// default would let them, and with them the paused headers, through on some hosts).
+    /// (Not configured: the headers callback answered 500, and this holds.)
     fn request_data(&self) -> ProxyAction {
-        match &self.state {
-            Some(state) => match state.try_borrow() {
-                Ok(s) => to_proxy(s.on_request_data(self.context_id)),
-                Err(_) => ProxyAction::Pause,
-            },
-            // Not configured: the headers callback answered 500.
-            None => ProxyAction::Pause,
-        }
+        self.state
+            .as_ref()
+            .and_then(|s| s.try_borrow().ok())
+            .map_or(ProxyAction::Pause, |s| {
+                to_proxy(s.on_request_data(self.context_id))
+            })
     }
 }
 
