@@ -396,6 +396,16 @@ def test_client_identity_headers_never_reach_backend(main_envoy, keys, path):
         assert name not in h, f"{name} from the client reached the backend on {path}: {h}"
 
 
+@pytest.mark.parametrize("signed_by, code", [(None, "token_missing"), ("rsa-evil", "bad_signature")])
+def test_forged_identity_header_on_envoy_is_stripped_not_refused(main_envoy, keys, signed_by, code):
+    # Envoy removes a header for real: a client's copy goes and the request is decided on its
+    # token alone. `identity_header_present` (400) is for hosts whose removal cannot be
+    # trusted (ngx_wasm_module), told apart at configuration.
+    token = mint(keys["rsa-1"], signing_key=keys[signed_by]) if signed_by else None
+    resp = get(main_envoy, "/", token, headers=[("x-jwt-sub", "admin"), ("X_JWT_SUB", "root")])
+    denied(main_envoy, resp, code, "/")
+
+
 def test_spoofed_header_stripped_when_lenient_route_lets_bad_token_through(main_envoy, keys):
     bad = mint(keys["rsa-1"], signing_key=keys["rsa-evil"])
     seen = assert_passed(get(main_envoy, "/lenient", bad, headers=[("x-jwt-sub", "admin")]))

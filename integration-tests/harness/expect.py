@@ -18,6 +18,8 @@ INVALID_DPOP_PROOF = {
     "dpop_htu_mismatch", "dpop_iat_out_of_window", "dpop_ath_mismatch", "dpop_jkt_mismatch",
     "dpop_replayed",
 }
+# 400 `invalid_request`: only on hosts whose header removal cannot be trusted (ngx_wasm_module).
+INVALID_REQUEST = {"identity_header_present", "token_in_query"}
 
 # error code -> full-match pattern of the description (AuthError's Display).
 DESCRIPTIONS = {
@@ -68,6 +70,8 @@ DESCRIPTIONS = {
         "the token is certificate-bound and no client certificate was presented"),
     "mtls_thumbprint_mismatch": re.escape("the token is bound to another client certificate"),
     "mtls_token_unbound": re.escape("the access token is not bound to a client certificate"),
+    "identity_header_present": re.escape("the request carries a header that only the filter may set"),
+    "token_in_query": re.escape("the token cannot be taken out of the query string here: send it in a header"),
 }
 
 
@@ -76,6 +80,8 @@ def status_for(code: str) -> int:
         return 403
     if code in UNAVAILABLE:
         return 503
+    if code in INVALID_REQUEST:
+        return 400
     return 401
 
 
@@ -114,6 +120,8 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
         assert www == [f'Bearer realm="{r}"'], resp
     elif expected_status == 401:
         assert www == [f'Bearer realm="{r}", error="invalid_token", error_description="{description}"'], resp
+    elif expected_status == 400:
+        assert www == [f'Bearer realm="{r}", error="invalid_request", error_description="{description}"'], resp
     else:
         assert len(www) == 1 and www[0].startswith(
             f'Bearer realm="{r}", error="insufficient_scope", error_description="{description}"'), resp

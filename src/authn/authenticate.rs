@@ -950,33 +950,44 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 _ => None,
             })
             .unwrap_or_default();
-        let status = error.status().http_code();
-        let (headers, body) = if self.policy.strip_failure_response {
-            (Vec::new(), String::new())
-        } else {
-            let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-            if let Some(v) = error.www_authenticate(&realm(self.req)) {
-                headers.push(("www-authenticate".to_owned(), v));
-            }
-            let body = serde_json::json!({
-                "error": error.code(),
-                "error_description": error.to_string(),
-            })
-            .to_string();
-            (headers, body)
-        };
-        Denial {
-            provider: provider
-                .and_then(|id| self.policy.providers.get(id))
-                .map(|p| p.name.clone()),
-            kid: facts.kid,
-            iss: facts.iss,
-            sub: facts.sub,
-            status,
-            headers,
-            body,
-            error,
+        let mut denial = denial(self.policy, self.req, error);
+        denial.provider = provider
+            .and_then(|id| self.policy.providers.get(id))
+            .map(|p| p.name.clone());
+        denial.kid = facts.kid;
+        denial.iss = facts.iss;
+        denial.sub = facts.sub;
+        denial
+    }
+}
+
+/// The local reply for `error` on `req` (no provider or token facts): status, headers and
+/// body as the policy wants them.
+pub fn denial(policy: &Policy, req: &RequestView<'_>, error: AuthError) -> Denial {
+    let status = error.status().http_code();
+    let (headers, body) = if policy.strip_failure_response {
+        (Vec::new(), String::new())
+    } else {
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(v) = error.www_authenticate(&realm(req)) {
+            headers.push(("www-authenticate".to_owned(), v));
         }
+        let body = serde_json::json!({
+            "error": error.code(),
+            "error_description": error.to_string(),
+        })
+        .to_string();
+        (headers, body)
+    };
+    Denial {
+        error,
+        provider: None,
+        kid: None,
+        iss: None,
+        sub: None,
+        status,
+        headers,
+        body,
     }
 }
 

@@ -107,6 +107,15 @@ pub enum AuthError {
     MtlsThumbprintMismatch,
     /// Certificate binding is required and the token has no `cnf.x5t#S256`.
     MtlsTokenUnbound,
+    /// The request carries its own copy of a header the filter sets from a verified token
+    /// (`claim_to_headers`, `forward_payload_header`), on a host where a removed request
+    /// header may still reach the upstream (ngx_wasm_module with `proxy_pass`): refused,
+    /// since it could not be taken out. (On Envoy such copies are removed instead.)
+    IdentityHeaderPresent,
+    /// A token that must not be forwarded is in the query string, on a host that cannot take
+    /// it out of what it sends upstream (ngx_wasm_module: NGINX's proxy module sends the
+    /// original request line).
+    TokenInQuery,
 }
 
 /// How a failure is answered: status and the RFC 6750 `error` attribute.
@@ -122,6 +131,9 @@ pub enum Status {
     Unavailable,
     /// 401 with `error="invalid_dpop_proof"` (RFC 9449 §7.1), always under the DPoP scheme.
     InvalidDpopProof,
+    /// 400 with `error="invalid_request"` (RFC 6750 §3.1): the request itself is not
+    /// acceptable, whatever its token.
+    InvalidRequest,
 }
 
 /// The scheme a provider's challenge names (RFC 9449 §7.1): `Bearer`, or `DPoP` with the
@@ -139,6 +151,7 @@ impl Status {
             Status::Unauthorized | Status::InvalidToken | Status::InvalidDpopProof => 401,
             Status::Forbidden => 403,
             Status::Unavailable => 503,
+            Status::InvalidRequest => 400,
         }
     }
 }
@@ -193,6 +206,8 @@ impl AuthError {
             AuthError::MtlsCertificateMissing => "mtls_certificate_missing",
             AuthError::MtlsThumbprintMismatch => "mtls_thumbprint_mismatch",
             AuthError::MtlsTokenUnbound => "mtls_token_unbound",
+            AuthError::IdentityHeaderPresent => "identity_header_present",
+            AuthError::TokenInQuery => "token_in_query",
         }
     }
 
@@ -222,6 +237,7 @@ impl AuthError {
             | AuthError::DpopAthMismatch
             | AuthError::DpopJktMismatch
             | AuthError::DpopReplayed => Status::InvalidDpopProof,
+            AuthError::IdentityHeaderPresent | AuthError::TokenInQuery => Status::InvalidRequest,
             AuthError::TokenTooLarge { .. }
             | AuthError::MultipleTokens
             | AuthError::TokenIsJwe
@@ -293,6 +309,10 @@ impl AuthError {
                     quote(&self.to_string())
                 ))
             }
+            Status::InvalidRequest => Some(format!(
+                "{name} realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+                quote(&self.to_string())
+            )),
             Status::Unavailable => None,
         };
         challenge.map(|c| c + &algs)
@@ -395,6 +415,12 @@ impl fmt::Display for AuthError {
             AuthError::MtlsTokenUnbound => {
                 f.write_str("the access token is not bound to a client certificate")
             }
+            AuthError::IdentityHeaderPresent => {
+                f.write_str("the request carries a header that only the filter may set")
+            }
+            AuthError::TokenInQuery => f.write_str(
+                "the token cannot be taken out of the query string here: send it in a header",
+            ),
         }
     }
 }
@@ -411,6 +437,7 @@ mod tests {
         assert_eq!(AuthError::Expired.status().http_code(), 401);
         assert_eq!(AuthError::AudienceMismatch.status().http_code(), 403);
         assert_eq!(AuthError::JwksUnavailable.status().http_code(), 503);
+        assert_eq!(AuthError::IdentityHeaderPresent.status().http_code(), 400);
     }
 
     #[test]
@@ -430,6 +457,10 @@ mod tests {
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"token lacks required scope risk:score\", scope=\"risk:score\"")
         );
         assert_eq!(AuthError::JwksUnavailable.www_authenticate("api"), None);
+        assert_eq!(
+            AuthError::IdentityHeaderPresent.www_authenticate("api").as_deref(),
+            Some("Bearer realm=\"api\", error=\"invalid_request\", error_description=\"the request carries a header that only the filter may set\"")
+        );
     }
 
     #[test]

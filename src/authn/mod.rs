@@ -15,6 +15,7 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod matcher;
+pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod revocation;

@@ -59,6 +59,20 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The filter's log level: `log_level`, `info` when unset (the host's is not asked:
+    /// `proxy_get_log_level` has another signature in ngx_wasm_module, and a module that
+    /// merely imports it does not instantiate there; mk/host-abi/, `make build`).
+    pub fn log_filter(&self) -> log::LevelFilter {
+        match self.log_level.as_deref() {
+            Some("trace") => log::LevelFilter::Trace,
+            Some("debug") => log::LevelFilter::Debug,
+            Some("info") | None => log::LevelFilter::Info,
+            Some("warn") => log::LevelFilter::Warn,
+            Some("error") => log::LevelFilter::Error,
+            Some(_) => log::LevelFilter::Off,
+        }
+    }
+
     /// True when a request header called `name` is, or could pass for, a header the filter
     /// writes: compared case-insensitively with `_` and `-` equal, because Envoy forwards
     /// underscored names by default and CGI/WSGI-style backends read `x_jwt_sub` as

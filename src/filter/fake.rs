@@ -1,12 +1,18 @@
 //! A fake host that records outcomes (replies, header changes, resumes, callouts, counters)
 //! instead of scripting host calls, so adapter tests survive refactors. Several fake VMs can
 //! share one [`SharedStore`], as Envoy's VMs share one proxy's shared data.
+//!
+//! Two profiles: Envoy's, and ngx_wasm_module's ([`FakeHost::ngx`]): there
+//! `set_effective_context` does nothing, a stream touched outside its own callback is a
+//! crashed worker (counted), and a removed request header is only hidden from the filter: it
+//! stays in the list NGINX's proxy module sends upstream ([`StreamRecord::upstream`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use crate::filter::host::{Host, SharedWriteError};
+use crate::filter::host::Host;
+use crate::sources::{SharedData, WriteError};
 
 /// Shared data with CAS, as proxy-wasm-cpp-host implements it (one global counter).
 #[derive(Debug, Default)]
@@ -23,21 +29,63 @@ pub struct Reply {
     pub body: String,
 }
 
+/// The root context's id: calls dispatched from it are answered to it.
+pub const ROOT: u32 = 0;
+
 /// A call the adapter dispatched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub token: u32,
+    /// The context that dispatched it, which receives the answer ([`ROOT`] or a stream).
+    pub from: u32,
     pub cluster: String,
     pub path: String,
     pub authority: String,
 }
 
+/// One request header entry; `hidden` entries are ngx_wasm_module's removed ones (hash 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub value: String,
+    pub hidden: bool,
+}
+
 /// One stream as the fake host sees it.
 #[derive(Debug, Clone, Default)]
 pub struct StreamRecord {
-    pub headers: Vec<(String, String)>,
+    pub entries: Vec<Entry>,
     pub reply: Option<Reply>,
     pub resumed: bool,
+}
+
+impl StreamRecord {
+    /// What the upstream receives: every entry (Envoy deletes removed headers; NGINX's proxy
+    /// module writes hidden ones too).
+    pub fn upstream(&self) -> Vec<(&str, &str)> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .collect()
+    }
+
+    /// Every value the upstream receives for `name`.
+    pub fn upstream_values(&self, name: &str) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.value.as_str())
+            .collect()
+    }
+
+    /// What the filter reads.
+    fn visible(&self) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .filter(|e| !e.hidden)
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    }
 }
 
 /// The fake host of one VM.
@@ -61,11 +109,12 @@ pub struct FakeHost {
     /// stream, not to the root context, so the fake refuses it and counts it.
     pub in_stream_callback: Cell<bool>,
     pub dispatches_from_streams: Cell<u32>,
-    /// ngx_wasm_module's profile: `set_effective_context` answers Ok and does nothing.
-    pub context_switch_is_noop: Cell<bool>,
-    /// `set_effective_context` calls (on the ngx profile each one is a stream touched from
-    /// the root context: a crashed worker there).
+    /// ngx_wasm_module's profile (see the module docs).
+    pub ngx: bool,
+    /// `set_effective_context` calls.
     pub context_switches: Cell<u32>,
+    /// ngx profile: stream host calls made outside a stream callback (a crashed worker there).
+    pub root_stream_ops: Cell<u32>,
 }
 
 impl FakeHost {
@@ -86,21 +135,34 @@ impl FakeHost {
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             in_stream_callback: Cell::new(false),
             dispatches_from_streams: Cell::new(0),
-            context_switch_is_noop: Cell::new(false),
+            ngx: false,
             context_switches: Cell::new(0),
+            root_stream_ops: Cell::new(0),
+        }
+    }
+
+    /// A VM of ngx_wasm_module's profile.
+    pub fn ngx(shared: Rc<RefCell<SharedStore>>, now_ms: u64, clusters: &[&str]) -> FakeHost {
+        FakeHost {
+            ngx: true,
+            ..FakeHost::new(shared, now_ms, clusters)
         }
     }
 
     /// Opens stream `id` with these headers and makes it current.
     pub fn open_stream(&self, id: u32, headers: &[(&str, &str)]) {
-        let headers = headers
+        let entries = headers
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| Entry {
+                name: k.to_string(),
+                value: v.to_string(),
+                hidden: false,
+            })
             .collect();
         self.streams.borrow_mut().insert(
             id,
             StreamRecord {
-                headers,
+                entries,
                 ..StreamRecord::default()
             },
         );
@@ -128,10 +190,42 @@ impl FakeHost {
     }
 
     fn with_current<R>(&self, f: impl FnOnce(&mut StreamRecord) -> R) -> Option<R> {
+        if self.ngx && !self.in_stream_callback.get() {
+            self.root_stream_ops.set(self.root_stream_ops.get() + 1);
+            return None;
+        }
         self.streams
             .borrow_mut()
             .get_mut(&self.current.get())
             .map(f)
+    }
+}
+
+impl SharedData for FakeHost {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().values.get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), WriteError> {
+        let mut store = self.shared.borrow_mut();
+        if let Some(want) = cas {
+            let have = store.values.get(key).map(|(_, c)| *c);
+            if have != Some(want) {
+                return Err(WriteError::CasMismatch);
+            }
+        }
+        store.next_cas += 1;
+        let next = store.next_cas;
+        store.values.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
     }
 }
 
@@ -141,7 +235,7 @@ impl Host for FakeHost {
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
-        self.with_current(|s| s.headers.clone()).unwrap_or_default()
+        self.with_current(|s| s.visible()).unwrap_or_default()
     }
 
     fn route_name(&self) -> Option<String> {
@@ -149,14 +243,50 @@ impl Host for FakeHost {
     }
 
     fn set_request_header(&self, name: &str, value: &str) {
+        let ngx = self.ngx;
         self.with_current(|s| {
-            s.headers.retain(|(k, _)| k != name);
-            s.headers.push((name.to_owned(), value.to_owned()));
+            if !ngx {
+                s.entries.retain(|e| e.name != name);
+            } else {
+                // ngx_http_wasm_set_header_helper, SET: the first visible match takes the
+                // value; with more than one match every match ends hidden (its restart loop
+                // hides the updated one too), values in place.
+                let mut matches = s.entries.iter_mut().filter(|e| !e.hidden && e.name == name);
+                if let Some(first) = matches.next() {
+                    first.value = value.to_owned();
+                    let mut more = false;
+                    for e in matches {
+                        e.hidden = true;
+                        more = true;
+                    }
+                    if more {
+                        for e in s.entries.iter_mut().filter(|e| e.name == name) {
+                            e.hidden = true;
+                        }
+                    }
+                    return;
+                }
+            }
+            s.entries.push(Entry {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                hidden: false,
+            });
         });
     }
 
     fn remove_request_header(&self, name: &str) {
-        self.with_current(|s| s.headers.retain(|(k, _)| k != name));
+        let ngx = self.ngx;
+        self.with_current(|s| {
+            if ngx {
+                // Hash set to 0: gone for the filter, still in the list.
+                for e in s.entries.iter_mut().filter(|e| e.name == name) {
+                    e.hidden = true;
+                }
+            } else {
+                s.entries.retain(|e| e.name != name);
+            }
+        });
     }
 
     fn send_response(&self, status: u32, headers: &[(String, String)], body: &[u8]) {
@@ -175,7 +305,7 @@ impl Host for FakeHost {
 
     fn set_effective_context(&self, context_id: u32) -> bool {
         self.context_switches.set(self.context_switches.get() + 1);
-        if self.context_switch_is_noop.get() {
+        if self.ngx {
             return true;
         }
         if self.streams.borrow().contains_key(&context_id) {
@@ -186,43 +316,23 @@ impl Host for FakeHost {
         }
     }
 
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().values.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-
-    fn set_shared(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), SharedWriteError> {
-        let mut store = self.shared.borrow_mut();
-        if let Some(want) = cas {
-            let have = store.values.get(key).map(|(_, c)| *c);
-            if have != Some(want) {
-                return Err(SharedWriteError::CasMismatch);
-            }
-        }
-        store.next_cas += 1;
-        let next = store.next_cas;
-        store.values.insert(key.to_owned(), (value.to_vec(), next));
-        Ok(())
-    }
-
     fn dispatch_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         _timeout_ms: u64,
     ) -> Result<u32, String> {
-        if self.in_stream_callback.get() {
+        // The adapter dispatches from the root context only, which receives the answers.
+        let from = if self.in_stream_callback.get() {
             self.dispatches_from_streams
                 .set(self.dispatches_from_streams.get() + 1);
-            return Err("dispatched from a stream context".into());
-        }
+            if !self.ngx {
+                return Err("dispatched from a stream context".into());
+            }
+            self.current.get()
+        } else {
+            ROOT
+        };
         if !self.clusters.iter().any(|c| c == cluster) {
             return Err("BadArgument".into());
         }
@@ -237,6 +347,7 @@ impl Host for FakeHost {
         self.next_token.set(token + 1);
         self.calls.borrow_mut().push(Call {
             token,
+            from,
             cluster: cluster.to_owned(),
             path: get(":path"),
             authority: get(":authority"),

@@ -4,11 +4,11 @@
 //! Every method is infallible or returns a `Result`/`Option`: host failures (a context that
 //! went away, a CAS race) are ordinary outcomes here, never panics.
 
-/// Why a shared-data write failed (the key sources' own type).
-pub use crate::sources::WriteError as SharedWriteError;
+use crate::sources::SharedData;
 
-/// The host, as seen from the adapter.
-pub trait Host {
+/// The host, as seen from the adapter; its shared data is the key sources' [`SharedData`]
+/// (reads with a CAS token, compare-and-swap writes).
+pub trait Host: SharedData {
     /// Wall-clock time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 
@@ -26,12 +26,6 @@ pub trait Host {
     fn resume_request(&self) -> bool;
     /// Makes `context_id` the current stream. `false` if it no longer exists.
     fn set_effective_context(&self, context_id: u32) -> bool;
-
-    /// Reads a shared-data value and its CAS token.
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Writes a shared-data value; `cas: None` writes unconditionally.
-    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>)
-        -> Result<(), SharedWriteError>;
 
     /// Starts an HTTP call to `cluster`; returns the call token.
     fn dispatch_http_call(

@@ -4,7 +4,6 @@
 //! [`FilterState`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -15,8 +14,11 @@ use proxy_wasm::types::{
 };
 
 use crate::authn::config;
-use crate::filter::host::{Host, SharedWriteError};
+use crate::authn::outcome::HostProfile;
+use crate::filter::host::Host;
 use crate::filter::state::{Action, FilterState};
+use crate::metrics::MetricIds;
+use crate::sources::{SharedData, WriteError};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -26,33 +28,6 @@ proxy_wasm::main! {{
         Box::new(Root { context_id, state: None })
     });
 }}
-
-/// FNV-1a for the metric-id table. Its keys are metric names built from the configuration
-/// and fixed error codes, never from a request, so nobody can aim collisions at it; SipHash's
-/// protection is not needed there, and it costs a few hundred ns per lookup in V8 on a path
-/// that looks up three names per accepted request.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-type MetricIds = HashMap<String, u32, std::hash::BuildHasherDefault<Fnv>>;
 
 thread_local! {
     static METRICS: RefCell<MetricIds> = RefCell::new(MetricIds::default());
@@ -79,6 +54,25 @@ fn metric_id(name: &str, kind: MetricType) -> Option<u32> {
         m.insert(name.to_owned(), id);
         Some(id)
     })
+}
+
+impl SharedData for ProxyHost {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), WriteError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(WriteError::CasMismatch),
+            Err(_) => Err(WriteError::Other),
+        }
+    }
 }
 
 impl Host for ProxyHost {
@@ -142,23 +136,6 @@ impl Host for ProxyHost {
         hostcalls::set_effective_context(context_id).is_ok()
     }
 
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
-    }
-
-    fn set_shared(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), SharedWriteError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
-            Err(_) => Err(SharedWriteError::Other),
-        }
-    }
-
     fn dispatch_http_call(
         &self,
         cluster: &str,
@@ -209,6 +186,13 @@ impl Host for ProxyHost {
     }
 }
 
+/// Runs `f` on the filter state, if configured and not already in use.
+fn with_state(state: &Option<Rc<RefCell<FilterState>>>, f: impl FnOnce(&mut FilterState)) {
+    if let Some(mut s) = state.as_ref().and_then(|s| s.try_borrow_mut().ok()) {
+        f(&mut s);
+    }
+}
+
 /// The root context: configuration, ticks, key-set fetches, resuming paused streams.
 struct Root {
     context_id: u32,
@@ -223,11 +207,9 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let Some(state) = &self.state {
-            if let Ok(mut s) = state.try_borrow_mut() {
-                s.on_http_call_response(&ProxyHost, token_id, body_size);
-            }
-        }
+        with_state(&self.state, |s| {
+            s.on_http_call_response(&ProxyHost, token_id, body_size)
+        });
     }
 }
 
@@ -256,32 +238,18 @@ impl RootContext for Root {
         };
         match config::parse(text) {
             Ok(policy) => {
-                // Format only what the host will print. Unset: `info`. The level is not
-                // asked of the host: `proxy_get_log_level` differs in signature between
-                // hosts (ngx_wasm_module declares two parameters), and a module that merely
-                // imports it does not instantiate there (mk/host-abi/, `make build`).
-                proxy_wasm::set_log_level(match policy.log_level.as_deref() {
-                    Some("trace") => LogLevel::Trace,
-                    Some("debug") => LogLevel::Debug,
-                    Some("info") | None => LogLevel::Info,
-                    Some("warn") => LogLevel::Warn,
-                    Some("error") => LogLevel::Error,
-                    Some(_) => LogLevel::Critical,
-                });
+                // Format only what the host will print.
+                log::set_max_level(policy.log_filter());
                 METRICS_ON.with(|m| m.set(policy.metrics));
                 let providers = policy.providers.len();
                 let rules = policy.rules.len();
-                let mut state = FilterState::new(policy, text);
-                // A host that "switches" to a context that cannot exist does not switch at
-                // all (ngx_wasm_module's set_effective_context always answers Ok; Envoy's
-                // answers BadArgument): there no request may wait for keys.
-                if hostcalls::set_effective_context(u32::MAX).is_ok() {
-                    log::warn!(
-                        "this host cannot resume a request from the root context: requests \
-                         are decided at once with the keys at hand, never held for keys"
-                    );
-                    state.set_can_wait(false);
+                // Told apart by a switch to a context that cannot exist (see `probed`).
+                let probe = hostcalls::set_effective_context(u32::MAX).is_ok();
+                let profile = HostProfile::probed(probe);
+                if let Some(warning) = profile.warning() {
+                    log::warn!("{warning}");
                 }
+                let state = FilterState::new(policy, text, profile);
                 self.state = Some(Rc::new(RefCell::new(state)));
                 // The first call runs the FMA probe and known-answer test (~1 ms, once per
                 // VM), so keys loaded later never wait for it.
@@ -304,11 +272,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(state) = &self.state {
-            if let Ok(mut s) = state.try_borrow_mut() {
-                s.on_tick(&ProxyHost);
-            }
-        }
+        with_state(&self.state, |s| s.on_tick(&ProxyHost));
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -337,16 +301,14 @@ impl HttpContext for Stream {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> ProxyAction {
-        let Some(state) = &self.state else {
-            // Not configured: fail closed.
-            ProxyHost.send_response(500, &[], b"");
-            return ProxyAction::Pause;
-        };
-        let Ok(mut s) = state.try_borrow_mut() else {
-            ProxyHost.send_response(500, &[], b"");
-            return ProxyAction::Pause;
-        };
-        to_proxy(s.on_request_headers(&ProxyHost, self.context_id))
+        match self.state.as_ref().and_then(|s| s.try_borrow_mut().ok()) {
+            Some(mut s) => to_proxy(s.on_request_headers(&ProxyHost, self.context_id)),
+            // Not configured (or the state is in use): fail closed.
+            None => {
+                ProxyHost.send_response(500, &[], b"");
+                ProxyAction::Pause
+            }
+        }
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> ProxyAction {
@@ -361,15 +323,14 @@ impl HttpContext for Stream {
 impl Stream {
     /// Body and trailers of a stream that waits for keys or was refused stay held (the SDK's
     /// default would let them, and with them the paused headers, through on some hosts).
+    /// (Not configured: the headers callback answered 500, and this holds.)
     fn request_data(&self) -> ProxyAction {
-        match &self.state {
-            Some(state) => match state.try_borrow() {
-                Ok(s) => to_proxy(s.on_request_data(self.context_id)),
-                Err(_) => ProxyAction::Pause,
-            },
-            // Not configured: the headers callback answered 500.
-            None => ProxyAction::Pause,
-        }
+        self.state
+            .as_ref()
+            .and_then(|s| s.try_borrow().ok())
+            .map_or(ProxyAction::Pause, |s| {
+                to_proxy(s.on_request_data(self.context_id))
+            })
     }
 }
 
@@ -383,10 +344,6 @@ fn to_proxy(action: Action) -> ProxyAction {
 impl Drop for Stream {
     fn drop(&mut self) {
         // The host deletes a stream's context once it is done: never resume it after that.
-        if let Some(state) = &self.state {
-            if let Ok(mut s) = state.try_borrow_mut() {
-                s.on_stream_done(self.context_id);
-            }
-        }
+        with_state(&self.state, |s| s.on_stream_done(self.context_id));
     }
 }

@@ -6,8 +6,9 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::authn::config;
+use crate::authn::outcome::HostProfile;
 use crate::authn::policy::DEFAULT_WAIT_TIMEOUT_MS as KEY_WAIT_MS;
-use crate::filter::fake::{FakeHost, SharedStore};
+use crate::filter::fake::{FakeHost, SharedStore, ROOT};
 use crate::filter::state::{Action, FilterState};
 use crate::sources::lease::Lease;
 use crate::sources::record::Binding;
@@ -37,9 +38,23 @@ fn remote_config() -> String {
 }
 
 fn vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
-    let host = FakeHost::new(shared.clone(), T0, &["idp"]);
-    let cfg = remote_config();
-    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    vm_with(shared, &remote_config(), false)
+}
+
+/// A VM for `cfg` on Envoy's profile, or on ngx_wasm_module's with `ngx`.
+fn vm_with(shared: &Rc<RefCell<SharedStore>>, cfg: &str, ngx: bool) -> (FakeHost, FilterState) {
+    let (host, profile) = if ngx {
+        (
+            FakeHost::ngx(shared.clone(), T0, &["idp"]),
+            HostProfile::NGX_WASM_MODULE,
+        )
+    } else {
+        (
+            FakeHost::new(shared.clone(), T0, &["idp"]),
+            HostProfile::ENVOY,
+        )
+    };
+    let state = FilterState::new(config::parse(cfg).unwrap(), cfg, profile);
     (host, state)
 }
 
@@ -68,18 +83,20 @@ fn request(
     action
 }
 
+/// The first value of `name` that reaches the upstream.
 fn header(host: &FakeHost, id: u32, name: &str) -> Option<String> {
     host.stream(id)
-        .headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+        .upstream_values(name)
+        .first()
+        .map(|v| v.to_string())
 }
 
-/// Answers every outstanding call of `host` with `status` and `body`.
+/// Answers every outstanding call of `host` with `status` and `body`, to the context that
+/// dispatched it (the root context: the adapter's only call handler).
 fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
     let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
     for c in calls {
+        assert_eq!(c.from, ROOT, "a call answered to a stream is lost");
         host.respond(status, body);
         state.on_http_call_response(host, c.token, body.len());
     }
@@ -311,7 +328,7 @@ fn host_shared_meta(
 ) -> (Lease, ()) {
     let host = FakeHost::new(shared.clone(), 0, &[]);
     let key = state.meta_key(0).unwrap();
-    let (raw, _) = crate::filter::host::Host::get_shared(&host, key);
+    let (raw, _) = crate::sources::SharedData::read(&host, key);
     let raw = raw.unwrap();
     let payload = Binding::new(cfg.as_bytes()).open(key, &raw).unwrap();
     (Lease::decode(payload).unwrap(), ())
@@ -380,15 +397,7 @@ fn forged_identity_headers_are_removed_on_every_route() {
         ),
         Action::Continue
     );
-    assert_eq!(
-        host.stream(2)
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "x-jwt-sub")
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>(),
-        vec!["alice"]
-    );
+    assert_eq!(host.stream(2).upstream_values("x-jwt-sub"), ["alice"]);
 }
 
 #[test]
@@ -420,7 +429,7 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
     .to_string();
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     let first = host.calls.borrow()[0].clone();
     assert_eq!(
@@ -472,7 +481,7 @@ fn a_key_set_change_empties_the_token_cache() {
     assert!(cfg.contains("jwt_cache_size"));
     let shared = Rc::new(RefCell::new(SharedStore::default()));
     let host = FakeHost::new(shared, T0, &["idp"]);
-    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     answer(&host, &mut state, "200", JWKS.as_bytes());
     let good = format!("Bearer {}", token("rs256"));
@@ -575,7 +584,7 @@ fn revocation_vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
     });
     let host = FakeHost::new(shared.clone(), T0, &["idp"]);
     let cfg = cfg.to_string();
-    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg);
+    let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     (host, state)
 }
 
@@ -741,9 +750,7 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
 #[test]
 fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
     let shared = Rc::new(RefCell::new(SharedStore::default()));
-    let (host, mut state) = vm(&shared);
-    host.context_switch_is_noop.set(true);
-    state.set_can_wait(false);
+    let (host, mut state) = vm_with(&shared, &remote_config(), true);
     let good = format!("Bearer {}", token("rs256"));
     assert_eq!(
         request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
@@ -775,8 +782,94 @@ fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
     state.on_tick(&host);
     assert_eq!(state.pending_len(), 0);
     assert_eq!(
-        host.context_switches.get(),
-        0,
+        (host.context_switches.get(), host.root_stream_ops.get()),
+        (0, 0),
         "the root context touched a stream"
+    );
+}
+
+/// #18 under both profiles: a client's copy of an identity header is stripped on Envoy and
+/// refused (400) on ngx_wasm_module, where a removed header still reaches the upstream; a
+/// token that is not forwarded never reaches the upstream on either.
+#[test]
+fn identity_headers_and_unforwarded_tokens_under_both_profiles() {
+    let good = format!("Bearer {}", token("rs256"));
+    for ngx in [false, true] {
+        let shared = Rc::new(RefCell::new(SharedStore::default()));
+        let (host, mut state) = vm_with(&shared, &remote_config(), ngx);
+        state.on_tick(&host);
+        answer(&host, &mut state, "200", JWKS.as_bytes());
+
+        // Accepted: the upstream gets the identity header, never the token.
+        assert_eq!(
+            request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+            Action::Continue
+        );
+        let s1 = host.stream(1);
+        assert_eq!(s1.upstream_values("x-jwt-sub"), ["alice"], "ngx={ngx}");
+        let expected: &[&str] = if ngx { &[""] } else { &[] };
+        assert_eq!(s1.upstream_values("authorization"), expected, "ngx={ngx}");
+        assert!(!format!("{:?}", s1.upstream()).contains(&good[7..]));
+
+        // A forged copy, with a good token and on a route without a requirement.
+        for (id, path) in [(2, "/a"), (3, "/public")] {
+            let action = request(
+                &host,
+                &mut state,
+                id,
+                path,
+                &[("x-jwt-sub", "admin"), ("authorization", &good)],
+            );
+            let s = host.stream(id);
+            if ngx {
+                assert_eq!(action, Action::Pause);
+                let reply = s.reply.expect("refused");
+                assert_eq!(
+                    (reply.status, reply.body.as_str()),
+                    (
+                        400,
+                        r#"{"error":"identity_header_present","error_description":"the request carries a header that only the filter may set"}"#
+                    )
+                );
+                assert_eq!(
+                    state.on_request_data(id),
+                    Action::Pause,
+                    "refused: body held"
+                );
+            } else {
+                assert_eq!(action, Action::Continue);
+                let expected: &[&str] = if path == "/a" { &["alice"] } else { &[] };
+                assert_eq!(s.upstream_values("x-jwt-sub"), expected, "{path}");
+            }
+        }
+        let refused = host.counter("jwt_edge.denied.identity_header_present");
+        assert_eq!(refused, if ngx { 2 } else { 0 });
+        assert_eq!(host.root_stream_ops.get(), 0);
+    }
+}
+
+/// The fake's ngx profile itself: removal hides a header from the filter but not from the
+/// upstream, a replace rewrites the entry in place, and stream host calls from the root
+/// context are counted (each one a crashed worker there).
+#[test]
+fn the_fake_ngx_host_keeps_removed_headers_upstream() {
+    use crate::filter::Host;
+    let host = FakeHost::ngx(Rc::new(RefCell::new(SharedStore::default())), T0, &[]);
+    host.open_stream(1, &[("x-a", "1"), ("x-b", "2"), ("x-b", "3")]);
+    host.in_stream_callback.set(true);
+    host.remove_request_header("x-a");
+    host.set_request_header("x-b", "9");
+    host.set_request_header("x-c", "4");
+    assert_eq!(host.request_headers(), [("x-c".to_owned(), "4".to_owned())]);
+    assert_eq!(
+        host.stream(1).upstream(),
+        [("x-a", "1"), ("x-b", "9"), ("x-b", "3"), ("x-c", "4")]
+    );
+    host.in_stream_callback.set(false);
+    assert!(!host.resume_request());
+    assert_eq!(host.root_stream_ops.get(), 1);
+    assert!(
+        host.set_effective_context(u32::MAX),
+        "a no-op that answers Ok"
     );
 }

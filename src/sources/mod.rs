@@ -16,8 +16,11 @@
 //! that is a `Dispatch { from: Context::Stream(id) }` and a `Decide` carried out inside that
 //! stream's own callback, which this shape allows without changing the engine's state.
 
+mod decide;
 pub mod lease;
 pub mod record;
+
+pub use decide::Retry;
 
 use std::sync::Arc;
 
@@ -781,6 +784,12 @@ impl Sources {
         self.answer_limit_of(*id, *step)
     }
 
+    /// True when the body of the answer to call `token` is worth reading: a call of ours,
+    /// status 200, and within [`answer_limit`](Self::answer_limit).
+    pub fn body_wanted(&self, token: u32, status: &str, body_size: usize) -> bool {
+        status == "200" && self.answer_limit(token).is_some_and(|max| body_size <= max)
+    }
+
     /// The answer to call `token`: its `:status`, its body's size, and the body when the
     /// status is 200 and the size within [`answer_limit`](Self::answer_limit).
     #[inline(never)]
@@ -1162,14 +1171,7 @@ pub fn random_id() -> u64 {
 
 /// Log text for an attacker-controlled value: printable ASCII only, at most 64 characters.
 pub fn log_safe(v: Option<&str>) -> String {
-    match v {
-        None => "-".to_owned(),
-        Some(s) => s
-            .chars()
-            .take(64)
-            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-            .collect(),
-    }
+    crate::authn::outcome::Safe(v).to_string()
 }
 
 #[cfg(test)]
