@@ -118,13 +118,10 @@ impl<'de> DeserializeSeed<'de> for TreeSeed<'_, '_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         let (path, failed_at) = (self.path, self.failed_at);
-        d.deserialize_any(self).map_err(|e| {
-            if let Some(first) = failed_at.take() {
-                failed_at.set(Some(first));
-            } else {
-                failed_at.set(Some(path.render()));
-            }
-            e
+        d.deserialize_any(self).inspect_err(|_| {
+            // The innermost value that failed names the place; outer ones keep it.
+            let first = failed_at.take().unwrap_or_else(|| path.render());
+            failed_at.set(Some(first));
         })
     }
 }
