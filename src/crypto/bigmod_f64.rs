@@ -675,8 +675,9 @@ fn sub_assign(a: &mut [u64], b: &[u64]) {
 /// Never natively: there the integer code is the faster choice (`mul_add` may be a libm call
 /// without `-C target-feature=+fma`), and the tests call [`RsaPublicF64`] directly.
 ///
-/// Only with the `rsa-fma` cargo feature: the shipped filter leaves it off for now, because
-/// this code takes the module over its 1 MiB limit (mk/wasm-opt.mk, `make wasm-size`).
+/// Only with the `rsa-fma` cargo feature (on by default, so in the shipped module: every host
+/// it claims loads relaxed SIMD, integration-tests/test_rsa_arithmetic.py); without it the
+/// module holds no relaxed-SIMD instruction at all.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {

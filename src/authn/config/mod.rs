@@ -1,13 +1,14 @@
 //! Filter configuration: Envoy jwt_authn's `JwtAuthentication` as JSON (plus marked jwt-edge
 //! extensions) in, a validated [`Policy`] out.
 //!
-//! Two phases: [`raw`] mirrors the JSON with serde (unknown fields and wrong types are errors
-//! with their path), then [`compile`] checks meaning and builds the policy (errors again carry
+//! Two phases: [`raw`] mirrors the JSON, read by [`read`] (unknown fields and wrong types are
+//! errors with their path), then [`compile`] checks meaning and builds the policy (errors again carry
 //! the JSON path). `filter-config/schema.json` documents every field.
 
 pub mod compile;
 pub mod error;
 pub mod raw;
+pub mod read;
 
 pub use compile::compile;
 pub(crate) use compile::split_uri;
@@ -22,9 +23,6 @@ pub fn parse(json: &str) -> Result<Policy, ConfigError> {
 
 /// Phase 1 only: the JSON read into [`raw`] types, or the first error with its path.
 pub fn parse_raw(json: &str) -> Result<raw::JwtAuthentication, ConfigError> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let parsed: raw::JwtAuthentication = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().to_string()))?;
-    de.end().map_err(|e| ConfigError::new(".", e.to_string()))?;
-    Ok(parsed)
+    let tree = read::parse_tree(json)?;
+    read::FromJson::from_json(&tree, read::Path::Root)
 }

@@ -186,13 +186,15 @@ pub(super) fn duration_ms(
             .ok()
             .filter(|v| (min..=max).contains(v))
             .ok_or_else(|| {
+                // Not `min as f64 / 1000.0`: f64's Display would bring ~18 KB of float
+                // formatting into the module.
+                let min_s = match min % 1000 {
+                    0 => (min / 1000).to_string(),
+                    ms => format!("{}.{ms:03}", min / 1000),
+                };
                 ConfigError::new(
                     join(path, field),
-                    format!(
-                        "must be between {}s and {}s",
-                        min as f64 / 1000.0,
-                        max / 1000
-                    ),
+                    format!("must be between {min_s}s and {}s", max / 1000),
                 )
             }),
     }
