@@ -16,8 +16,17 @@
 # changed), dead-argument elimination and the clean-ups give the rest. The Cargo profile is
 # already opt-level 3, fat LTO, one codegen unit, panic=abort, stripped; opt-level "s" or "z"
 # there shrinks the module by 13-20 % but slowed ES256 and EdDSA by 25-90 %.
+#
+# Memory (issue #13): binaryen inlines a function with a single caller whatever its size
+# (--one-caller-inline-max-function-size defaults to unlimited), which made FilterState::decide,
+# Root::on_configure and provider_result 30-75 KB functions. V8 compiles each function with
+# TurboFan in a zone that grows with the function (Node's --trace-wasm-compilation-times: 14.1,
+# 9.8, 8.4 MB peaks for the three largest), compile threads run several at once, and Envoy's
+# tcmalloc keeps the freed zones. Capped at 200 bytes: largest zone 10.5 MB, the next ones <=
+# 5.1 MB; Envoy 1.40 with one worker, 3 rounds, 132.0 -> 121.5 MiB VmRSS (do-nothing filter
+# 87.1), for +1.7 KB of module.
 WASM_OPT ?= wasm-opt
-WASM_OPT_PASSES ?= --duplicate-function-elimination --remove-unused-module-elements \
+WASM_OPT_PASSES ?= --one-caller-inline-max-function-size=200 --duplicate-function-elimination --remove-unused-module-elements \
 	--dae-optimizing --inlining-optimizing --duplicate-function-elimination \
 	--remove-unused-module-elements --memory-packing --directize --simplify-globals-optimizing
 # wasm-opt validates against the features it is told about. These are the ones rustc enables
