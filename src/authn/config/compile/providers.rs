@@ -37,6 +37,7 @@ pub(super) struct IdentityHeader {
     path: String,
 }
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_provider(
     name: &str,
     p: &raw::JwtProvider,
@@ -338,6 +339,7 @@ pub(super) fn compile_locations(p: &raw::JwtProvider, path: &str) -> Result<Vec<
 
 /// Checks every written header against the ones that carry credentials or routing, then
 /// returns them lower-case, sorted and deduplicated.
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn check_identity_headers(
     providers: &[Provider],
     identity: Vec<IdentityHeader>,

@@ -70,6 +70,7 @@ pub(super) fn compile_authz(
     Ok((scopes, claims))
 }
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_requirement(
     r: &raw::JwtRequirement,
     path: &str,

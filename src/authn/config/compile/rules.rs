@@ -9,6 +9,7 @@ use crate::authn::config::error::ConfigError;
 use crate::authn::config::raw;
 use crate::authn::policy::{ProviderId, Requirement, RouteOverride, Rule};
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_rule(
     r: &raw::RequirementRule,
     path: &str,
@@ -39,6 +40,7 @@ pub(super) fn compile_rule(
     Ok(Rule { matcher, requires })
 }
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_route_override(
     o: &raw::PerRouteConfig,
     path: &str,

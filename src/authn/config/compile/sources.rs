@@ -205,6 +205,7 @@ pub(super) const MAX_STALE_LIMIT_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Longest `request_wait_timeout` accepted.
 pub(super) const MAX_WAIT_TIMEOUT_MS: u64 = 60_000;
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_remote_jwks(
     r: &raw::RemoteJwks,
     path: &str,
@@ -267,6 +268,7 @@ pub(super) fn compile_remote_jwks(
 }
 
 /// Extension: a provider's remote revocation list.
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_revocation_list(
     r: &raw::RevocationList,
     path: &str,
@@ -340,6 +342,7 @@ pub(super) fn add_remote(
     Ok(id)
 }
 
+#[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
 pub(super) fn compile_local_jwks(
     l: &raw::DataSource,
     path: &str,
