@@ -242,6 +242,10 @@ pub struct RequirementRule {
     pub route_match: Option<RouteMatch>,
     pub requires: Option<JwtRequirement>,
     pub requirement_name: Option<String>,
+    /// Extension: decide and count as usual, but let a request that would be refused through
+    /// (without identity headers).
+    #[serde(default)]
+    pub report_only: bool,
 }
 
 /// `envoy.config.route.v3.RouteMatch`.
