@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from harness import client
 from harness.expect import assert_denied, assert_passed
 from harness.keys import jwks
 from harness.tokens import EXP_EXPIRED, claims, mint, segments
 from harness.waits import wait_until
+from test_metrics_authz import get, jwt_edge_stats
 
 IDP_ISS = "https://idp.test/"
 
@@ -39,16 +39,8 @@ def envoy(module_envoy_factory, published_keys):
     return module_envoy_factory(config(published_keys), concurrency=1)
 
 
-def get(envoy, path, token=None, headers=()):
-    hdrs = list(headers)
-    if token is not None:
-        hdrs.append(("authorization", f"Bearer {token}"))
-    return client.request(envoy.url(path), headers=hdrs, timeout=30)
-
-
 def stats(envoy) -> dict:
-    return {k.removeprefix("wasmcustom."): v for k, v in envoy.stats().items()
-            if k.startswith("wasmcustom.jwt_edge.") and ".jwks." not in k}
+    return {k: v for k, v in jwt_edge_stats(envoy).items() if ".jwks." not in k}
 
 
 def test_report_only_rule(envoy, keys):
