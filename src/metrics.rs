@@ -7,6 +7,9 @@ use crate::authn::policy::Document;
 pub const ALLOWED: &str = "jwt_edge.allowed";
 /// Requests answered locally.
 pub const DENIED: &str = "jwt_edge.denied";
+/// Requests a `report_only` rule let through that it would have refused (also counted in
+/// `allowed`).
+pub const WOULD_DENY: &str = "jwt_edge.would_deny";
 /// Requests paused to wait for a key set.
 pub const PAUSED: &str = "jwt_edge.paused";
 /// Verified-token cache hits.
@@ -42,6 +45,11 @@ pub fn provider_allowed(provider: &str) -> String {
 /// `jwt_edge.provider.<name>.denied.<code>`.
 pub fn provider_denied(provider: &str, code: &str) -> String {
     format!("jwt_edge.provider.{}.denied.{code}", sanitize(provider))
+}
+
+/// `jwt_edge.provider.<name>.would_deny.<code>` (a `report_only` rule).
+pub fn provider_would_deny(provider: &str, code: &str) -> String {
+    format!("jwt_edge.provider.{}.would_deny.{code}", sanitize(provider))
 }
 
 /// `jwt_edge.jwks.<source>.<event>` for key sets, `jwt_edge.revocation.<source>.<event>` for

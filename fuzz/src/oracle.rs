@@ -532,6 +532,13 @@ pub fn check_case(case: &Case) {
                         "allowed, but {requirement:?} is not met by {verified:?}"
                     );
                 }
+                // A `report_only` rule's would-deny: no token vouches, no identity header.
+                AllowReason::ReportOnly => assert!(
+                    allow.would_deny.is_some()
+                        && allow.identities.is_empty()
+                        && allow.set_headers.is_empty(),
+                    "report-only allow with identity or without its denial: {allow:?}"
+                ),
             }
             assert!(
                 allow.set_headers.is_empty() || !allow.identities.is_empty(),

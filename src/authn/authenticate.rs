@@ -89,6 +89,8 @@ pub struct Allow {
     pub identities: Vec<Identity>,
     /// Why the request was allowed (for logs and metrics).
     pub reason: AllowReason,
+    /// [`AllowReason::ReportOnly`]: the refusal the request was spared.
+    pub would_deny: Option<Box<Denial>>,
 }
 
 /// Why a request was let through.
@@ -103,6 +105,9 @@ pub enum AllowReason {
     CorsPreflight,
     /// `allow_missing` / `allow_missing_or_failed` let it through without a valid token.
     Allowed,
+    /// Extension: a `report_only` rule would have refused it ([`Allow::would_deny`]); no
+    /// identity header is set, and tokens that are not forwarded are still taken out.
+    ReportOnly,
 }
 
 /// Log-safe facts about a verified token: never the token itself.
@@ -200,7 +205,24 @@ fn decide_steps<R: Recorder>(
     {
         Ok(passed) => Decision::Allow(eval.allow(&passed, &scope)),
         Err(Fail::Pending(ids)) => Decision::WaitForKeys(ids),
+        Err(Fail::Auth(provider, error)) if report_only(policy, selection) => {
+            // No token vouches: `allow` with nothing passed sets no identity header and
+            // takes out every token it looked at that is not forwarded.
+            Decision::Allow(Allow {
+                reason: AllowReason::ReportOnly,
+                would_deny: Some(Box::new(eval.deny(provider, error))),
+                ..eval.allow(&Passed::default(), &scope)
+            })
+        }
         Err(Fail::Auth(provider, error)) => Decision::Deny(eval.deny(provider, error)),
+    }
+}
+
+/// True when the selected requirement comes from a `report_only` rule.
+pub fn report_only(policy: &Policy, selection: Selection<'_>) -> bool {
+    match selection {
+        Selection::Rule { index, .. } => policy.rules.get(index).is_some_and(|r| r.report_only),
+        Selection::PerRoute { .. } | Selection::NoRule => false,
     }
 }
 

@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use log::Level;
 
-use crate::authn::authenticate::{decide_cached, denial, AllowReason, Decision, Denial, KeyLookup};
+use crate::authn::authenticate::{
+    decide_cached, denial, report_only, select_requirement, Allow, AllowReason, Decision, Denial,
+    KeyLookup, KeyState, ListState,
+};
 use crate::authn::error::AuthError;
 use crate::authn::policy::{JwksId, Policy};
 use crate::authn::request::RequestView;
@@ -110,6 +113,8 @@ pub struct Authenticator {
     cache: TokenCache,
     /// `jwt_edge.provider.<name>.allowed` per provider, built once: not per request.
     allowed_metrics: Vec<String>,
+    /// Some rule is `report_only` (so a plan that gave up waiting decides again).
+    any_report_only: bool,
     profile: HostProfile,
 }
 
@@ -122,6 +127,7 @@ impl Authenticator {
                 .iter()
                 .map(|p| metrics::provider_allowed(&p.name))
                 .collect(),
+            any_report_only: policy.rules.iter().any(|r| r.report_only),
             policy: Arc::new(policy),
             profile,
         }
@@ -178,6 +184,8 @@ impl Authenticator {
         Plan {
             auth: self,
             headers: req.headers,
+            route_name: req.route_name,
+            now,
             strip_forged: forged && trusted,
             decision,
             cache_hits,
@@ -225,6 +233,9 @@ impl Authenticator {
 pub struct Plan<'a> {
     auth: &'a Authenticator,
     headers: &'a [(String, String)],
+    route_name: Option<&'a str>,
+    /// Seconds.
+    now: u64,
     /// Client copies of identity headers are present and the host removes them for real.
     strip_forged: bool,
     decision: Decision,
@@ -252,14 +263,25 @@ impl<'a> Plan<'a> {
     }
 
     /// The same request refused as `jwks_unavailable`: for a decision that would wait where
-    /// waiting is over.
+    /// waiting is over. Under a `report_only` rule it is decided again with every awaited
+    /// source unavailable, so it goes on as a would-deny (`jwks_unavailable`, or what else
+    /// the request lacks) with its unforwarded tokens taken out.
     pub fn unavailable(self) -> Plan<'a> {
-        let view = RequestView::new(self.headers, None);
-        let refused = denial(self.auth.policy(), &view, AuthError::JwksUnavailable);
-        Plan {
-            decision: Decision::Deny(refused),
-            ..self
-        }
+        let auth = self.auth;
+        let policy = auth.policy();
+        let view = RequestView::new(self.headers, self.route_name);
+        let decision =
+            if auth.any_report_only && report_only(policy, select_requirement(policy, &view)) {
+                let req = Request {
+                    headers: self.headers,
+                    route_name: self.route_name,
+                };
+                let cache = TokenCache::disabled();
+                auth.erasable(decide_cached(policy, &view, &NoKeys, &cache, self.now), req)
+            } else {
+                Decision::Deny(denial(policy, &view, AuthError::JwksUnavailable))
+            };
+        Plan { decision, ..self }
     }
 
     /// The local reply (its `status`, `headers` and `body`).
@@ -313,6 +335,13 @@ impl<'a> Plan<'a> {
         match &self.decision {
             Decision::Allow(allow) => {
                 bump(metrics::ALLOWED, 1);
+                if let Some(den) = &allow.would_deny {
+                    let code = den.error.code();
+                    bump(metrics::WOULD_DENY, 1);
+                    if let Some(p) = &den.provider {
+                        bump(&metrics::provider_would_deny(p, code), 1);
+                    }
+                }
                 for id in &allow.identities {
                     if let Some(name) = self.auth.allowed_metrics.get(id.provider_id) {
                         bump(name, 1);
@@ -352,23 +381,54 @@ impl<'a> Plan<'a> {
                     );
                 }
             }
-            Decision::Deny(denial) => line(
-                Level::Debug,
-                format_args!(
-                    "denied: code={} status={} provider={} iss={} kid={} sub={} path={}",
-                    denial.error.code(),
-                    denial.status,
-                    denial.provider.as_deref().unwrap_or("-"),
-                    Safe(denial.iss.as_deref()),
-                    Safe(denial.kid.as_deref()),
-                    Safe(denial.sub.as_deref()),
-                    Safe(Some(
-                        RequestView::new(self.headers, None).path_without_query()
-                    )),
-                ),
-            ),
+            Decision::Deny(denial) => self.denial_line(&mut line, Level::Debug, "denied", denial),
             Decision::WaitForKeys(_) => {}
         }
+        if let Decision::Allow(Allow {
+            would_deny: Some(den),
+            ..
+        }) = &self.decision
+        {
+            // Info: the line the switch to enforcing is decided on.
+            self.denial_line(&mut line, Level::Info, "would deny (report_only)", den);
+        }
+    }
+
+    fn denial_line(
+        &self,
+        line: &mut impl FnMut(Level, fmt::Arguments<'_>),
+        level: Level,
+        what: &str,
+        denial: &Denial,
+    ) {
+        line(
+            level,
+            format_args!(
+                "{what}: code={} status={} provider={} iss={} kid={} sub={} path={}",
+                denial.error.code(),
+                denial.status,
+                denial.provider.as_deref().unwrap_or("-"),
+                Safe(denial.iss.as_deref()),
+                Safe(denial.kid.as_deref()),
+                Safe(denial.sub.as_deref()),
+                Safe(Some(
+                    RequestView::new(self.headers, None).path_without_query()
+                )),
+            ),
+        )
+    }
+}
+
+/// Every key source and revocation list unavailable: a decision that waited too long.
+struct NoKeys;
+
+impl KeyLookup for NoKeys {
+    fn keys(&self, _id: JwksId) -> KeyState<'_> {
+        KeyState::Unavailable
+    }
+
+    fn revocation_list(&self, _id: JwksId) -> ListState<'_> {
+        ListState::Unavailable
     }
 }
 

@@ -223,6 +223,9 @@ pub struct Rule {
     pub matcher: RouteMatch,
     /// `None`: the route needs no token.
     pub requires: Option<Requirement>,
+    /// Extension: a request this rule would refuse is let through, counted and logged as
+    /// `would_deny` ([`crate::authn::authenticate::AllowReason::ReportOnly`]).
+    pub report_only: bool,
 }
 
 /// A requirement tree (`JwtRequirement`).

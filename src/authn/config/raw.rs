@@ -242,6 +242,9 @@ json_struct! {
         pub route_match as "match": Option<RouteMatch>,
         pub requires: Option<JwtRequirement>,
         pub requirement_name: Option<String>,
+        /// Extension: decide and count as usual, but let a request that would be refused through
+        /// (without identity headers).
+        pub report_only: bool,
     }
 }
 

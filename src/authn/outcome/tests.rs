@@ -35,6 +35,7 @@ fn config_text() -> String {
             {"match": {"prefix": "/public"}},
             {"match": {"prefix": "/lenient"}, "requires": {"requires_any": {"requirements": [
                 {"provider_name": "q"}, {"allow_missing_or_failed": {}}]}}},
+            {"match": {"prefix": "/try"}, "requires": {"provider_name": "p"}, "report_only": true},
             {"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}
         ]
     })
@@ -62,6 +63,11 @@ struct Seen {
 }
 
 fn run(profile: HostProfile, path: &str, extra: &[(&str, &str)]) -> Seen {
+    run_plan(profile, path, extra, false)
+}
+
+/// `give_up`: the plan as it is once waiting for keys is over ([`Plan::unavailable`]).
+fn run_plan(profile: HostProfile, path: &str, extra: &[(&str, &str)], give_up: bool) -> Seen {
     let cfg = config_text();
     let policy = config::parse(&cfg).unwrap();
     let sources = Sources::new(&policy, cfg.as_bytes(), 1);
@@ -76,6 +82,7 @@ fn run(profile: HostProfile, path: &str, extra: &[(&str, &str)]) -> Seen {
         &keys,
         NOW_MS,
     );
+    let plan = if give_up { plan.unavailable() } else { plan };
     let ops = plan
         .header_ops()
         .map(|op| match op {
@@ -299,4 +306,131 @@ fn a_query_token_is_removed_on_envoy_and_refused_on_ngx() {
     let (status, www, _) = ngx.reply.unwrap();
     assert_eq!(status, 400);
     assert!(www.unwrap().contains("error=\"invalid_request\""));
+}
+
+/// A `report_only` rule: the same decision, counted and logged as a would-deny, and the
+/// request goes on without identity headers; unforwarded tokens and client copies of identity
+/// headers still go. A good token is handled as on an enforcing rule.
+#[test]
+fn report_only_lets_a_would_deny_through_without_identity() {
+    let bad = token("forged_kid");
+    let bearer = format!("Bearer {bad}");
+    let seen = run(
+        HostProfile::ENVOY,
+        "/try?x=1",
+        &[("authorization", &bearer), ("x-jwt-sub", "admin")],
+    );
+    assert_eq!(
+        seen,
+        Seen {
+            ops: vec![remove("x-jwt-sub"), remove("authorization")],
+            counters: counters(&[
+                "jwt_edge.allowed",
+                "jwt_edge.would_deny",
+                "jwt_edge.provider.p.would_deny.bad_signature"
+            ]),
+            logs: vec![
+                "INFO would deny (report_only): code=bad_signature status=401 provider=p \
+                 iss=https://issuer.test kid=rsa-1 sub=alice path=/try"
+                    .into()
+            ],
+            reply: None,
+            allowed: true,
+        }
+    );
+    let signature = bad.rsplit('.').next().unwrap();
+    assert!(!seen.logs[0].contains(signature));
+
+    let missing = run(HostProfile::ENVOY, "/try", &[]);
+    assert_eq!(
+        (missing.ops, missing.allowed, missing.reply),
+        (vec![], true, None)
+    );
+    assert_eq!(
+        missing.counters,
+        counters(&[
+            "jwt_edge.allowed",
+            "jwt_edge.would_deny",
+            "jwt_edge.provider.p.would_deny.token_missing"
+        ])
+    );
+    assert_eq!(
+        missing.logs,
+        [
+            "INFO would deny (report_only): code=token_missing status=401 provider=p iss=- kid=- \
+          sub=- path=/try"
+        ]
+    );
+
+    let good = format!("Bearer {}", token("rs256"));
+    let ok = run(HostProfile::ENVOY, "/try", &[("authorization", &good)]);
+    assert_eq!(
+        (ok.ops, ok.counters, ok.allowed),
+        (
+            vec![remove("authorization"), set("x-jwt-sub", "alice")],
+            counters(&["jwt_edge.allowed", "jwt_edge.provider.p.allowed"]),
+            true
+        )
+    );
+    // An enforcing rule still refuses the same token.
+    let enforced = run(HostProfile::ENVOY, "/a", &[("authorization", &bearer)]);
+    assert_eq!(enforced.reply.map(|r| r.0), Some(401));
+}
+
+/// On ngx_wasm_module a client's copy of an identity header cannot be taken out, so it is
+/// refused under a `report_only` rule too; an unforwarded token is emptied, then removed.
+#[test]
+fn report_only_on_ngx_still_refuses_forged_identity_headers() {
+    let bad = format!("Bearer {}", token("forged_kid"));
+    let forged = run(
+        HostProfile::NGX_WASM_MODULE,
+        "/try",
+        &[("authorization", &bad), ("x-jwt-sub", "admin")],
+    );
+    assert_eq!(
+        (forged.reply.map(|r| r.0), forged.allowed),
+        (Some(400), false)
+    );
+    let seen = run(
+        HostProfile::NGX_WASM_MODULE,
+        "/try",
+        &[("authorization", &bad)],
+    );
+    assert_eq!(
+        (seen.ops, seen.allowed),
+        (
+            vec![set("authorization", ""), remove("authorization")],
+            true
+        )
+    );
+}
+
+/// Waiting for keys is over: a `report_only` rule lets the request through as a would-deny
+/// (`jwks_unavailable`), an enforcing one refuses it (503).
+#[test]
+fn report_only_after_waiting_for_keys() {
+    let good = format!("Bearer {}", token("rs256"));
+    let seen = run_plan(
+        HostProfile::ENVOY,
+        "/try",
+        &[("authorization", &good)],
+        true,
+    );
+    assert_eq!(
+        (seen.ops, seen.counters, seen.allowed),
+        (
+            vec![remove("authorization")],
+            counters(&[
+                "jwt_edge.allowed",
+                "jwt_edge.would_deny",
+                "jwt_edge.provider.p.would_deny.jwks_unavailable"
+            ]),
+            true
+        )
+    );
+    let enforced = run_plan(HostProfile::ENVOY, "/a", &[("authorization", &good)], true);
+    assert_eq!(
+        (enforced.reply.map(|r| r.0), enforced.allowed),
+        (Some(503), false)
+    );
 }

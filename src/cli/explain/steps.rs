@@ -563,8 +563,12 @@ pub(super) fn print_decision(d: &Decision, payload: Option<&str>, out: &mut Outp
                 AllowReason::NoRequirement => "no requirement applies",
                 AllowReason::CorsPreflight => "CORS preflight bypass",
                 AllowReason::Allowed => "allow_missing / allow_missing_or_failed let it through",
+                AllowReason::ReportOnly => "report_only rule: it would be refused",
             };
             out.out(format!("decision: ALLOW ({why})"));
+            if let Some(den) = &allow.would_deny {
+                out.out(format!("  would deny: {} {}", den.status, den.error.code()));
+            }
             for id in &allow.identities {
                 out.out(format!(
                     "  identity: provider {}, iss {}, sub {}, kid {}",

@@ -37,7 +37,17 @@ pub(super) fn compile_rule(
         )?),
         (None, None) => None,
     };
-    Ok(Rule { matcher, requires })
+    if r.report_only && requires.is_none() {
+        return Err(ConfigError::new(
+            join(path, "report_only"),
+            "needs requires or requirement_name: a rule without a requirement refuses nothing",
+        ));
+    }
+    Ok(Rule {
+        matcher,
+        requires,
+        report_only: r.report_only,
+    })
 }
 
 #[inline(never)] // one TurboFan zone per part (mk/wasm-opt.mk)
