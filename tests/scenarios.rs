@@ -170,6 +170,7 @@ impl Recorder for Steps {
                     Check::Subject => "subject",
                     Check::InlineRevocation => "inline revocation",
                     Check::RemoteRevocation => "remote revocation",
+                    Check::SenderConstraint => "sender constraint",
                     Check::Audience { .. } => "audience",
                     Check::Scopes(_) => "scopes",
                     Check::Claims(_) => "claims",

@@ -113,7 +113,7 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
     if expected_status == 503:
         assert www == [], f"503 must not carry WWW-Authenticate: {resp!r}"
     elif code in INVALID_DPOP_PROOF:
-        # Providers with DPoP are not wired yet; when they are, `algs="…"` follows.
+        # A provider with DPoP on adds `, algs="…"` (test_dpop.py checks it).
         assert len(www) == 1 and www[0].startswith(
             f'DPoP realm="{r}", error="invalid_dpop_proof", error_description="{description}"'), resp
     elif code in UNAUTHORIZED:

@@ -11,14 +11,17 @@ use std::rc::Rc;
 
 use crate::authn::b64;
 use crate::authn::claims;
-use crate::authn::error::AuthError;
+use crate::authn::error::{AuthError, Scheme};
 use crate::authn::extract::{extract, present_at, Found, FoundAt};
 use crate::authn::jwk::KeySet;
 use crate::authn::jws::{payload_segment, UntrustedToken, VerifiedToken};
 use crate::authn::policy::{
-    ClaimRequirement, JwksId, Policy, Provider, ProviderId, Requirement, Revocation, RouteOverride,
+    ClaimRequirement, DpopMode, JwksId, Policy, Provider, ProviderId, Requirement, Revocation,
+    RouteOverride,
 };
 use crate::authn::request::RequestView;
+use crate::authn::sender::dpop::{check_bearer_use, check_proof, ProofRequest};
+use crate::authn::sender::replay::ReplayKey;
 use crate::authn::token_cache::TokenCache;
 use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
 
@@ -91,6 +94,18 @@ pub struct Allow {
     pub reason: AllowReason,
     /// [`AllowReason::ReportOnly`]: the refusal the request was spared.
     pub would_deny: Option<Box<Denial>>,
+    /// Extension: the DPoP proofs this request was allowed on; the caller records them in
+    /// the replay cache and refuses the request if one was seen before
+    /// ([`crate::authn::sender::replay::record_proofs`]).
+    pub proofs: Vec<Proof>,
+}
+
+/// A DPoP proof that passed: its replay-cache key and the last second it would pass again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    pub provider: ProviderId,
+    pub key: ReplayKey,
+    pub until: u64,
 }
 
 /// Why a request was let through.
@@ -196,6 +211,7 @@ fn decide_steps<R: Recorder>(
         cache,
         now,
         results: BTreeMap::new(),
+        proofs: BTreeMap::new(),
         rec,
     };
     let scope = Scope::of(requirement, policy.providers.len());
@@ -384,6 +400,8 @@ struct Evaluation<'a, 'r, R> {
     cache: &'a TokenCache,
     now: u64,
     results: BTreeMap<ProviderId, ProviderResult>,
+    /// Extension: the DPoP proofs that passed, by provider, for the replay cache.
+    proofs: BTreeMap<ProviderId, Proof>,
     rec: &'a mut R,
 }
 
@@ -655,6 +673,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             if let Some(refused) = self.check_revoked(id, claims, p, &facts, &found.token) {
                 return refused;
             }
+            if let Err(e) = self.check_sender(id, p, &found, claims) {
+                return ProviderResult::Failed(e, facts, Some(found.token));
+            }
             return ProviderResult::Verified { token: hit, found };
         }
         let token = match UntrustedToken::parse(&found.token, p.max_token_bytes) {
@@ -774,10 +795,71 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         if let Some(refused) = self.check_revoked(id, verified.claims(), p, &facts, &found.token) {
             return refused;
         }
+        // Never cached: a proof is for one request.
+        if let Err(e) = self.check_sender(id, p, &found, verified.claims()) {
+            return fail(e);
+        }
         ProviderResult::Verified {
             token: verified,
             found,
         }
+    }
+
+    /// Extension: the sender constraint of a verified (and not revoked) token. A token under
+    /// the `DPoP` scheme needs a valid proof (its replay key is kept for the caller's replay
+    /// check, [`Allow::proofs`]); under `Bearer`, a provider that requires DPoP refuses it,
+    /// and one that takes DPoP refuses a token bound by `cnf.jkt`.
+    fn check_sender(
+        &mut self,
+        id: ProviderId,
+        p: &Provider,
+        found: &Found,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), AuthError> {
+        let cnf = claims.get("cnf");
+        let result = match (p.sender.dpop, found.dpop) {
+            (DpopMode::Disabled, _) => return Ok(()),
+            (DpopMode::Required, false) => Err(match check_bearer_use(cnf) {
+                Err(e) => e,
+                Ok(()) => AuthError::DpopTokenUnbound,
+            }),
+            (DpopMode::Optional, false) => check_bearer_use(cnf),
+            (_, true) => {
+                let req = self.req;
+                let authority = req
+                    .header_values(":authority")
+                    .chain(req.header_values("host"))
+                    .next()
+                    .unwrap_or("");
+                let scheme = req.header_values(":scheme").next().unwrap_or("");
+                let proofs: Vec<&str> = req.header_values("dpop").collect();
+                let request = ProofRequest {
+                    method: req.method(),
+                    scheme,
+                    authority,
+                    path: req.path(),
+                };
+                check_proof(
+                    &proofs,
+                    &request,
+                    &found.token,
+                    cnf,
+                    &p.sender.proof,
+                    self.now,
+                )
+                .map(|facts| {
+                    self.proofs.insert(
+                        id,
+                        Proof {
+                            provider: id,
+                            key: facts.replay_key,
+                            until: facts.replay_until,
+                        },
+                    );
+                })
+            }
+        };
+        checked(self.rec, id, Check::SenderConstraint, result)
     }
 
     /// The deny-lists' verdict on a verified token: the inline list, then the remote one
@@ -888,6 +970,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 continue;
             };
             let claims = token.claims();
+            allow.proofs.extend(self.proofs.get(id).copied());
             allow.identities.push(Identity {
                 provider_id: *id,
                 provider: p.name.clone(),
@@ -972,10 +1055,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 _ => None,
             })
             .unwrap_or_default();
-        let mut denial = denial(self.policy, self.req, error);
-        denial.provider = provider
-            .and_then(|id| self.policy.providers.get(id))
-            .map(|p| p.name.clone());
+        let p = provider.and_then(|id| self.policy.providers.get(id));
+        let mut denial = provider_denial(self.policy, self.req, p, error);
+        denial.provider = p.map(|p| p.name.clone());
         denial.kid = facts.kid;
         denial.iss = facts.iss;
         denial.sub = facts.sub;
@@ -986,12 +1068,29 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
 /// The local reply for `error` on `req` (no provider or token facts): status, headers and
 /// body as the policy wants them.
 pub fn denial(policy: &Policy, req: &RequestView<'_>, error: AuthError) -> Denial {
+    provider_denial(policy, req, None, error)
+}
+
+/// [`denial`] for a failure of provider `p`: a provider that takes DPoP tokens challenges
+/// under the `DPoP` scheme with its proof algorithms (RFC 9449 §7.1).
+pub fn provider_denial(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    p: Option<&Provider>,
+    error: AuthError,
+) -> Denial {
+    let scheme = match p {
+        Some(p) if p.sender.dpop != DpopMode::Disabled => Scheme::Dpop {
+            algs: &p.sender.proof.algs,
+        },
+        _ => Scheme::Bearer,
+    };
     let status = error.status().http_code();
     let (headers, body) = if policy.strip_failure_response {
         (Vec::new(), String::new())
     } else {
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-        if let Some(v) = error.www_authenticate(&realm(req)) {
+        if let Some(v) = error.challenge(&realm(req), scheme) {
             headers.push(("www-authenticate".to_owned(), v));
         }
         let body = serde_json::json!({

@@ -359,6 +359,7 @@ mod tests {
             jwt_cache_size: 0,
             revoked: Default::default(),
             revocation_list: None,
+            sender: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! (a request must not be able to present one token to the filter and another upstream).
 
 use crate::authn::error::AuthError;
-use crate::authn::policy::{Provider, TokenLocation};
+use crate::authn::policy::{DpopMode, Provider, TokenLocation};
 use crate::authn::request::RequestView;
 
 /// Where a token was found, so that it can be removed before forwarding.
@@ -21,6 +21,9 @@ pub enum FoundAt {
 pub struct Found {
     pub token: String,
     pub at: Vec<FoundAt>,
+    /// Extension: the token came as `Authorization: DPoP <token>` (RFC 9449 §7.1), accepted
+    /// only from providers with `sender_constraint.dpop` on.
+    pub dpop: bool,
 }
 
 /// Finds the provider's token. `Ok(None)` when there is none.
@@ -46,22 +49,28 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                     if v.contains(',') {
                         return Err(AuthError::MultipleTokens);
                     }
-                    if let Some(t) = strip_prefix(v, value_prefix)? {
-                        tokens.push(t.to_owned());
+                    if let Some(t) = header_token(v, name, value_prefix, p)? {
+                        tokens.push(t);
                     }
                 }
                 (tokens, FoundAt::Header(name.clone()))
             }
-            TokenLocation::Param(name) => (req.query_values(name), FoundAt::Param(name.clone())),
+            TokenLocation::Param(name) => (
+                req.query_values(name)
+                    .into_iter()
+                    .map(|t| (t, false))
+                    .collect(),
+                FoundAt::Param(name.clone()),
+            ),
             TokenLocation::Cookie(name) => (
                 req.cookie_values(name)
                     .into_iter()
-                    .map(str::to_owned)
+                    .map(|t| (t.to_owned(), false))
                     .collect(),
                 FoundAt::Cookie(name.clone()),
             ),
         };
-        for token in candidates {
+        for (token, dpop) in candidates {
             if token.is_empty() {
                 continue;
             }
@@ -71,7 +80,9 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                 });
             }
             match &mut found {
-                Some(f) if f.token != token => return Err(AuthError::MultipleTokens),
+                Some(f) if f.token != token || f.dpop != dpop => {
+                    return Err(AuthError::MultipleTokens)
+                }
                 Some(f) => {
                     if !f.at.contains(&at) {
                         f.at.push(at.clone());
@@ -81,6 +92,7 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                     found = Some(Found {
                         token,
                         at: vec![at.clone()],
+                        dpop,
                     })
                 }
             }
@@ -101,7 +113,11 @@ pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
                 values.len() > 1
                     || values.iter().any(|v| {
                         v.contains(',')
-                            || !matches!(strip_prefix(v, value_prefix), Ok(None) | Ok(Some("")))
+                            || match header_token(v, name, value_prefix, p) {
+                                Ok(None) => false,
+                                Ok(Some((t, _))) => !t.is_empty(),
+                                Err(_) => true,
+                            }
                     })
             }
             TokenLocation::Param(name) => req.query_values(name).iter().any(|v| !v.is_empty()),
@@ -116,6 +132,23 @@ pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
         }
     }
     at
+}
+
+/// The token in a header value and whether it came under the `DPoP` scheme: `prefix` is
+/// stripped, or, for a provider with DPoP on, `DPoP ` from `authorization`.
+fn header_token(
+    value: &str,
+    name: &str,
+    prefix: &str,
+    p: &Provider,
+) -> Result<Option<(String, bool)>, AuthError> {
+    if let Some(t) = strip_prefix(value, prefix)? {
+        return Ok(Some((t.to_owned(), false)));
+    }
+    if p.sender.dpop == DpopMode::Disabled || name != "authorization" {
+        return Ok(None);
+    }
+    Ok(strip_prefix(value, "DPoP ")?.map(|t| (t.to_owned(), true)))
 }
 
 /// Strips `prefix` from a header value. The prefix's scheme word is compared
@@ -204,6 +237,7 @@ mod tests {
             jwt_cache_size: 0,
             revoked: Default::default(),
             revocation_list: None,
+            sender: Default::default(),
         }
     }
 

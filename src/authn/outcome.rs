@@ -15,11 +15,11 @@ use std::sync::Arc;
 use log::Level;
 
 use crate::authn::authenticate::{
-    decide_cached, denial, report_only, select_requirement, Allow, AllowReason, Decision, Denial,
-    KeyLookup, KeyState, ListState,
+    decide_cached, denial, provider_denial, report_only, select_requirement, Allow, AllowReason,
+    Decision, Denial, KeyLookup, KeyState, ListState,
 };
 use crate::authn::error::AuthError;
-use crate::authn::policy::{JwksId, Policy};
+use crate::authn::policy::{JwksId, Policy, ProviderId};
 use crate::authn::request::RequestView;
 use crate::authn::token_cache::TokenCache;
 use crate::metrics;
@@ -282,6 +282,20 @@ impl<'a> Plan<'a> {
                 Decision::Deny(denial(policy, &view, AuthError::JwksUnavailable))
             };
         Plan { decision, ..self }
+    }
+
+    /// The same request refused by provider `provider` with `error`: for an allowed request
+    /// whose DPoP proof turns out to be a replay (extension).
+    pub fn refuse(self, provider: ProviderId, error: AuthError) -> Plan<'a> {
+        let view = RequestView::new(self.headers, None);
+        let policy = self.auth.policy();
+        let p = policy.providers.get(provider);
+        let mut refused = provider_denial(policy, &view, p, error);
+        refused.provider = p.map(|p| p.name.clone());
+        Plan {
+            decision: Decision::Deny(refused),
+            ..self
+        }
     }
 
     /// The local reply (its `status`, `headers` and `body`).

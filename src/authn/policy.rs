@@ -131,6 +131,38 @@ pub struct Provider {
     /// Extension: a remote deny-list (a [`Document::RevocationList`] source), checked in
     /// addition to `revoked`.
     pub revocation_list: Option<JwksId>,
+    /// Extension: sender-constrained tokens (DPoP, RFC 9449).
+    pub sender: SenderConstraint,
+}
+
+/// Whether a provider takes DPoP-bound tokens (`sender_constraint.dpop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    /// The `DPoP` scheme is not accepted; tokens are bearer tokens (the default).
+    #[default]
+    Disabled,
+    /// `DPoP` tokens with a valid proof, and unbound `Bearer` tokens; a token bound by
+    /// `cnf.jkt` presented as `Bearer` is refused.
+    Optional,
+    /// Only `DPoP` tokens with a valid proof.
+    Required,
+}
+
+/// Default `sender_constraint.dpop_max_age`, seconds.
+pub const DEFAULT_DPOP_MAX_AGE: u64 = 60;
+/// Default `sender_constraint.dpop_clock_skew`, seconds.
+pub const DEFAULT_DPOP_CLOCK_SKEW: u64 = 5;
+/// Default `sender_constraint.dpop_replay_cache_size`, entries (24 bytes each in shared data).
+pub const DEFAULT_DPOP_REPLAY_CACHE_SIZE: usize = 10_000;
+
+/// A provider's sender constraint (extension).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SenderConstraint {
+    pub dpop: DpopMode,
+    /// Proof algorithms and `iat` window.
+    pub proof: crate::authn::sender::dpop::DpopPolicy,
+    /// Entries of this provider's `jti` replay cache.
+    pub replay_cache_size: usize,
 }
 
 /// Where a token is read from.

@@ -68,6 +68,8 @@ pub enum Check<'a> {
     InlineRevocation,
     /// The provider's remote revocation list.
     RemoteRevocation,
+    /// Extension: the sender constraint (the `DPoP` scheme and proof, or `Bearer` use).
+    SenderConstraint,
     /// Audiences a requirement asks for. `own` when they are the provider's.
     Audience {
         audiences: &'a [String],

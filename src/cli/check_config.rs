@@ -181,6 +181,12 @@ pub fn warnings(raw: &raw::JwtAuthentication, policy: &Policy) -> Vec<Warning> {
                 );
             }
         }
+        if compiled.is_some_and(|c| c.sender.dpop == crate::authn::policy::DpopMode::Optional) {
+            warn(
+                format!("{base}.sender_constraint.dpop"),
+                "\"optional\": unbound Bearer tokens are still accepted; set \"required\" once every client sends DPoP".into(),
+            );
+        }
         if p.forward {
             warn(
                 format!("{base}.forward"),

@@ -13,6 +13,8 @@ pub mod state;
 pub mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dpop;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
 pub mod proxy;

@@ -13,7 +13,7 @@ use crate::filter::state::{Action, FilterState};
 use crate::sources::lease::Lease;
 use crate::sources::record::Binding;
 
-const T0: u64 = 1_800_000_000_000;
+pub(super) const T0: u64 = 1_800_000_000_000;
 const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
 
 fn token(name: &str) -> String {
@@ -42,7 +42,11 @@ fn vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
 }
 
 /// A VM for `cfg` on Envoy's profile, or on ngx_wasm_module's with `ngx`.
-fn vm_with(shared: &Rc<RefCell<SharedStore>>, cfg: &str, ngx: bool) -> (FakeHost, FilterState) {
+pub(super) fn vm_with(
+    shared: &Rc<RefCell<SharedStore>>,
+    cfg: &str,
+    ngx: bool,
+) -> (FakeHost, FilterState) {
     let (host, profile) = if ngx {
         (
             FakeHost::ngx(shared.clone(), T0, &["idp"]),
@@ -58,7 +62,7 @@ fn vm_with(shared: &Rc<RefCell<SharedStore>>, cfg: &str, ngx: bool) -> (FakeHost
     (host, state)
 }
 
-fn request(
+pub(super) fn request(
     host: &FakeHost,
     state: &mut FilterState,
     id: u32,

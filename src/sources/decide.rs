@@ -5,6 +5,7 @@
 use crate::authn::authenticate::Decision;
 use crate::authn::outcome::{Authenticator, Plan, Request};
 use crate::authn::policy::JwksId;
+use crate::sources::dpop_replay::record_proofs;
 use crate::sources::{Command, SharedData, Sources, Waiting};
 
 /// Decisions of one stream in a row before it is decided with what is there: each extra
@@ -53,6 +54,17 @@ impl Sources {
             plan.cache_hits += hits;
             plan.cache_misses += misses;
             let ids = match plan.decision() {
+                Decision::Allow(allow) if !allow.proofs.is_empty() => {
+                    // DPoP proofs are checked for replay only once the request is allowed.
+                    let proofs = allow.proofs.clone();
+                    return match record_proofs(store, auth.policy(), &proofs, now / 1000) {
+                        Ok(()) => (plan, Vec::new()),
+                        Err((provider, error)) => {
+                            self.refused(stream);
+                            (plan.refuse(provider, error), Vec::new())
+                        }
+                    };
+                }
                 Decision::Allow(_) => return (plan, Vec::new()),
                 Decision::Deny(_) => {
                     self.refused(stream);

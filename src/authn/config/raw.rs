@@ -79,6 +79,25 @@ json_struct! {
         pub revoked: Option<Revoked>,
         /// Extension: a deny-list fetched through a cluster and refreshed like a key set.
         pub revocation_list: Option<RevocationList>,
+        /// Extension: sender-constrained tokens (DPoP, RFC 9449).
+        pub sender_constraint: Option<SenderConstraint>,
+    }
+}
+
+json_struct! {
+    /// Extension: `sender_constraint`.
+    #[derive(Debug)]
+    pub struct SenderConstraint {
+        /// `"disabled"` (default), `"optional"` or `"required"`.
+        pub dpop: Option<String>,
+        /// Proof algorithms (asymmetric only); default: every asymmetric one.
+        pub dpop_algorithms: Option<Vec<String>>,
+        /// How old a proof's `iat` may be.
+        pub dpop_max_age: Option<ProtoDuration>,
+        /// How far in the future a proof's `iat` may be.
+        pub dpop_clock_skew: Option<ProtoDuration>,
+        /// Entries of the per-proxy `jti` replay cache.
+        pub dpop_replay_cache_size: Option<u64>,
     }
 }
 

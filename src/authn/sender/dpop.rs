@@ -50,7 +50,7 @@ pub struct ProofRequest<'a> {
 }
 
 /// A provider's DPoP settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DpopPolicy {
     /// Proof algorithms accepted; symmetric ones are refused even if listed.
     pub algs: Vec<Algorithm>,

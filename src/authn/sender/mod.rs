@@ -4,7 +4,9 @@
 //!
 //! Each check is a pure function of the request facts, the verified token and `now`; the
 //! jti replay cache ([`replay`]) is a plain data structure with a byte record for the
-//! adapter to share. None of it is wired into the configuration or the filter yet.
+//! adapter to share. DPoP is wired (provider `sender_constraint`, checked in
+//! `authenticate` after the token verified; replay through shared data in
+//! `sources::dpop_replay`); the mTLS binding is not wired yet.
 
 pub mod dpop;
 pub mod htu;

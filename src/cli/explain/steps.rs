@@ -444,6 +444,13 @@ impl Printer<'_> {
                 };
                 ("revocation", text)
             }
+            (Check::SenderConstraint, outcome) => {
+                let text = match outcome {
+                    Ok(()) => "the sender constraint holds (DPoP proof, or bearer use allowed)",
+                    Err(_) => "",
+                };
+                ("sender constraint", text.to_owned())
+            }
             (Check::Audience { audiences, own }, outcome) => {
                 let whose = if own {
                     "provider's audiences"

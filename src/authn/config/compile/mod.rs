@@ -9,6 +9,7 @@ mod matchers;
 mod providers;
 mod requirements;
 mod rules;
+mod sender;
 mod sources;
 #[cfg(test)]
 mod tests;

@@ -231,6 +231,7 @@ pub(super) fn compile_provider(
             .as_ref()
             .map(|r| compile_revocation_list(r, &join(path, "revocation_list"), name, sources))
             .transpose()?,
+        sender: super::sender::compile_sender(p.sender_constraint.as_ref(), path)?,
     })
 }
 
