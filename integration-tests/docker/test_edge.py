@@ -289,8 +289,10 @@ def test_idp_cut_off_longer_than_cache_duration(edge, tokens):
         for t in samplers:
             t.start()
         try:
-            cut = time.time()
             dockerlib.run(["docker", "network", "disconnect", network, idp])
+            # From when the disconnect has taken effect (the command returns then; under load
+            # it takes a few hundred ms, and a fetch may still get through meanwhile).
+            cut = time.time()
             time.sleep(OUTAGE_S)
         finally:
             dockerlib.run(["docker", "network", "connect", "--ip", edge.idp_ip, network, idp])

@@ -190,7 +190,12 @@ impl Lease {
 
     /// True when a fetch is under way or due now: a request may wait for its outcome.
     pub fn fetch_coming(&self, now: u64) -> bool {
-        now < self.in_flight_until || self.next_attempt_at <= now
+        // An early refetch another VM asked for and nobody has started yet is coming too,
+        // whatever `now` says: a request's `now` is read when it arrives, and may be older
+        // than the request time the other VM wrote (seen as one 401 in 48 at a rotation).
+        let requested =
+            self.last_on_demand_at > 0 && self.next_attempt_at <= self.last_on_demand_at;
+        now < self.in_flight_until || self.next_attempt_at <= now || requested
     }
 
     /// True when keys fetched at `fetched_at` may still be used at `now`.
@@ -279,6 +284,26 @@ mod tests {
     use super::*;
 
     const D1: [u8; DIGEST_LEN] = [1; DIGEST_LEN];
+
+    #[test]
+    fn a_requested_refetch_is_coming_for_a_request_that_arrived_earlier() {
+        let fetched = Lease {
+            doc_version: 1,
+            next_attempt_at: 60_000,
+            ..Lease::default()
+        };
+        assert!(!fetched.fetch_coming(5_000));
+        // Another VM asked for an early refetch at 5_010; this VM's request arrived at 5_000.
+        let asked = fetched.request_refetch(5_010, 1_000).unwrap();
+        assert!(asked.fetch_coming(5_000));
+        assert!(asked.fetch_coming(5_010));
+        // Once it was tried and failed, the back-off is not "coming".
+        let backing_off = Lease {
+            next_attempt_at: 6_000,
+            ..asked
+        };
+        assert!(!backing_off.fetch_coming(5_500));
+    }
 
     #[test]
     fn lifecycle() {
