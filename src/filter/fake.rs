@@ -15,11 +15,7 @@ use crate::filter::host::Host;
 use crate::sources::{SharedData, WriteError};
 
 /// Shared data with CAS, as proxy-wasm-cpp-host implements it (one global counter).
-#[derive(Debug, Default)]
-pub struct SharedStore {
-    values: BTreeMap<String, (Vec<u8>, u32)>,
-    next_cas: u32,
-}
+pub type SharedStore = crate::sources::memory::MemoryStore;
 
 /// A local reply the adapter sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,10 +199,7 @@ impl FakeHost {
 
 impl SharedData for FakeHost {
     fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().values.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
+        self.shared.borrow().read(key)
     }
 
     fn compare_and_swap(
@@ -215,17 +208,7 @@ impl SharedData for FakeHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), WriteError> {
-        let mut store = self.shared.borrow_mut();
-        if let Some(want) = cas {
-            let have = store.values.get(key).map(|(_, c)| *c);
-            if have != Some(want) {
-                return Err(WriteError::CasMismatch);
-            }
-        }
-        store.next_cas += 1;
-        let next = store.next_cas;
-        store.values.insert(key.to_owned(), (value.to_vec(), next));
-        Ok(())
+        self.shared.borrow().compare_and_swap(key, value, cas)
     }
 }
 

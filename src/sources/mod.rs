@@ -19,6 +19,7 @@
 mod decide;
 pub mod dpop_replay;
 pub mod lease;
+pub mod memory;
 pub mod record;
 
 pub use decide::Retry;

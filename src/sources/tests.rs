@@ -1,8 +1,5 @@
 //! The key-source engine without a host: events in, commands out, shared data in memory.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use super::*;
@@ -11,41 +8,9 @@ use crate::authn::config;
 const T0: u64 = 1_800_000_000_000;
 const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
 
-/// Shared data as proxy-wasm-cpp-host keeps it: one CAS counter; a write with a CAS token
-/// to an absent key succeeds. Records every write that was not conditional on a present
-/// record's token.
-#[derive(Default)]
-struct Mem {
-    values: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
-    next: RefCell<u32>,
-    blind_overwrites: RefCell<Vec<String>>,
-}
-
-impl SharedData for Mem {
-    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.values.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), WriteError> {
-        let mut values = self.values.borrow_mut();
-        match (values.get(key), cas) {
-            (Some((_, have)), Some(want)) if *have != want => return Err(WriteError::CasMismatch),
-            (Some(_), None) => self.blind_overwrites.borrow_mut().push(key.to_owned()),
-            _ => {}
-        }
-        *self.next.borrow_mut() += 1;
-        values.insert(key.to_owned(), (value.to_vec(), *self.next.borrow()));
-        Ok(())
-    }
-}
+/// Shared data as proxy-wasm-cpp-host keeps it (one CAS counter; a write without a token
+/// always succeeds); it records every write that was not conditional on a present record.
+type Mem = crate::sources::memory::MemoryStore;
 
 fn config_text(issuer_discovery: bool) -> String {
     let uri = if issuer_discovery {
@@ -384,7 +349,7 @@ fn records_are_bound_to_the_configuration() {
     let (ours, theirs) = (key(&a), key(&other));
     let copy = |from: &str, to: &str| {
         let v = store.read(from).0.unwrap();
-        store.values.borrow_mut().insert(to.to_owned(), (v, 999));
+        store.put(to, &v, 999);
     };
     copy(&ours, &theirs);
     copy(
