@@ -8,9 +8,6 @@
     clippy::type_complexity
 )]
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use jwt_edge::authn::authenticate::{decide_cached, Decision, KeyLookup, KeyState};
 use jwt_edge::authn::b64;
 use jwt_edge::authn::config;
@@ -19,12 +16,13 @@ use jwt_edge::authn::policy::{JwksId, Policy};
 use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::sender::thumbprint::jwk_thumbprint;
 use jwt_edge::authn::token_cache::TokenCache;
-use jwt_edge::sources::dpop_replay::{record_proofs, replay_cache_key};
+use jwt_edge::sources::dpop_replay::{record_proofs, replay_cache_keys, seed};
 use jwt_edge::sources::{SharedData, WriteError};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 
 const NOW: u64 = 1_800_000_000;
 const HTU: &str = "https://api.test/items";
@@ -355,40 +353,7 @@ fn disabled_is_todays_behaviour() {
     assert_eq!(run(format!("Bearer {t}")).1, "allowed");
 }
 
-/// Shared data as the host keeps it: a value and a CAS counter per key.
-#[derive(Default)]
-struct Store {
-    data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    /// Writes to refuse with a CAS mismatch before accepting one.
-    lose: RefCell<u32>,
-}
-
-impl SharedData for Store {
-    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.data.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), WriteError> {
-        if *self.lose.borrow() > 0 {
-            *self.lose.borrow_mut() -= 1;
-            return Err(WriteError::CasMismatch);
-        }
-        let mut data = self.data.borrow_mut();
-        let current = data.get(key).map(|(_, c)| *c);
-        if current != cas {
-            return Err(WriteError::CasMismatch);
-        }
-        data.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
-        Ok(())
-    }
-}
+type Store = jwt_edge::sources::memory::MemoryStore;
 
 fn allowed_proofs(p: &Policy, jti: &str) -> Vec<jwt_edge::authn::authenticate::Proof> {
     let t = bound_token();
@@ -412,25 +377,69 @@ fn a_replayed_proof_is_refused_through_shared_data() {
     let err = record_proofs(&store, &p, &allowed_proofs(&p, "a"), NOW + 1).unwrap_err();
     assert_eq!((err.0, err.1.code()), (0, "dpop_replayed"));
     // Another jti passes, after losing a CAS race once.
-    *store.lose.borrow_mut() = 1;
+    store.lose.set(1);
     assert_eq!(
         record_proofs(&store, &p, &allowed_proofs(&p, "b"), NOW + 1),
         Ok(())
     );
     // A host that never lets the write through: fail closed.
-    *store.lose.borrow_mut() = u32::MAX;
+    store.lose.set(u32::MAX);
     let err = record_proofs(&store, &p, &allowed_proofs(&p, "c"), NOW + 1).unwrap_err();
     assert_eq!(err.1.code(), "dpop_replay_cache_full");
+}
+
+/// A store on which another VM writes between this VM's read and its first write.
+struct Racing<'a> {
+    inner: &'a Store,
+    other_vm: RefCell<Option<Box<dyn FnOnce() + 'a>>>,
+}
+
+impl SharedData for Racing<'_> {
+    fn read(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.inner.read(key)
+    }
+    fn compare_and_swap(&self, key: &str, v: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        if let Some(other) = self.other_vm.borrow_mut().take() {
+            other();
+        }
+        self.inner.compare_and_swap(key, v, cas)
+    }
+}
+
+#[test]
+fn the_same_proof_on_two_vms_at_once_is_accepted_once() {
+    let p = required();
+    let store = Store::default();
+    seed(&store, &p);
+    let shards: Vec<String> =
+        replay_cache_keys("p", p.providers[0].sender.replay_cache_size).collect();
+    assert_eq!(shards.len(), 16);
+    assert!(shards.iter().all(|k| store.read(k).0.is_some()));
+    // Seeding again (another VM configured) leaves existing records alone.
+    seed(&store, &p);
+    assert_eq!(*store.blind_overwrites.borrow(), Vec::<String>::new());
+
+    let proofs = allowed_proofs(&p, "same");
+    let racing = Racing {
+        inner: &store,
+        other_vm: RefCell::new(Some(Box::new(|| {
+            assert_eq!(record_proofs(&store, &p, &proofs, NOW), Ok(()));
+        }))),
+    };
+    let err = record_proofs(&racing, &p, &proofs, NOW).unwrap_err();
+    assert_eq!(err.1.code(), "dpop_replayed");
+    // Proofs only ever went in by compare-and-swap on a record that existed.
+    assert_eq!(*store.blind_overwrites.borrow(), Vec::<String>::new());
 }
 
 #[test]
 fn a_corrupt_record_refuses_every_proof_it_could_have_held() {
     let p = required();
     let store = Store::default();
-    store
-        .data
-        .borrow_mut()
-        .insert(replay_cache_key("p"), (b"garbage".to_vec(), 7));
+    let capacity = p.providers[0].sender.replay_cache_size;
+    for key in replay_cache_keys("p", capacity) {
+        store.put(&key, b"garbage", 7);
+    }
     let err = record_proofs(&store, &p, &allowed_proofs(&p, "a"), NOW).unwrap_err();
     assert_eq!(err.1.code(), "dpop_replay_cache_full");
 }

@@ -250,6 +250,7 @@ impl RootContext for Root {
                     log::warn!("{warning}");
                 }
                 let state = FilterState::new(policy, text, profile);
+                state.on_configured(&ProxyHost);
                 self.state = Some(Rc::new(RefCell::new(state)));
                 // The first call runs the FMA probe and known-answer test (~1 ms, once per
                 // VM), so keys loaded later never wait for it.

@@ -35,6 +35,12 @@ impl FilterState {
         }
     }
 
+    /// The root context's configuration is done: shared records the VM relies on are created
+    /// before it serves (the DPoP replay caches: [`crate::sources::dpop_replay::seed`]).
+    pub fn on_configured(&self, host: &dyn Host) {
+        crate::sources::dpop_replay::seed(host, self.auth.policy());
+    }
+
     /// Number of paused requests.
     pub fn pending_len(&self) -> usize {
         self.sources.pending_len()
