@@ -49,8 +49,8 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                     if v.contains(',') {
                         return Err(AuthError::MultipleTokens);
                     }
-                    if let Some(t) = header_token(v, name, value_prefix, p)? {
-                        tokens.push(t);
+                    if let Some((t, dpop)) = header_token(v, name, value_prefix, p)? {
+                        tokens.push((t.to_owned(), dpop));
                     }
                 }
                 (tokens, FoundAt::Header(name.clone()))
@@ -136,19 +136,19 @@ pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
 
 /// The token in a header value and whether it came under the `DPoP` scheme: `prefix` is
 /// stripped, or, for a provider with DPoP on, `DPoP ` from `authorization`.
-fn header_token(
-    value: &str,
+fn header_token<'v>(
+    value: &'v str,
     name: &str,
     prefix: &str,
     p: &Provider,
-) -> Result<Option<(String, bool)>, AuthError> {
+) -> Result<Option<(&'v str, bool)>, AuthError> {
     if let Some(t) = strip_prefix(value, prefix)? {
-        return Ok(Some((t.to_owned(), false)));
+        return Ok(Some((t, false)));
     }
     if p.sender.dpop == DpopMode::Disabled || name != "authorization" {
         return Ok(None);
     }
-    Ok(strip_prefix(value, "DPoP ")?.map(|t| (t.to_owned(), true)))
+    Ok(strip_prefix(value, "DPoP ")?.map(|t| (t, true)))
 }
 
 /// Strips `prefix` from a header value. The prefix's scheme word is compared
