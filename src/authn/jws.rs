@@ -46,6 +46,16 @@ pub struct VerifiedToken {
 impl<'a> UntrustedToken<'a> {
     /// Parses a compact JWS. `max_bytes` is checked before any decoding.
     pub fn parse(token: &'a str, max_bytes: usize) -> Result<Self, AuthError> {
+        Self::parse_with_header(token, max_bytes).map(|(token, _)| token)
+    }
+
+    /// [`parse`](Self::parse), also handing over the whole decoded JOSE header, for a caller
+    /// that reads a member [`Header`] does not keep (a DPoP proof's `jwk`), so the header is
+    /// decoded once.
+    pub fn parse_with_header(
+        token: &'a str,
+        max_bytes: usize,
+    ) -> Result<(Self, Map<String, Value>), AuthError> {
         if token.len() > max_bytes {
             return Err(AuthError::TokenTooLarge { limit: max_bytes });
         }
@@ -80,12 +90,15 @@ impl<'a> UntrustedToken<'a> {
 
         let signature = b64::decode(s).ok_or(AuthError::BadBase64("signature"))?;
 
-        Ok(UntrustedToken {
-            signing_input,
-            header,
-            claims,
-            signature,
-        })
+        Ok((
+            UntrustedToken {
+                signing_input,
+                header,
+                claims,
+                signature,
+            },
+            header_obj,
+        ))
     }
 
     /// The header (unverified).

@@ -20,7 +20,6 @@ use sha2::{Digest, Sha256};
 use crate::authn::alg::Algorithm;
 use crate::authn::b64;
 use crate::authn::error::AuthError;
-use crate::authn::json::parse_object;
 use crate::authn::jwk::header_public_key;
 use crate::authn::jws::UntrustedToken;
 
@@ -97,7 +96,7 @@ pub fn check_proof(
     if proof.is_empty() {
         return Err(AuthError::DpopProofMissing);
     }
-    let parsed = UntrustedToken::parse(proof, MAX_PROOF_BYTES)
+    let (parsed, mut header) = UntrustedToken::parse_with_header(proof, MAX_PROOF_BYTES)
         .map_err(|e| AuthError::DpopProofMalformed(e.to_string()))?;
 
     let typ_ok = parsed.header().typ.as_deref().is_some_and(|t| {
@@ -110,7 +109,11 @@ pub fn check_proof(
         .filter(|a| !a.is_symmetric() && policy.algs.contains(a))
         .ok_or(AuthError::DpopProofAlg)?;
 
-    let jwk_obj = header_jwk(proof)?;
+    let jwk_obj = match header.remove("jwk") {
+        Some(Value::Object(jwk)) => jwk,
+        Some(_) => return Err(AuthError::DpopProofKey("jwk is not an object".into())),
+        None => return Err(AuthError::DpopProofKey("the header has no jwk".into())),
+    };
     let key = header_public_key(&jwk_obj).map_err(AuthError::DpopProofKey)?;
     let jkt =
         jwk_thumbprint(&jwk_obj).ok_or_else(|| AuthError::DpopProofKey("no thumbprint".into()))?;
@@ -183,22 +186,6 @@ pub fn check_bearer_use(cnf: Option<&Value>) -> Result<(), AuthError> {
     }
 }
 
-/// The proof header's `jwk` member. The header already parsed in [`UntrustedToken::parse`],
-/// which keeps only the members it uses; this reads the one it does not.
-fn header_jwk(proof: &str) -> Result<Map<String, Value>, AuthError> {
-    let header = proof
-        .split('.')
-        .next()
-        .and_then(b64::decode)
-        .and_then(|bytes| parse_object(&bytes).ok())
-        .ok_or_else(|| AuthError::DpopProofMalformed("header".into()))?;
-    match header.get("jwk") {
-        Some(Value::Object(jwk)) => Ok(jwk.clone()),
-        Some(_) => Err(AuthError::DpopProofKey("jwk is not an object".into())),
-        None => Err(AuthError::DpopProofKey("the header has no jwk".into())),
-    }
-}
-
 fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a str, AuthError> {
     claims
         .get(name)
@@ -209,6 +196,7 @@ fn string_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authn::json::parse_object;
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000;
