@@ -25,7 +25,8 @@ N = int(os.environ.get("BENCH_MICRO_N", 50 if QUICK else 200))
 REPS = int(os.environ.get("BENCH_MICRO_REPS", 3 if QUICK else 5))
 QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
 ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
-OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"))
+OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"),
+       ("decide_us", "decide (no cache)"))
 
 
 # The host calls jwt-edge makes per request, timed by the micro filter in a request whose

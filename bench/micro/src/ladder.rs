@@ -30,7 +30,7 @@ use jwt_edge::authn::authenticate::{
 use jwt_edge::authn::config;
 use jwt_edge::authn::extract::extract;
 use jwt_edge::authn::jws::UntrustedToken;
-use jwt_edge::authn::policy::{JwksId, JwksSource, Policy};
+use jwt_edge::authn::policy::Policy;
 use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::token_cache::TokenCache;
 use jwt_edge::filter::metrics;
@@ -39,6 +39,8 @@ use jwt_edge::filter::Host;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+
+use crate::LocalKeys;
 
 /// One step of the ladder; each includes the ones before it (side rungs excepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,18 +89,6 @@ struct Ladder {
     policy: Policy,
     cache: TokenCache,
     allowed_metrics: Vec<String>,
-}
-
-/// The key view of a policy with local key sets only (the bench's).
-struct LocalKeys<'a>(&'a Policy);
-
-impl KeyLookup for LocalKeys<'_> {
-    fn keys(&self, id: JwksId) -> KeyState<'_> {
-        match self.0.jwks_sources.get(id) {
-            Some(JwksSource::Local(keys)) => KeyState::Ready(keys),
-            _ => KeyState::Unavailable,
-        }
-    }
 }
 
 pub struct LadderRoot {

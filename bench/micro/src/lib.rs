@@ -8,15 +8,24 @@
 //! - `token_verify`: `UntrustedToken::parse` then `.verify(keys, allowed)` on the compact
 //!   token (what the filter does per request before the claims checks).
 //!
+//! - `decide`: `authenticate::decide` (no verified-token cache) on a request carrying that
+//!   token, with a provider configured as the throughput benchmark's (issuer, audience,
+//!   `require_expiration`, one `claim_to_headers`): everything the core does for a token it
+//!   has not seen (locate it, parse, verify, check the claims, build the header changes).
+//!   `decide − token_verify` is the core's cost around the signature check.
+//!
 //! `jwks_parse` times `parse_jwks` of the fixture key set (four keys) for scale.
 
 use std::hint::black_box;
 
 use jwt_edge::authn::alg::Algorithm;
+use jwt_edge::authn::authenticate::{decide, Decision, KeyLookup, KeyState};
 use jwt_edge::authn::b64;
+use jwt_edge::authn::config;
 use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use jwt_edge::authn::jws::UntrustedToken;
-use jwt_edge::authn::policy::DEFAULT_MAX_TOKEN_BYTES;
+use jwt_edge::authn::policy::{JwksId, JwksSource, Policy, DEFAULT_MAX_TOKEN_BYTES};
+use jwt_edge::authn::request::RequestView;
 use serde_json::{json, Value};
 
 #[cfg(target_arch = "wasm32")]
@@ -101,6 +110,71 @@ impl Case {
     }
 }
 
+/// The key view of a policy with local key sets only (the benchmarks').
+pub struct LocalKeys<'a>(pub &'a Policy);
+
+impl KeyLookup for LocalKeys<'_> {
+    fn keys(&self, id: JwksId) -> KeyState<'_> {
+        match self.0.jwks_sources.get(id) {
+            Some(JwksSource::Local(keys)) => KeyState::Ready(keys),
+            _ => KeyState::Unavailable,
+        }
+    }
+}
+
+/// A request carrying one algorithm's fixture token, and a policy that accepts it.
+pub struct DecideCase {
+    policy: Policy,
+    headers: Vec<(String, String)>,
+}
+
+/// The fixture tokens' claims (`make_fixtures.py`, `harness.tokens.claims`) and a time
+/// between their `iat` and `exp`, in seconds.
+const FIXTURE_ISSUER: &str = "https://idp.test/";
+const FIXTURE_AUDIENCE: &str = "api";
+const DECIDE_NOW: u64 = 1_800_000_000;
+
+impl DecideCase {
+    pub fn load(alg_name: &str) -> Result<DecideCase, String> {
+        let case = Case::load(alg_name)?;
+        let provider = json!({
+            "issuer": FIXTURE_ISSUER,
+            "audiences": [FIXTURE_AUDIENCE],
+            "local_jwks": {"inline_string": JWKS},
+            "require_expiration": true,
+            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}],
+        });
+        let config = json!({
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        });
+        let policy = config::parse(&config.to_string()).map_err(|e| e.to_string())?;
+        // The headers Envoy hands a filter for the throughput benchmark's wrk requests.
+        let headers = [
+            (":authority", "127.0.0.1:10000"),
+            (":path", "/"),
+            (":method", "GET"),
+            (":scheme", "http"),
+            ("authorization", &format!("Bearer {}", case.token)),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "4f1c2b8e-0d6a-4c1e-9a3b-2f5e7d9c1a0b"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Ok(DecideCase { policy, headers })
+    }
+
+    /// `decide` without a cache; true when the request is allowed.
+    pub fn decide(&self) -> bool {
+        let req = RequestView::new(black_box(&self.headers), None);
+        matches!(
+            decide(&self.policy, &req, &LocalKeys(&self.policy), DECIDE_NOW),
+            Decision::Allow(_)
+        )
+    }
+}
+
 fn jwks_parse() -> bool {
     parse_jwks(black_box(JWKS.as_bytes()), JwksOptions::default()).is_ok()
 }
@@ -148,6 +222,8 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
     let case = Case::load(alg_name)?;
     let (jwk_us, jwk_reps) = time_op(&|| case.jwk_verify(), n, reps, now_ns)?;
     let (token_us, token_reps) = time_op(&|| case.token_verify(), n, reps, now_ns)?;
+    let decide_case = DecideCase::load(alg_name)?;
+    let (decide_us, decide_reps) = time_op(&|| decide_case.decide(), n, reps, now_ns)?;
     let (jwks_us, _) = time_op(&jwks_parse, n, reps, now_ns)?;
     Ok(json!({
         "alg": alg_name,
@@ -156,9 +232,11 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
         "warmup": WARMUP,
         "jwk_verify_us": jwk_us,
         "token_verify_us": token_us,
+        "decide_us": decide_us,
         "jwks_parse_us": jwks_us,
         "jwk_verify_us_reps": jwk_reps,
         "token_verify_us_reps": token_reps,
+        "decide_us_reps": decide_reps,
     }))
 }
 
@@ -176,7 +254,9 @@ fn rsa_fixture_key() -> Result<(Vec<u8>, u64), String> {
             .and_then(b64::decode)
             .ok_or_else(|| format!("RSA fixture key has no valid {name}"))
     };
-    let e = field("e")?.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+    let e = field("e")?
+        .iter()
+        .fold(0u64, |a, b| (a << 8) | u64::from(*b));
     Ok((field("n")?, e))
 }
 
@@ -190,7 +270,9 @@ pub fn rsa_arithmetic(n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Result<Val
     use jwt_edge::crypto::bigmod::{Arithmetic, RsaPublic};
     use jwt_edge::crypto::bigmod_f64::{self, RsaPublicF64};
     if n == 0 || n > MAX_N || reps == 0 || reps > MAX_REPS {
-        return Err(format!("need 1 <= n <= {MAX_N} and 1 <= reps <= {MAX_REPS}"));
+        return Err(format!(
+            "need 1 <= n <= {MAX_N} and 1 <= reps <= {MAX_REPS}"
+        ));
     }
     let (modulus, e) = rsa_fixture_key()?;
     let signature = Case::load("RS256")?.signature;
@@ -202,7 +284,9 @@ pub fn rsa_arithmetic(n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Result<Val
     let start = now_ns();
     let fma = RsaPublicF64::new(&modulus, e).map_err(|e| e.to_string())?;
     let fma_key_us = now_ns().saturating_sub(start) as f64 / 1000.0;
-    let want = integer.rsavp1_integer(&signature).ok_or("signature out of range")?;
+    let want = integer
+        .rsavp1_integer(&signature)
+        .ok_or("signature out of range")?;
     let use_fma = fused && known_answer;
     if use_fma && fma.rsavp1(&signature).as_ref() != Some(&want) {
         return Err("the FMA arithmetic disagrees with the integer one".into());
@@ -303,14 +387,21 @@ pub fn verify_signature_args() -> Result<Vec<u8>, String> {
     let algorithm = der(
         0x30,
         &[
-            der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            der(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
             vec![0x05, 0x00],
         ]
         .concat(),
     );
     let spki = der(
         0x30,
-        &[algorithm, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat(),
+        &[
+            algorithm,
+            der(0x03, &[&[0u8][..], &rsa_public_key].concat()),
+        ]
+        .concat(),
     );
     let mut args = Vec::new();
     pb_bytes(1, b"sha256", &mut args);
