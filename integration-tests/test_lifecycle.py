@@ -434,7 +434,8 @@ def test_rotation_refuses_no_valid_token_on_any_worker(envoy_factory, own_idp, k
     clients, per_client, gap_s = 8, 6, 0.025
     tokens = [[mint(keys["rsa-2"], claims(sub=f"rotated-{c}-{i}")) for i in range(per_client)]
               for c in range(clients)]
-    statuses: list[tuple[float, int]] = []
+    # (seconds since the rotation, status, WWW-Authenticate): a refusal names its error code.
+    statuses: list[tuple[float, int, str]] = []
     lock = threading.Lock()
     t0 = time.monotonic()
 
@@ -442,7 +443,8 @@ def test_rotation_refuses_no_valid_token_on_any_worker(envoy_factory, own_idp, k
         for token in mine:  # a new connection per request: spread over the workers
             resp = get(envoy, token)
             with lock:
-                statuses.append((round(time.monotonic() - t0, 3), resp.status))
+                statuses.append((round(time.monotonic() - t0, 3), resp.status,
+                                 resp.header("www-authenticate") or ""))
             time.sleep(gap_s)
 
     threads = [threading.Thread(target=client_loop, args=(t,)) for t in tokens]
@@ -451,7 +453,7 @@ def test_rotation_refuses_no_valid_token_on_any_worker(envoy_factory, own_idp, k
     for t in threads:
         t.join(timeout=CLIENT_TIMEOUT_S + 5)
     assert len(statuses) == clients * per_client, statuses
-    assert [s for _, s in statuses if s != 200] == [], sorted(statuses)
+    assert [s for _, s, _ in statuses if s != 200] == [], sorted(statuses)
     assert stat(envoy, "jwt_edge.denied") == 0
     assert own_idp.count() == 2, "exactly one refetch for the new kid"
 
