@@ -245,7 +245,10 @@ http {{
 class Envoy:
     """One Envoy, pinned with `taskset -c CPUS` (taskset execs Envoy, so `pid` is Envoy's)."""
 
-    def __init__(self, config: dict, workdir: Path, *, concurrency: int = 1, cpus: str = "0"):
+    def __init__(self, config: dict, workdir: Path, *, concurrency: int = 1, cpus: str = "0",
+                 wrapper: tuple[str, ...] = (), ready_timeout_s: float | None = None):
+        """`wrapper`: a command Envoy runs under (e.g. valgrind), exec'ing it in place so
+        that `pid` stays Envoy's; `ready_timeout_s` replaces READY_TIMEOUT_S for it."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "envoy.yaml"
@@ -254,6 +257,8 @@ class Envoy:
         self.admin_path = self.workdir / "admin-address"
         self.concurrency = concurrency
         self.cpus = cpus
+        self.wrapper = tuple(wrapper)
+        self.ready_timeout_s = ready_timeout_s or READY_TIMEOUT_S
         self.proc: subprocess.Popen | None = None
         self.admin_port: int | None = None
         self.port: int | None = None
@@ -261,7 +266,7 @@ class Envoy:
 
     def start(self) -> "Envoy":
         self.admin_path.unlink(missing_ok=True)
-        cmd = ["taskset", "-c", self.cpus, envoy_binary(), "-c", str(self.config_path),
+        cmd = ["taskset", "-c", self.cpus, *self.wrapper, envoy_binary(), "-c", str(self.config_path),
                "--concurrency", str(self.concurrency), "--base-id", str(random_base_id()),
                "--log-level", "warn", "--admin-address-path", str(self.admin_path)]
         with open(self.log_path, "wb") as log:
@@ -275,7 +280,7 @@ class Envoy:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"envoy exited ({self.proc.returncode}):\n{tail(self.log(), 40)}")
@@ -294,7 +299,7 @@ class Envoy:
                 except OSError:
                     pass
             time.sleep(0.05)
-        raise RuntimeError(f"envoy not ready after {READY_TIMEOUT_S}s:\n{tail(self.log(), 40)}")
+        raise RuntimeError(f"envoy not ready after {self.ready_timeout_s}s:\n{tail(self.log(), 40)}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

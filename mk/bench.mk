@@ -7,6 +7,8 @@
 #   make bench-micro            verification alone, in Envoy's V8 and natively
 #   make bench-ladder           a cache hit's Envoy CPU per request, one step at a time
 #   make bench-memory           Envoy's RSS with one worker, attributed
+#   make bench-instructions     instructions per request in Envoy (callgrind): the ladder and
+#                               the distinct-token workloads, exact on a busy machine
 #
 # Results go to bench/results/ (not committed). Traffic stays on 127.0.0.1.
 
@@ -16,7 +18,8 @@
 # BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants).
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory
+.PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory \
+	bench-instructions
 
 # wrk and nginx (the upstream of the `upstream` mode) from Debian; `apt-get update` only when
 # one is missing.
@@ -57,3 +60,9 @@ bench-ladder: venv build bench-tools bench-noop bench-micro-build
 # Envoy's RSS with one worker, attributed (bench/README.md).
 bench-memory: venv build bench-noop bench-micro-build
 	cd bench && $(BENCH_PYTHON) run_memory.py
+
+# valgrind from Debian when missing.
+bench-instructions: venv build bench-noop bench-micro-build
+	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
+	cd bench && $(BENCH_PYTHON) run_instructions.py

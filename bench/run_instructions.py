@@ -1,0 +1,215 @@
+"""`make bench-instructions`: instructions per request in the whole Envoy process, counted by
+valgrind's callgrind (issue #13). Unlike CPU time, an instruction count does not depend on
+what else the machine is doing: the same build and requests give the same count to a few
+parts per thousand, so the steps of the ladder can be told apart on a busy 2-core machine
+where `make bench-ladder`'s ±2 µs per step cannot. It is not time: a cache or TLB miss costs
+no instruction (that is what `make bench` and `make bench-ladder` measure); read both.
+
+Envoy (`--concurrency 1`) runs under `valgrind --tool=callgrind --smc-check=all` (V8 writes
+the code it compiles) with instrumentation off while it starts and compiles every module,
+with one listener per variant (each its own filter, its own Wasm VM, in front of
+`direct_response`), at most four Wasm VMs per process (valgrind's address space holds only
+a few 8-GiB Wasm memory reservations), so the variants run in a few successive processes. Each variant first gets WARM requests uninstrumented (V8 tiers up, caches
+fill), then, instrumentation on, WARM more, the counters are zeroed, N requests are sent on
+one keep-alive connection and the counts are dumped. Every response must be 200.
+
+Per variant it prints instructions per request, in all and by where they ran: Envoy's C++
+(the symbolized part of the `envoy` binary: HTTP codec, router, the Wasm host functions,
+BoringSSL for jwt_authn), tcmalloc (Envoy's allocator: the binary's `google_malloc`
+section, which callgrind cannot name under valgrind's load address, so counted as the code
+with no object below 4 GiB), the code V8 generated (anonymous executable memory above
+4 GiB: the module's functions as TurboFan compiled them and V8's wrappers into and out of
+Wasm), and libc. Then each variant over the lowest do-nothing floor and each step over the
+one before it.
+
+Variants: the cache-hit ladder of `make bench-ladder` (passthrough, noop, noop-min, the
+micro module's rungs floor .. counters, micro:jwt-edge, jwt-edge, jwt_authn, and the side
+rungs remove, set, get) with 16 repeated RS256 tokens and `jwt_cache_size` 100, then
+jwt-edge and jwt_authn on distinct RS256 and distinct ES256 tokens with caches off.
+
+Environment: BENCH_INSTR_N (300 requests per variant), BENCH_INSTR_WARM (100),
+BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import benchlib as bl
+import run_bench as rb
+import run_ladder as rl
+from harness.keys import jwks
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+N = int(os.environ.get("BENCH_INSTR_N", 100 if QUICK else 300))
+WARM = int(os.environ.get("BENCH_INSTR_WARM", 50 if QUICK else 100))
+# Starting Envoy under valgrind compiles every module at valgrind's pace.
+READY_TIMEOUT_S = 1800.0
+WASM_PER_ENVOY = 4
+
+DISTINCT = ("jwt-edge rs256-distinct", "jwt_authn rs256-distinct",
+            "jwt-edge es256-distinct", "jwt_authn es256-distinct")
+VARIANTS = (*rl.LADDER, *DISTINCT)
+if os.environ.get("BENCH_INSTR_VARIANTS"):
+    VARIANTS = tuple(v for v in os.environ["BENCH_INSTR_VARIANTS"].split(",") if v)
+STEP_FROM = {**rl.STEP_FROM, "jwt-edge": "micro:jwt-edge"}
+KINDS = ("envoy C++", "tcmalloc", "V8 code", "libc", "other")
+
+
+def groups(variants: tuple[str, ...]) -> list[list[str]]:
+    """The variants split over Envoy processes of at most WASM_PER_ENVOY Wasm VMs each:
+    every VM reserves its linear memory's 8 GiB or more of address space, and valgrind's
+    client address space runs out after a handful (Envoy then fails to create the VM)."""
+    out: list[list[str]] = [[]]
+    wasm = 0
+    for v in variants:
+        is_wasm = not (v == "passthrough" or v.startswith("jwt_authn"))
+        if is_wasm and wasm == WASM_PER_ENVOY:
+            out.append([])
+            wasm = 0
+        out[-1].append(v)
+        wasm += is_wasm
+    return out
+
+
+def filters(variant: str, jwks_text: str) -> list[dict]:
+    if variant in DISTINCT:
+        name = variant.split()[0]
+        return rb.http_filters(name, jwks_text, None)
+    return rl.filters(variant, jwks_text)
+
+
+def kind(obj: str, fn: str) -> str:
+    """Where a function of callgrind's profile ran (see the module docstring)."""
+    if obj.endswith("/envoy"):
+        return "envoy C++"
+    if "libc.so" in obj or "libm.so" in obj:
+        return "libc"
+    if obj == "???" and fn.startswith("0x"):
+        return "V8 code" if int(fn.split("'")[0], 16) >= 1 << 32 else "tcmalloc"
+    return "other"
+
+
+def by_kind(dump: Path) -> dict[str, int]:
+    """Instructions of a callgrind dump, summed by `kind` (callgrind_annotate's flat list)."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", str(dump)],
+                         capture_output=True, text=True, check=True).stdout
+    totals = dict.fromkeys(KINDS, 0)
+    for line in out.splitlines():
+        m = re.match(r"^\s*([\d,]+) \([ \d.]+%\)\s+\S*?:(\S+) \[(.*)\]\s*$", line)
+        if m:
+            totals[kind(m.group(3), m.group(2))] += int(m.group(1).replace(",", ""))
+    return totals
+
+
+def callgrind_control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True,
+                   timeout=600)
+
+
+def send(port: int, tokens: list[str], count: int, start: int) -> None:
+    """`count` requests on one keep-alive connection, cycling through `tokens` from `start`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        for i in range(count):
+            token = tokens[(start + i) % len(tokens)]
+            conn.request("GET", "/", headers={"authorization": f"Bearer {token}",
+                                              "user-agent": "bench-instructions"})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"port {port}: {resp.status} {body[:200]!r}")
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    started = time.time()
+    modules = {}
+    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
+                       ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
+        rb.MODULES[name], modules[name] = bl.snapshot(path)
+    keys = rb.load_keys()
+    jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
+    # Distinct workloads: every request of a variant carries a token it has not seen.
+    per_variant = 2 * WARM + N
+    pools = {}
+    for alg in ("RS256", "ES256"):
+        rb.ensure_pool(keys, alg, per_variant)
+        pools[alg] = rb.pool_file(alg).read_text().split()[:per_variant]
+    repeated = pools["RS256"][:rb.REPEATED_TOKENS]
+
+    def tokens_of(variant: str) -> list[str]:
+        if variant.endswith("rs256-distinct"):
+            return pools["RS256"]
+        if variant.endswith("es256-distinct"):
+            return pools["ES256"]
+        return repeated
+
+    workdir = bl.WORK / "instructions"
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("callgrind.out*"):
+        old.unlink()
+    wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all", "--instr-atstart=no",
+               f"--callgrind-out-file={workdir}/callgrind.out.%p")
+    rows = {}
+    for group in groups(VARIANTS):
+        config = bl.envoy_config_multi({v: filters(v, jwks_text) for v in group})
+        t0 = time.monotonic()
+        with bl.Envoy(config, workdir, concurrency=1, cpus="0,1", wrapper=wrapper,
+                      ready_timeout_s=READY_TIMEOUT_S) as envoy:
+            print(f"  Envoy under callgrind with {len(group)} listeners: ready after "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
+            pid = envoy.proc.pid
+            for v in group:  # uninstrumented warm-up: V8 tiers up, caches fill
+                send(envoy.ports[v], tokens_of(v), WARM, 0)
+            callgrind_control(pid, "--instr=on")
+            for v in group:
+                tokens = tokens_of(v)
+                send(envoy.ports[v], tokens, WARM, WARM)
+                callgrind_control(pid, "--zero")
+                send(envoy.ports[v], tokens, N, 2 * WARM)
+                label = re.sub(r"[^\w-]", "_", v)
+                callgrind_control(pid, f"--dump={label}")
+                dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
+                counts = by_kind(dump)
+                rows[v] = {k: c / N for k, c in counts.items()}
+                rows[v]["total"] = sum(counts.values()) / N
+                print(f"  {v:<26} {rows[v]['total']:10.0f} instructions/request", flush=True)
+            callgrind_control(pid, "--instr=off")
+
+    floors = [rows[f]["total"] for f in rb.FLOORS if f in rows]
+    floor = min(floors) if floors else None
+    print(f"\n== make bench-instructions: Envoy {bl.envoy_version()}, --concurrency 1, under "
+          f"callgrind; {N} requests per variant on one keep-alive connection after {2 * WARM} "
+          f"warm-up; instructions per request (thousands)")
+    head = (f"{'variant':<26} | {'total':>7} | " + " | ".join(f"{k:>9}" for k in KINDS)
+            + f" | {'over floor':>10} | {'step':>7} | step from")
+    print(head)
+    print("-" * len(head))
+    for v, r in rows.items():
+        base = STEP_FROM.get(v)
+        step = r["total"] - rows[base]["total"] if base in rows else None
+        over = r["total"] - floor if floor is not None else None
+        r["over_floor"], r["step"], r["step_from"] = over, step, base if step is not None else None
+        print(f"{v:<26} | {r['total'] / 1000:7.1f} | "
+              + " | ".join(f"{r[k] / 1000:9.1f}" for k in KINDS)
+              + f" | {'' if over is None else f'{over / 1000:+10.1f}':>10}"
+              + f" | {'' if step is None else f'{step / 1000:+7.1f}':>7} | {r['step_from'] or ''}")
+    bl.RESULTS.mkdir(exist_ok=True)
+    dest = bl.RESULTS / "instructions-latest.json"
+    dest.write_text(json.dumps({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "envoy": bl.envoy_version(), "n": N, "warm": WARM, "modules": modules,
+        "git": bl.git_state(), "rows": rows}, indent=1) + "\n")
+    print(f"\nwritten: {dest.relative_to(bl.REPO)} ({round(time.time() - started)} s)")
+
+
+if __name__ == "__main__":
+    main()
