@@ -386,10 +386,7 @@ fn config_errors_name_the_path() {
             json!({"dpop_max_age": "30s"}),
             "providers.p.sender_constraint.dpop",
         ),
-        (
-            json!({"mtls": "on"}),
-            "providers.p.sender_constraint.mtls",
-        ),
+        (json!({"mtls": "on"}), "providers.p.sender_constraint.mtls"),
     ];
     for (sender, path) in cases {
         let err = config::parse(&config(sender.clone()).to_string())

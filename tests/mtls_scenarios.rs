@@ -78,7 +78,12 @@ fn every_rule_of_rfc_8705_section_3() {
     let a = Some(ClientCertificate::Sha256Hex(&hex_a));
     let b = Some(ClientCertificate::Sha256Hex(&hex_b));
     let cases: Vec<(&str, Option<Value>, Option<ClientCertificate<'_>>, &str)> = vec![
-        ("bound, its certificate", Some(json!({"x5t#S256": x5t(CERT_A)})), a, "allowed"),
+        (
+            "bound, its certificate",
+            Some(json!({"x5t#S256": x5t(CERT_A)})),
+            a,
+            "allowed",
+        ),
         (
             "bound, its certificate in upper-case hex",
             Some(json!({"x5t#S256": x5t(CERT_A)})),
@@ -135,7 +140,12 @@ fn every_rule_of_rfc_8705_section_3() {
             a,
             "mtls_token_unbound",
         ),
-        ("cnf not an object", Some(json!("x5t")), a, "claim_malformed"),
+        (
+            "cnf not an object",
+            Some(json!("x5t")),
+            a,
+            "claim_malformed",
+        ),
         (
             "x5t#S256 not a string",
             Some(json!({"x5t#S256": 7})),
@@ -229,7 +239,11 @@ fn disabled_never_looks_at_the_binding() {
     let p = policy(json!({"mtls": "disabled"}));
     let hex_b = hex_digest(CERT_B);
     let cache = TokenCache::disabled();
-    for cnf in [None, Some(json!({"x5t#S256": x5t(CERT_A)})), Some(json!("x"))] {
+    for cnf in [
+        None,
+        Some(json!({"x5t#S256": x5t(CERT_A)})),
+        Some(json!("x")),
+    ] {
         let token = access_token(cnf.clone());
         for cert in [None, Some(ClientCertificate::Sha256Hex(&hex_b))] {
             assert_eq!(outcome(&decide(&p, &token, cert, &cache)).0, 200, "{cnf:?}");
@@ -242,9 +256,7 @@ fn disabled_never_looks_at_the_binding() {
 #[test]
 fn dpop_and_mtls_together_need_both_bindings() {
     let p = policy(json!({"dpop": "required", "dpop_algorithms": ["ES256"], "mtls": "required"}));
-    let token = access_token(Some(
-        json!({"jkt": jkt(&key(2)), "x5t#S256": x5t(CERT_A)}),
-    ));
+    let token = access_token(Some(json!({"jkt": jkt(&key(2)), "x5t#S256": x5t(CERT_A)})));
     let client = key(2);
     let proof = sign(
         &client,
@@ -258,7 +270,13 @@ fn dpop_and_mtls_together_need_both_bindings() {
         h.extend(proofs.iter().map(|p| ("dpop".to_owned(), p.to_string())));
         let view = RequestView::new(&h, None)
             .with_client_certificate(Some(ClientCertificate::Sha256Hex(cert)));
-        outcome(&decide_cached(&p, &view, &keys(), &TokenCache::disabled(), NOW))
+        outcome(&decide_cached(
+            &p,
+            &view,
+            &keys(),
+            &TokenCache::disabled(),
+            NOW,
+        ))
     };
     let dpop = format!("DPoP {token}");
     assert_eq!(run(dpop.clone(), &[&proof], &hex_a).0, 200);

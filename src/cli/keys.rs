@@ -316,7 +316,9 @@ pub fn certificate_thumbprint(path: &str) -> Result<String, CliError> {
             "the first PEM block is {label:?}, not a CERTIFICATE"
         )));
     }
-    Ok(b64::encode(&<Sha256 as sha2::Digest>::digest(doc.as_bytes())))
+    Ok(b64::encode(&<Sha256 as sha2::Digest>::digest(
+        doc.as_bytes(),
+    )))
 }
 
 /// Reads a private key (for signing).

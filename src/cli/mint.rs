@@ -132,7 +132,10 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
             None => None,
         },
     };
-    let x5t = a.one("mtls-cert").map(keys::certificate_thumbprint).transpose()?;
+    let x5t = a
+        .one("mtls-cert")
+        .map(keys::certificate_thumbprint)
+        .transpose()?;
     if dpop.is_some() || x5t.is_some() {
         let mut cnf = Map::new();
         if let Some(dpop) = &dpop {
