@@ -1232,3 +1232,54 @@ fn mint_dpop_bound_token_and_proof() {
         assert_eq!(r.code, 2, "{args:?}: {}", r.all());
     }
 }
+
+/// `mint --mtls-cert`: the token carries the certificate's RFC 8705 thumbprint (the value
+/// OpenSSL gives, tests/fixtures/README.md), next to `cnf.jkt` with `--dpop-key`; a file that
+/// is not a certificate is a usage error.
+#[test]
+fn mint_certificate_bound_token() {
+    const X5T: &str = "mGX-ozHURKGhNt1eI-C6ktL5yvWfCJO7z69Ka6kaWMA";
+    let cert = format!("{ROOT}/tests/fixtures/mtls-client.pem");
+    let key = fixture("ec-p256.pem");
+    let claims_of = |jws: &str| -> Value {
+        let payload = jws.split('.').nth(1).unwrap();
+        serde_json::from_slice(&jwt_edge::authn::b64::decode(payload).unwrap()).unwrap()
+    };
+    let r = run(&["mint", "--key", &key, "--mtls-cert", &cert]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(claims_of(r.stdout.trim())["cnf"], json!({"x5t#S256": X5T}));
+
+    let r = run(&[
+        "mint",
+        "--key",
+        &key,
+        "--mtls-cert",
+        &cert,
+        "--dpop-key",
+        &fixture("ed-1.pem"),
+        "--htu",
+        "https://a.example/",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let cnf = claims_of(r.stdout.lines().next().unwrap())["cnf"].clone();
+    assert_eq!(cnf["x5t#S256"], X5T);
+    assert!(cnf["jkt"].is_string(), "{cnf}");
+
+    let garbage = scratch("mtls-cert").join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (path, says) in [
+        (key.clone(), "is \"PRIVATE KEY\", not a CERTIFICATE"),
+        (format!("{ROOT}/tests/fixtures/jwks.json"), "not a PEM file"),
+        (s(&garbage).to_owned(), "not a valid PEM block"),
+        (format!("{ROOT}/no-such.pem"), "cannot read certificate"),
+    ] {
+        let r = run(&["mint", "--key", &key, "--mtls-cert", &path]);
+        assert_eq!(r.code, 2, "{path}: {}", r.all());
+        assert!(r.stderr.contains(says), "{path}: {}", r.all());
+        assert!(r.stdout.is_empty(), "{path}: {}", r.all());
+    }
+}
