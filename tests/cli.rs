@@ -670,7 +670,8 @@ fn check_config_warnings() {
                 "algorithms": ["HS256"],
                 "forward": true,
                 "require_expiration": false,
-                "clock_skew_seconds": 600
+                "clock_skew_seconds": 600,
+                "sender_constraint": {"dpop": "optional", "mtls": "optional"}
             },
             "cached": {
                 "issuer": "https://issuer.test",
@@ -705,6 +706,8 @@ fn check_config_warnings() {
         "warning: providers.loose.forward: ",
         "warning: providers.loose.require_expiration: ",
         "warning: providers.loose.clock_skew_seconds: 600",
+        "warning: providers.loose.sender_constraint.dpop: \"optional\": unbound Bearer",
+        "warning: providers.loose.sender_constraint.mtls: \"optional\": tokens without cnf.x5t#S256",
         "warning: providers.cached.remote_jwks.cache_duration: 2d",
         "warning: providers.cached.revocation_list: cache_duration + max_stale is 1d: a newly revoked",
         "warning: rules[0].requires.allow_missing_or_failed: ",
@@ -718,7 +721,7 @@ fn check_config_warnings() {
             r.stderr
         );
     }
-    assert!(r.stdout.contains("warnings: 12"), "{}", r.stdout);
+    assert!(r.stdout.contains("warnings: 14"), "{}", r.stdout);
     assert!(
         r.stdout.contains("remote revocation lists: 1"),
         "{}",
