@@ -249,6 +249,18 @@ def test_plain_http_has_no_certificate(plain, keys, pki):
     assert_refused(plain, resp, "mtls_certificate_missing", "/items", before, scheme="http")
 
 
+def test_a_listener_without_a_validation_context_never_asks_for_a_certificate(
+        envoy_factory, published_keys, keys, pki):
+    """What the README says an operator must configure: without `validation_context` Envoy
+    requests no client certificate, so a client's certificate never reaches the filter."""
+    socket = pki.listener(False)
+    del socket["typed_config"]["common_tls_context"]["validation_context"]
+    envoy = envoy_factory(config(published_keys), transport_socket=socket)
+    before = stat(envoy, "jwt_edge.denied.mtls_certificate_missing")
+    resp = send(envoy, pki, "/items", bound_to(keys, pki.client_a), pki.client_a)
+    assert_refused(envoy, resp, "mtls_certificate_missing", "/items", before)
+
+
 def test_the_strict_listener_refuses_a_client_without_a_certificate(strict, keys, pki):
     with pytest.raises((ssl.SSLError, ConnectionError)):
         send(strict, pki, "/items", bound_to(keys, pki.client_a), None)
