@@ -1236,6 +1236,47 @@ fn mint_dpop_bound_token_and_proof() {
     }
 }
 
+/// `explain --client-cert`: a provider with `sender_constraint.mtls` checks the token's binding
+/// against that certificate, and without one the connection has none.
+#[test]
+fn explain_a_certificate_bound_token() {
+    let dir = scratch("explain-mtls");
+    let cfg = remote_config(
+        &dir,
+        "config",
+        json!({"sender_constraint": {"mtls": "required"}}),
+    );
+    let jwks = fixture("jwks.json");
+    let cert = format!("{ROOT}/tests/fixtures/mtls-client.pem");
+    let token = mint(
+        &fixture("rsa-1.pem"),
+        &["--kid", "rsa-1", "--mtls-cert", &cert],
+    );
+    let r = explain(&cfg, &token, Some(&jwks), &["--client-cert", &cert]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("client certificate: x5t#S256 mGX-ozHURKGhNt1eI-C6ktL5yvWfCJO7z69Ka6kaWMA"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("certificate binding"), "{}", r.stdout);
+    let r = explain(&cfg, &token, Some(&jwks), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("DENY 401 mtls_certificate_missing"),
+        "{}",
+        r.stdout
+    );
+    let unbound = mint(&fixture("rsa-1.pem"), &["--kid", "rsa-1"]);
+    let r = explain(&cfg, &unbound, Some(&jwks), &["--client-cert", &cert]);
+    assert!(
+        r.stdout.contains("DENY 401 mtls_token_unbound"),
+        "{}",
+        r.stdout
+    );
+}
+
 /// `mint --mtls-cert`: the token carries the certificate's RFC 8705 thumbprint (the value
 /// OpenSSL gives, tests/fixtures/README.md), next to `cnf.jkt` with `--dpop-key`; a file that
 /// is not a certificate is a usage error.

@@ -301,9 +301,8 @@ pub fn load_file(path: &str) -> Result<LoadedKey, CliError> {
     parse_pem(&text).map_err(|m| CliError::usage(format!("{path}: {m}")))
 }
 
-/// The RFC 8705 §3.1 thumbprint of the certificate in a PEM file: base64url of the SHA-256
-/// of its DER, what a certificate-bound token carries as `cnf["x5t#S256"]`.
-pub fn certificate_thumbprint(path: &str) -> Result<String, CliError> {
+/// The DER of the certificate in a PEM file (its first block).
+pub fn load_certificate(path: &str) -> Result<Vec<u8>, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::usage(format!("cannot read certificate {path}: {e}")))?;
     let fail = |m: String| CliError::usage(format!("{path}: {m}"));
@@ -316,9 +315,13 @@ pub fn certificate_thumbprint(path: &str) -> Result<String, CliError> {
             "the first PEM block is {label:?}, not a CERTIFICATE"
         )));
     }
-    Ok(b64::encode(&<Sha256 as sha2::Digest>::digest(
-        doc.as_bytes(),
-    )))
+    Ok(doc.as_bytes().to_vec())
+}
+
+/// The RFC 8705 §3.1 thumbprint of a certificate: base64url of the SHA-256 of its DER, what a
+/// certificate-bound token carries as `cnf["x5t#S256"]`.
+pub fn certificate_thumbprint(der: &[u8]) -> String {
+    b64::encode(&<Sha256 as sha2::Digest>::digest(der))
 }
 
 /// Reads a private key (for signing).

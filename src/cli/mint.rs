@@ -132,10 +132,10 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
             None => None,
         },
     };
-    let x5t = a
-        .one("mtls-cert")
-        .map(keys::certificate_thumbprint)
-        .transpose()?;
+    let x5t = match a.one("mtls-cert") {
+        Some(path) => Some(keys::certificate_thumbprint(&keys::load_certificate(path)?)),
+        None => None,
+    };
     if dpop.is_some() || x5t.is_some() {
         let mut cnf = Map::new();
         if let Some(dpop) = &dpop {
