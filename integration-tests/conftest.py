@@ -110,7 +110,7 @@ class EnvoyFactory:
         self.started: list[envoy_harness.EnvoyProcess] = []
 
     def config_text(self, filter_config: dict | str | None, *, idp=None, backends=None,
-                    extra_clusters=(), routes=None) -> str:
+                    extra_clusters=(), routes=None, transport_socket=None) -> str:
         idp = idp or self._idp
         backends = backends or self._backends
         filters = [] if filter_config is None else [envoy_config.wasm_filter(filter_config, self._wasm)]
@@ -120,12 +120,15 @@ class EnvoyFactory:
             envoy_config.static_cluster("idp", [("127.0.0.1", idp.port)]),
             *extra_clusters,
         ]
-        return envoy_harness.render(routes or envoy_config.default_routes(), filters, clusters)
+        return envoy_harness.render(routes or envoy_config.default_routes(), filters, clusters,
+                                    transport_socket=transport_socket)
 
     def __call__(self, filter_config: dict | str | None, concurrency: int = 1, *, idp=None,
-                 backends=None, extra_clusters=(), routes=None, start: bool = True):
+                 backends=None, extra_clusters=(), routes=None, transport_socket=None,
+                 start: bool = True):
         text = self.config_text(filter_config, idp=idp, backends=backends,
-                                extra_clusters=extra_clusters, routes=routes)
+                                extra_clusters=extra_clusters, routes=routes,
+                                transport_socket=transport_socket)
         proc = envoy_harness.EnvoyProcess(text, self._tmp.mktemp("envoy"), concurrency=concurrency)
         self.started.append(proc)
         return proc.start() if start else proc

@@ -58,6 +58,7 @@ def bad_configs(local_keys: str) -> list[tuple[str, dict | str]]:
         ("local-jwks-not-a-key-set", with_provider(local_jwks={"inline_string": '{"keys": 1}'})),
         ("bad-duration", with_provider(local_jwks=None, remote_jwks={**remote, "cache_duration": "10m"})),
         ("max-token-bytes-too-small", with_provider(max_token_bytes=10)),
+        ("mtls-not-a-mode", with_provider(sender_constraint={"mtls": "on"})),
         ("identity-header-is-authorization",
          with_provider(claim_to_headers=[{"header_name": "authorization", "claim_name": "sub"}])),
         ("requires-any-with-one-child",

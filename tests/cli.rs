@@ -670,7 +670,8 @@ fn check_config_warnings() {
                 "algorithms": ["HS256"],
                 "forward": true,
                 "require_expiration": false,
-                "clock_skew_seconds": 600
+                "clock_skew_seconds": 600,
+                "sender_constraint": {"dpop": "optional", "mtls": "optional"}
             },
             "cached": {
                 "issuer": "https://issuer.test",
@@ -705,6 +706,8 @@ fn check_config_warnings() {
         "warning: providers.loose.forward: ",
         "warning: providers.loose.require_expiration: ",
         "warning: providers.loose.clock_skew_seconds: 600",
+        "warning: providers.loose.sender_constraint.dpop: \"optional\": unbound Bearer",
+        "warning: providers.loose.sender_constraint.mtls: \"optional\": tokens without cnf.x5t#S256",
         "warning: providers.cached.remote_jwks.cache_duration: 2d",
         "warning: providers.cached.revocation_list: cache_duration + max_stale is 1d: a newly revoked",
         "warning: rules[0].requires.allow_missing_or_failed: ",
@@ -718,7 +721,7 @@ fn check_config_warnings() {
             r.stderr
         );
     }
-    assert!(r.stdout.contains("warnings: 12"), "{}", r.stdout);
+    assert!(r.stdout.contains("warnings: 14"), "{}", r.stdout);
     assert!(
         r.stdout.contains("remote revocation lists: 1"),
         "{}",
@@ -1230,5 +1233,97 @@ fn mint_dpop_bound_token_and_proof() {
         full.extend_from_slice(args);
         let r = run(&full);
         assert_eq!(r.code, 2, "{args:?}: {}", r.all());
+    }
+}
+
+/// `explain --client-cert`: a provider with `sender_constraint.mtls` checks the token's binding
+/// against that certificate, and without one the connection has none.
+#[test]
+fn explain_a_certificate_bound_token() {
+    let dir = scratch("explain-mtls");
+    let cfg = remote_config(
+        &dir,
+        "config",
+        json!({"sender_constraint": {"mtls": "required"}}),
+    );
+    let jwks = fixture("jwks.json");
+    let cert = format!("{ROOT}/tests/fixtures/mtls-client.pem");
+    let token = mint(
+        &fixture("rsa-1.pem"),
+        &["--kid", "rsa-1", "--mtls-cert", &cert],
+    );
+    let r = explain(&cfg, &token, Some(&jwks), &["--client-cert", &cert]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("client certificate: x5t#S256 mGX-ozHURKGhNt1eI-C6ktL5yvWfCJO7z69Ka6kaWMA"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("certificate binding"), "{}", r.stdout);
+    let r = explain(&cfg, &token, Some(&jwks), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("DENY 401 mtls_certificate_missing"),
+        "{}",
+        r.stdout
+    );
+    let unbound = mint(&fixture("rsa-1.pem"), &["--kid", "rsa-1"]);
+    let r = explain(&cfg, &unbound, Some(&jwks), &["--client-cert", &cert]);
+    assert!(
+        r.stdout.contains("DENY 401 mtls_token_unbound"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// `mint --mtls-cert`: the token carries the certificate's RFC 8705 thumbprint (the value
+/// OpenSSL gives, tests/fixtures/README.md), next to `cnf.jkt` with `--dpop-key`; a file that
+/// is not a certificate is a usage error.
+#[test]
+fn mint_certificate_bound_token() {
+    const X5T: &str = "mGX-ozHURKGhNt1eI-C6ktL5yvWfCJO7z69Ka6kaWMA";
+    let cert = format!("{ROOT}/tests/fixtures/mtls-client.pem");
+    let key = fixture("ec-p256.pem");
+    let claims_of = |jws: &str| -> Value {
+        let payload = jws.split('.').nth(1).unwrap();
+        serde_json::from_slice(&jwt_edge::authn::b64::decode(payload).unwrap()).unwrap()
+    };
+    let r = run(&["mint", "--key", &key, "--mtls-cert", &cert]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(claims_of(r.stdout.trim())["cnf"], json!({"x5t#S256": X5T}));
+
+    let r = run(&[
+        "mint",
+        "--key",
+        &key,
+        "--mtls-cert",
+        &cert,
+        "--dpop-key",
+        &fixture("ed-1.pem"),
+        "--htu",
+        "https://a.example/",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let cnf = claims_of(r.stdout.lines().next().unwrap())["cnf"].clone();
+    assert_eq!(cnf["x5t#S256"], X5T);
+    assert!(cnf["jkt"].is_string(), "{cnf}");
+
+    let garbage = scratch("mtls-cert").join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (path, says) in [
+        (key.clone(), "is \"PRIVATE KEY\", not a CERTIFICATE"),
+        (format!("{ROOT}/tests/fixtures/jwks.json"), "not a PEM file"),
+        (s(&garbage).to_owned(), "not a valid PEM block"),
+        (format!("{ROOT}/no-such.pem"), "cannot read certificate"),
+    ] {
+        let r = run(&["mint", "--key", &key, "--mtls-cert", &path]);
+        assert_eq!(r.code, 2, "{path}: {}", r.all());
+        assert!(r.stderr.contains(says), "{path}: {}", r.all());
+        assert!(r.stdout.is_empty(), "{path}: {}", r.all());
     }
 }

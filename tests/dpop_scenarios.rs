@@ -8,56 +8,22 @@
     clippy::type_complexity
 )]
 
-use jwt_edge::authn::authenticate::{decide_cached, Decision, KeyLookup, KeyState};
+use jwt_edge::authn::authenticate::{decide_cached, Decision};
 use jwt_edge::authn::b64;
 use jwt_edge::authn::config;
-use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
-use jwt_edge::authn::policy::{JwksId, Policy};
+use jwt_edge::authn::policy::Policy;
 use jwt_edge::authn::request::RequestView;
-use jwt_edge::authn::sender::thumbprint::jwk_thumbprint;
 use jwt_edge::authn::token_cache::TokenCache;
 use jwt_edge::sources::dpop_replay::{record_proofs, replay_cache_keys, seed};
 use jwt_edge::sources::{SharedData, WriteError};
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 
-const NOW: u64 = 1_800_000_000;
+mod support;
+use support::sender::{access_token, config, jkt, jwk, key, keys, outcome, policy, sign, NOW};
+
 const HTU: &str = "https://api.test/items";
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_slice(&[seed; 32]).unwrap()
-}
-
-fn jwk(k: &SigningKey) -> Value {
-    let p = k.verifying_key().to_encoded_point(false);
-    json!({"kty": "EC", "crv": "P-256", "x": b64::encode(p.x().unwrap()), "y": b64::encode(p.y().unwrap())})
-}
-
-fn jkt(k: &SigningKey) -> String {
-    jwk_thumbprint(jwk(k).as_object().unwrap()).unwrap()
-}
-
-fn sign(k: &SigningKey, header: Value, claims: Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64::encode(header.to_string().as_bytes()),
-        b64::encode(claims.to_string().as_bytes())
-    );
-    let s: Signature = k.sign(input.as_bytes());
-    format!("{input}.{}", b64::encode(&s.to_bytes()))
-}
-
-/// The issuer's key (seed 1) signs access tokens; the client's key (seed 2) signs proofs.
-fn access_token(cnf: Option<Value>) -> String {
-    let mut claims = json!({"iss": "https://issuer.test", "sub": "alice", "exp": NOW + 600});
-    if let Some(cnf) = cnf {
-        claims["cnf"] = cnf;
-    }
-    sign(&key(1), json!({"alg": "ES256", "kid": "idp"}), claims)
-}
 
 fn bound_token() -> String {
     access_token(Some(json!({"jkt": jkt(&key(2))})))
@@ -77,49 +43,6 @@ fn proof(token: &str) -> String {
     proof_with(token, "GET", HTU, "jti-1", NOW)
 }
 
-fn config(sender: Value) -> Value {
-    let mut idp = jwk(&key(1));
-    idp["kid"] = "idp".into();
-    idp["alg"] = "ES256".into();
-    let jwks = json!({"keys": [idp]}).to_string();
-    json!({
-        "providers": {"p": {
-            "issuer": "https://issuer.test",
-            "local_jwks": {"inline_string": jwks},
-            "sender_constraint": sender,
-        }},
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
-    })
-}
-
-fn policy(sender: Value) -> Policy {
-    config::parse(&config(sender).to_string()).unwrap_or_else(|e| panic!("config: {e}"))
-}
-
-struct Keys(KeySet);
-
-impl KeyLookup for Keys {
-    fn keys(&self, _id: JwksId) -> KeyState<'_> {
-        KeyState::Ready(&self.0)
-    }
-}
-
-fn keys() -> Keys {
-    let mut idp = jwk(&key(1));
-    idp["kid"] = "idp".into();
-    let bytes = json!({"keys": [idp]}).to_string();
-    Keys(
-        parse_jwks(
-            bytes.as_bytes(),
-            JwksOptions {
-                allow_symmetric: false,
-            },
-        )
-        .unwrap()
-        .keys,
-    )
-}
-
 fn headers(authorization: Option<String>, dpop: &[String], method: &str) -> Vec<(String, String)> {
     let mut h = vec![
         (":method".to_owned(), method.to_owned()),
@@ -134,23 +57,6 @@ fn headers(authorization: Option<String>, dpop: &[String], method: &str) -> Vec<
 
 fn decide_with(p: &Policy, h: &[(String, String)], cache: &TokenCache) -> Decision {
     decide_cached(p, &RequestView::new(h, None), &keys(), cache, NOW)
-}
-
-/// `(status, code, www-authenticate)` of a decision; `(200, "allowed", "")` for an allow.
-fn outcome(d: &Decision) -> (u32, String, String) {
-    match d {
-        Decision::Allow(_) => (200, "allowed".into(), String::new()),
-        Decision::Deny(d) => {
-            let challenge = d
-                .headers
-                .iter()
-                .find(|(n, _)| n == "www-authenticate")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            (d.status, d.error.code().into(), challenge)
-        }
-        Decision::WaitForKeys(_) => panic!("no waiting with local keys"),
-    }
 }
 
 fn required() -> Policy {
@@ -480,7 +386,7 @@ fn config_errors_name_the_path() {
             json!({"dpop_max_age": "30s"}),
             "providers.p.sender_constraint.dpop",
         ),
-        (json!({"mtls": "required"}), "providers.p.sender_constraint"),
+        (json!({"mtls": "on"}), "providers.p.sender_constraint.mtls"),
     ];
     for (sender, path) in cases {
         let err = config::parse(&config(sender.clone()).to_string())

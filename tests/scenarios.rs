@@ -171,6 +171,7 @@ impl Recorder for Steps {
                     Check::InlineRevocation => "inline revocation",
                     Check::RemoteRevocation => "remote revocation",
                     Check::SenderConstraint => "sender constraint",
+                    Check::CertificateBinding => "certificate binding",
                     Check::Audience { .. } => "audience",
                     Check::Scopes(_) => "scopes",
                     Check::Claims(_) => "claims",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,16 +38,20 @@ def request(
     headers: list[tuple[str, str]] | dict[str, str] | None = None,
     body: bytes | None = None,
     timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Response:
-    """Sends one request on a fresh connection. `url` is `http://host:port/path?query`; the
-    path is sent as is."""
+    """Sends one request on a fresh connection. `url` is `http://host:port/path?query` (or
+    `https://`, over `tls`); the path is sent as is."""
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     if isinstance(headers, dict):
         headers = list(headers.items())
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         for name, value in headers or []:

@@ -100,3 +100,24 @@ def static_cluster(name: str, endpoints: list[tuple[str, int]], lb_policy: str =
             }],
         },
     }
+
+
+def tls_transport_socket(cert: str | Path, key: str | Path, client_ca: str | Path,
+                         require_client_certificate: bool) -> dict:
+    """A TLS listener with this server certificate that asks clients for a certificate
+    issued by `client_ca` (a client without one is let in unless
+    `require_client_certificate`)."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": require_client_certificate,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": str(cert)},
+                    "private_key": {"filename": str(key)},
+                }],
+                "validation_context": {"trusted_ca": {"filename": str(client_ca)}},
+            },
+        },
+    }

@@ -70,11 +70,13 @@ def envoy_binary() -> str:
 
 
 def render(routes: list, http_filters: list, clusters: list, listener_port: int = 0,
-           admin_port: int = 0) -> str:
-    """The full Envoy YAML for the given blocks (each a JSON-serialisable list)."""
+           admin_port: int = 0, transport_socket: dict | None = None) -> str:
+    """The full Envoy YAML for the given blocks (each a JSON-serialisable list); the listener
+    speaks TLS with `transport_socket` (`config.tls_transport_socket`), else plain HTTP."""
     return string.Template(TEMPLATE.read_text()).substitute(
         ADMIN_PORT=admin_port,
         LISTENER_PORT=listener_port,
+        TRANSPORT_SOCKET=json.dumps(transport_socket),
         ROUTES=json.dumps(routes),
         HTTP_FILTERS=json.dumps(http_filters),
         CLUSTERS=json.dumps(clusters),

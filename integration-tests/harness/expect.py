@@ -85,15 +85,15 @@ def status_for(code: str) -> int:
     return 401
 
 
-def realm(authority: str, path: str) -> str:
-    """`http://<authority><path without query>`, cut to 256 characters, quote-safe."""
+def realm(authority: str, path: str, scheme: str = "http") -> str:
+    """`<scheme>://<authority><path without query>`, cut to 256 characters, quote-safe."""
     path = re.split(r"[?#]", path, maxsplit=1)[0]
-    value = f"http://{authority}{path}"[:256]
+    value = f"{scheme}://{authority}{path}"[:256]
     return "".join(c for c in value if c not in '"\\' and c.isprintable())
 
 
 def assert_denied(resp: Response, code: str, *, authority: str, path: str,
-                  stripped: bool = False) -> None:
+                  stripped: bool = False, scheme: str = "http") -> None:
     """`resp` is jwt-edge's denial for `code` on a request to `path`."""
     expected_status = status_for(code)
     assert resp.status == expected_status, f"want {expected_status} {code}, got {resp!r}"
@@ -109,7 +109,7 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
     assert body["error"] == code, f"want {code}, got {body}"
     description = body["error_description"]
     assert re.fullmatch(DESCRIPTIONS[code], description), f"{code}: unexpected description {description!r}"
-    r = realm(authority, path)
+    r = realm(authority, path, scheme)
     if expected_status == 503:
         assert www == [], f"503 must not carry WWW-Authenticate: {resp!r}"
     elif code in INVALID_DPOP_PROOF:

@@ -16,11 +16,12 @@ use crate::authn::extract::{extract, present_at, Found, FoundAt};
 use crate::authn::jwk::KeySet;
 use crate::authn::jws::{payload_segment, UntrustedToken, VerifiedToken};
 use crate::authn::policy::{
-    ClaimRequirement, DpopMode, JwksId, Policy, Provider, ProviderId, Requirement, Revocation,
-    RouteOverride,
+    ClaimRequirement, DpopMode, JwksId, MtlsMode, Policy, Provider, ProviderId, Requirement,
+    Revocation, RouteOverride,
 };
 use crate::authn::request::RequestView;
 use crate::authn::sender::dpop::{check_bearer_use, check_proof, ProofRequest};
+use crate::authn::sender::mtls::check_certificate_binding;
 use crate::authn::sender::replay::ReplayKey;
 use crate::authn::token_cache::TokenCache;
 use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
@@ -805,10 +806,16 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         }
     }
 
-    /// Extension: the sender constraint of a verified (and not revoked) token. A token under
-    /// the `DPoP` scheme needs a valid proof (its replay key is kept for the caller's replay
-    /// check, [`Allow::proofs`]); under `Bearer`, a provider that requires DPoP refuses it,
-    /// and one that takes DPoP refuses a token bound by `cnf.jkt`.
+    /// Extension: the sender constraints of a verified (and not revoked) token, each on its
+    /// own: the certificate binding first (cheap, no side effect), then DPoP. Checked on
+    /// cache hits too: both bind the token to this request's connection or proof.
+    ///
+    /// mTLS (RFC 8705 §3): under `required` the token's `cnf.x5t#S256` must be the SHA-256
+    /// of the connection's client certificate; under `optional` only a token that carries
+    /// one must match. DPoP: a token under the `DPoP` scheme needs a valid proof (its replay
+    /// key is kept for the caller's replay check, [`Allow::proofs`]); under `Bearer`, a
+    /// provider that requires DPoP refuses it, and one that takes DPoP refuses a token bound
+    /// by `cnf.jkt`.
     fn check_sender(
         &mut self,
         id: ProviderId,
@@ -817,6 +824,24 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), AuthError> {
         let cnf = claims.get("cnf");
+        if p.sender.mtls != MtlsMode::Disabled {
+            let bound = check_certificate_binding(cnf, self.req.client_certificate());
+            let result = match (p.sender.mtls, bound) {
+                (MtlsMode::Optional, Err(AuthError::MtlsTokenUnbound)) => Ok(()),
+                (_, result) => result,
+            };
+            checked(self.rec, id, Check::CertificateBinding, result)?;
+        }
+        self.check_dpop(id, p, found, cnf)
+    }
+
+    fn check_dpop(
+        &mut self,
+        id: ProviderId,
+        p: &Provider,
+        found: &Found,
+        cnf: Option<&serde_json::Value>,
+    ) -> Result<(), AuthError> {
         let result = match (p.sender.dpop, found.dpop) {
             (DpopMode::Disabled, _) => return Ok(()),
             (DpopMode::Required, false) => Err(match check_bearer_use(cnf) {

@@ -19,8 +19,9 @@ use crate::authn::authenticate::{
     Decision, Denial, KeyLookup, KeyState, ListState,
 };
 use crate::authn::error::AuthError;
-use crate::authn::policy::{JwksId, Policy, ProviderId};
+use crate::authn::policy::{JwksId, MtlsMode, Policy, ProviderId};
 use crate::authn::request::RequestView;
+use crate::authn::sender::mtls::ClientCertificate;
 use crate::authn::token_cache::TokenCache;
 use crate::metrics;
 
@@ -96,12 +97,14 @@ pub enum HeaderOp<'a> {
     Set(&'a str, &'a str),
 }
 
-/// The request as the host hands it over: headers with lower-case names, and the host's
-/// route name when the policy needs it ([`Authenticator::needs_route_name`]).
+/// The request as the host hands it over: headers with lower-case names, the host's route
+/// name when the policy needs it ([`Authenticator::needs_route_name`]), and the connection's
+/// client certificate when the policy needs it ([`Authenticator::needs_client_certificate`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub headers: &'a [(String, String)],
     pub route_name: Option<&'a str>,
+    pub client_certificate: Option<ClientCertificate<'a>>,
 }
 
 /// The request decision of one VM: the policy, its verified-token cache, the metric names
@@ -115,6 +118,8 @@ pub struct Authenticator {
     allowed_metrics: Vec<String>,
     /// Some rule is `report_only` (so a plan that gave up waiting decides again).
     any_report_only: bool,
+    /// Some provider checks certificate-bound tokens (`sender_constraint.mtls`).
+    any_mtls: bool,
     profile: HostProfile,
 }
 
@@ -128,6 +133,10 @@ impl Authenticator {
                 .map(|p| metrics::provider_allowed(&p.name))
                 .collect(),
             any_report_only: policy.rules.iter().any(|r| r.report_only),
+            any_mtls: policy
+                .providers
+                .iter()
+                .any(|p| p.sender.mtls != MtlsMode::Disabled),
             policy: Arc::new(policy),
             profile,
         }
@@ -144,6 +153,12 @@ impl Authenticator {
     /// True when the decision reads the host's route name (`per_route` is configured).
     pub fn needs_route_name(&self) -> bool {
         !self.policy.per_route.is_empty()
+    }
+
+    /// True when the decision reads the connection's client certificate (some provider has
+    /// `sender_constraint.mtls` on): without one, the host is not asked for it.
+    pub fn needs_client_certificate(&self) -> bool {
+        self.any_mtls
     }
 
     /// Forgets every verified token (a key set changed).
@@ -174,7 +189,8 @@ impl Authenticator {
         } else {
             req.headers
         };
-        let view = RequestView::new(seen, req.route_name);
+        let view =
+            RequestView::new(seen, req.route_name).with_client_certificate(req.client_certificate);
         let decision = if forged && !trusted {
             Decision::Deny(denial(policy, &view, AuthError::IdentityHeaderPresent))
         } else {
@@ -185,6 +201,7 @@ impl Authenticator {
             auth: self,
             headers: req.headers,
             route_name: req.route_name,
+            client_certificate: req.client_certificate,
             now,
             strip_forged: forged && trusted,
             decision,
@@ -234,6 +251,7 @@ pub struct Plan<'a> {
     auth: &'a Authenticator,
     headers: &'a [(String, String)],
     route_name: Option<&'a str>,
+    client_certificate: Option<ClientCertificate<'a>>,
     /// Seconds.
     now: u64,
     /// Client copies of identity headers are present and the host removes them for real.
@@ -269,12 +287,14 @@ impl<'a> Plan<'a> {
     pub fn unavailable(self) -> Plan<'a> {
         let auth = self.auth;
         let policy = auth.policy();
-        let view = RequestView::new(self.headers, self.route_name);
+        let view = RequestView::new(self.headers, self.route_name)
+            .with_client_certificate(self.client_certificate);
         let decision =
             if auth.any_report_only && report_only(policy, select_requirement(policy, &view)) {
                 let req = Request {
                     headers: self.headers,
                     route_name: self.route_name,
+                    client_certificate: self.client_certificate,
                 };
                 let cache = TokenCache::disabled();
                 auth.erasable(decide_cached(policy, &view, &NoKeys, &cache, self.now), req)

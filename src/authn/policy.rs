@@ -131,22 +131,31 @@ pub struct Provider {
     /// Extension: a remote deny-list (a [`Document::RevocationList`] source), checked in
     /// addition to `revoked`.
     pub revocation_list: Option<JwksId>,
-    /// Extension: sender-constrained tokens (DPoP, RFC 9449).
+    /// Extension: sender-constrained tokens (DPoP, RFC 9449; mTLS, RFC 8705 §3).
     pub sender: SenderConstraint,
 }
 
-/// Whether a provider takes DPoP-bound tokens (`sender_constraint.dpop`).
+/// How a provider holds tokens to one sender binding (`sender_constraint.dpop`,
+/// `sender_constraint.mtls`). Each binding is checked on its own: a provider with both on
+/// needs both to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DpopMode {
-    /// The `DPoP` scheme is not accepted; tokens are bearer tokens (the default).
+pub enum SenderMode {
+    /// The binding is not checked (the default).
     #[default]
     Disabled,
-    /// `DPoP` tokens with a valid proof, and unbound `Bearer` tokens; a token bound by
-    /// `cnf.jkt` presented as `Bearer` is refused.
+    /// DPoP: `DPoP` tokens with a valid proof, and unbound `Bearer` tokens; a token bound by
+    /// `cnf.jkt` presented as `Bearer` is refused. mTLS: a token bound by `cnf.x5t#S256` must
+    /// match the connection's client certificate; an unbound token passes.
     Optional,
-    /// Only `DPoP` tokens with a valid proof.
+    /// DPoP: only `DPoP` tokens with a valid proof. mTLS: only tokens bound by
+    /// `cnf.x5t#S256` to the connection's client certificate.
     Required,
 }
+
+/// `sender_constraint.dpop` (RFC 9449).
+pub type DpopMode = SenderMode;
+/// `sender_constraint.mtls` (RFC 8705 §3).
+pub type MtlsMode = SenderMode;
 
 /// Default `sender_constraint.dpop_max_age`, seconds.
 pub const DEFAULT_DPOP_MAX_AGE: u64 = 60;
@@ -159,6 +168,8 @@ pub const DEFAULT_DPOP_REPLAY_CACHE_SIZE: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SenderConstraint {
     pub dpop: DpopMode,
+    /// Certificate-bound tokens: `cnf.x5t#S256` against the connection's client certificate.
+    pub mtls: MtlsMode,
     /// Proof algorithms and `iat` window.
     pub proof: crate::authn::sender::dpop::DpopPolicy,
     /// Entries of this provider's `jti` replay cache.

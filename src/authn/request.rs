@@ -1,5 +1,7 @@
 //! A read-only view of the request parts the authenticator looks at.
 
+use crate::authn::sender::mtls::ClientCertificate;
+
 /// The request as the host hands it over. Header names must be lower-case (proxy-wasm hosts
 /// give them so); values are as received.
 #[derive(Debug, Clone, Copy)]
@@ -8,6 +10,7 @@ pub struct RequestView<'a> {
     method: &'a str,
     path: &'a str,
     route_name: Option<&'a str>,
+    client_certificate: Option<ClientCertificate<'a>>,
 }
 
 impl<'a> RequestView<'a> {
@@ -25,7 +28,22 @@ impl<'a> RequestView<'a> {
             method: find(":method"),
             path: find(":path"),
             route_name,
+            client_certificate: None,
         }
+    }
+
+    /// The same view with the connection's client certificate as the host gives it (read
+    /// only for providers that check certificate-bound tokens).
+    pub fn with_client_certificate(self, certificate: Option<ClientCertificate<'a>>) -> Self {
+        RequestView {
+            client_certificate: certificate,
+            ..self
+        }
+    }
+
+    /// The connection's client certificate, `None` without one (or when not read).
+    pub fn client_certificate(&self) -> Option<ClientCertificate<'a>> {
+        self.client_certificate
     }
 
     /// The request method (`:method`).

@@ -70,6 +70,8 @@ pub enum Check<'a> {
     RemoteRevocation,
     /// Extension: the sender constraint (the `DPoP` scheme and proof, or `Bearer` use).
     SenderConstraint,
+    /// Extension: the token's certificate binding (`cnf.x5t#S256`, RFC 8705 §3).
+    CertificateBinding,
     /// Audiences a requirement asks for. `own` when they are the provider's.
     Audience {
         audiences: &'a [String],

@@ -187,6 +187,12 @@ pub fn warnings(raw: &raw::JwtAuthentication, policy: &Policy) -> Vec<Warning> {
                 "\"optional\": unbound Bearer tokens are still accepted; set \"required\" once every client sends DPoP".into(),
             );
         }
+        if compiled.is_some_and(|c| c.sender.mtls == crate::authn::policy::MtlsMode::Optional) {
+            warn(
+                format!("{base}.sender_constraint.mtls"),
+                "\"optional\": tokens without cnf.x5t#S256 are still accepted from any client; set \"required\" once every token is certificate-bound".into(),
+            );
+        }
         if p.forward {
             warn(
                 format!("{base}.forward"),

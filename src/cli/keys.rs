@@ -301,6 +301,29 @@ pub fn load_file(path: &str) -> Result<LoadedKey, CliError> {
     parse_pem(&text).map_err(|m| CliError::usage(format!("{path}: {m}")))
 }
 
+/// The DER of the certificate in a PEM file (its first block).
+pub fn load_certificate(path: &str) -> Result<Vec<u8>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read certificate {path}: {e}")))?;
+    let fail = |m: String| CliError::usage(format!("{path}: {m}"));
+    let block = first_block(&text).map_err(|m| fail(m.to_owned()))?;
+    // `Document` takes one well-formed DER SEQUENCE: a PEM label on anything else fails.
+    let (label, doc) = pkcs8::der::Document::from_pem(block)
+        .map_err(|e| fail(format!("not a valid PEM block: {e}")))?;
+    if label != "CERTIFICATE" {
+        return Err(fail(format!(
+            "the first PEM block is {label:?}, not a CERTIFICATE"
+        )));
+    }
+    Ok(doc.as_bytes().to_vec())
+}
+
+/// The RFC 8705 §3.1 thumbprint of a certificate: base64url of the SHA-256 of its DER, what a
+/// certificate-bound token carries as `cnf["x5t#S256"]`.
+pub fn certificate_thumbprint(der: &[u8]) -> String {
+    b64::encode(&<Sha256 as sha2::Digest>::digest(der))
+}
+
 /// Reads a private key (for signing).
 pub fn load_private(path: &str) -> Result<PrivateKey, CliError> {
     match load_file(path)? {

@@ -17,16 +17,21 @@ Usage: jwt-edge mint --key KEY.pem [--alg ALG] [--kid KID | --no-kid] [--iss ISS
                      [--aud AUD]... [--scope \"a b\"] [--ttl 3600s | --no-exp]
                      [--claim name=value]... [--claims-json '{...}'] [--now UNIX]
                      [--dpop-key KEY.pem --htu URL [--htm METHOD] [--dpop-jti JTI]]
+                     [--mtls-cert CERT.pem]
 
 Prints a compact JWS signed with the private key, header {alg, kid, typ: JWT}.
 iat = now, exp = now + ttl. Claims are applied in this order, later ones winning:
---claims-json, then iat/exp, then cnf (--dpop-key), then --iss/--sub/--aud/--scope, then
-each --claim.
+--claims-json, then iat/exp, then cnf (--dpop-key, --mtls-cert), then --iss/--sub/--aud/
+--scope, then each --claim.
 
 With --dpop-key the token is bound to that key (cnf.jkt = its RFC 7638 thumbprint), and a
 second line holds a DPoP proof (RFC 9449) for one request with that token: header
 {typ: dpop+jwt, alg, jwk}, claims {jti, htm, htu, iat = now, ath}. Send them as
 `Authorization: DPoP <line 1>` and `DPoP: <line 2>`; a proof is good for one request.
+
+With --mtls-cert the token is bound to that client certificate (RFC 8705 §3):
+cnf[\"x5t#S256\"] = base64url(SHA-256(the certificate's DER)). With --dpop-key too, cnf holds
+both bindings.
 
   --key FILE          PKCS#8 (or PKCS#1 / SEC1) PEM private key
   --alg ALG           default: RS256 for RSA, ES256 for P-256, ES384 for P-384, EdDSA for Ed25519
@@ -43,11 +48,12 @@ second line holds a DPoP proof (RFC 9449) for one request with that token: heade
                       (its default alg, as for --alg)
   --htu URL           the proof's request URI (http or https; query and fragment are ignored)
   --htm METHOD        the proof's request method (default: GET)
-  --dpop-jti JTI      the proof's jti (default: 128 random bits)";
+  --dpop-jti JTI      the proof's jti (default: 128 random bits)
+  --mtls-cert FILE    PEM client certificate the token is bound to (its first block)";
 
 /// `jwt-edge mint`.
 pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
-    const OPTS: [Opt; 18] = [
+    const OPTS: [Opt; 19] = [
         args::value("key"),
         args::value("alg"),
         args::value("kid"),
@@ -66,6 +72,7 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
         args::value("htu"),
         args::value("htm"),
         args::value("dpop-jti"),
+        args::value("mtls-cert"),
     ];
     let a = Args::parse("mint", argv, &OPTS)?;
     if a.help {
@@ -125,9 +132,18 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
             None => None,
         },
     };
-    if let Some(dpop) = &dpop {
+    let x5t = match a.one("mtls-cert") {
+        Some(path) => Some(keys::certificate_thumbprint(&keys::load_certificate(path)?)),
+        None => None,
+    };
+    if dpop.is_some() || x5t.is_some() {
         let mut cnf = Map::new();
-        cnf.insert("jkt".into(), dpop.key.public().thumbprint().into());
+        if let Some(dpop) = &dpop {
+            cnf.insert("jkt".into(), dpop.key.public().thumbprint().into());
+        }
+        if let Some(x5t) = x5t {
+            cnf.insert("x5t#S256".into(), x5t.into());
+        }
         claims.insert("cnf".into(), cnf.into());
     }
     for name in ["iss", "sub", "scope"] {

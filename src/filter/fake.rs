@@ -92,6 +92,9 @@ pub struct FakeHost {
     pub streams: RefCell<BTreeMap<u32, StreamRecord>>,
     pub current: Cell<u32>,
     pub route_name: RefCell<Option<String>>,
+    /// What `connection.sha256_peer_certificate_digest` holds, and how often it was read.
+    pub peer_certificate_digest: RefCell<Option<String>>,
+    pub peer_certificate_reads: Cell<u32>,
     pub calls: RefCell<Vec<Call>>,
     next_token: Cell<u32>,
     /// The response the next `call_response_*` reads: status and body.
@@ -122,6 +125,8 @@ impl FakeHost {
             streams: RefCell::new(BTreeMap::new()),
             current: Cell::new(0),
             route_name: RefCell::new(None),
+            peer_certificate_digest: RefCell::new(None),
+            peer_certificate_reads: Cell::new(0),
             calls: RefCell::new(Vec::new()),
             next_token: Cell::new(1),
             call_response: RefCell::new((String::new(), Vec::new())),
@@ -223,6 +228,12 @@ impl Host for FakeHost {
 
     fn route_name(&self) -> Option<String> {
         self.route_name.borrow().clone()
+    }
+
+    fn peer_certificate_digest(&self) -> Option<String> {
+        self.peer_certificate_reads
+            .set(self.peer_certificate_reads.get() + 1);
+        self.peer_certificate_digest.borrow().clone()
     }
 
     fn set_request_header(&self, name: &str, value: &str) {

@@ -16,6 +16,10 @@ pub trait Host: SharedData {
     fn request_headers(&self) -> Vec<(String, String)>;
     /// The route name the host selected (Envoy `xds.route_name`), if it has one.
     fn route_name(&self) -> Option<String>;
+    /// The SHA-256 of the downstream client certificate's DER, as the host gives it (Envoy's
+    /// `connection.sha256_peer_certificate_digest`: lower-case hex, absent without a client
+    /// certificate). `None` when the host has none or no such attribute.
+    fn peer_certificate_digest(&self) -> Option<String>;
     /// Replaces a request header.
     fn set_request_header(&self, name: &str, value: &str);
     /// Removes a request header (every value).

@@ -109,6 +109,15 @@ impl Host for ProxyHost {
             .and_then(|b| String::from_utf8(b).ok())
     }
 
+    fn peer_certificate_digest(&self) -> Option<String> {
+        // Envoy 1.40: absent (NotFound) on a connection without a client certificate or
+        // without TLS; ngx_wasm_module 3bed278 has the attribute as NYI (absent too).
+        hostcalls::get_property(vec!["connection", "sha256_peer_certificate_digest"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+
     fn set_request_header(&self, name: &str, value: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use crate::authn::outcome::{Authenticator, HeaderOp, HostProfile, Plan, Request};
 use crate::authn::policy::{JwksId, Policy};
+use crate::authn::sender::mtls::ClientCertificate;
 use crate::filter::host::Host;
 pub use crate::sources::TICK_MS;
 use crate::sources::{random_id, Command, Retry, Sources};
@@ -106,9 +107,17 @@ impl FilterState {
         } else {
             None
         };
+        // A host call only where some provider checks certificate-bound tokens. What the host
+        // gives is checked as a hex SHA-256 in the core: garbage counts as no certificate.
+        let digest = if self.auth.needs_client_certificate() {
+            host.peer_certificate_digest()
+        } else {
+            None
+        };
         let req = Request {
             headers: &headers,
             route_name: route_name.as_deref(),
+            client_certificate: digest.as_deref().map(ClientCertificate::Sha256Hex),
         };
         let (plan, commands) = self
             .sources

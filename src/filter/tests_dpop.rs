@@ -16,12 +16,12 @@ use crate::filter::state::Action;
 
 use super::tests::{request, vm_with, T0};
 
-fn jwk(k: &SigningKey) -> Value {
+pub(super) fn jwk(k: &SigningKey) -> Value {
     let p = k.verifying_key().to_encoded_point(false);
     json!({"kty": "EC", "crv": "P-256", "x": b64::encode(p.x().unwrap()), "y": b64::encode(p.y().unwrap())})
 }
 
-fn sign(k: &SigningKey, header: Value, claims: Value) -> String {
+pub(super) fn sign(k: &SigningKey, header: Value, claims: Value) -> String {
     let input = format!(
         "{}.{}",
         b64::encode(header.to_string().as_bytes()),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ecdsa;
+pub mod sender;
 
 // The library's unit tests compile the same file (`#[cfg(test)] mod test_rng` in lib.rs): one
 // RNG for every test.

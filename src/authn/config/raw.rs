@@ -79,7 +79,7 @@ json_struct! {
         pub revoked: Option<Revoked>,
         /// Extension: a deny-list fetched through a cluster and refreshed like a key set.
         pub revocation_list: Option<RevocationList>,
-        /// Extension: sender-constrained tokens (DPoP, RFC 9449).
+        /// Extension: sender-constrained tokens (DPoP, RFC 9449; mTLS, RFC 8705 §3).
         pub sender_constraint: Option<SenderConstraint>,
     }
 }
@@ -98,6 +98,9 @@ json_struct! {
         pub dpop_clock_skew: Option<ProtoDuration>,
         /// Entries of the per-proxy `jti` replay cache.
         pub dpop_replay_cache_size: Option<u64>,
+        /// Certificate-bound tokens (RFC 8705 §3): `"disabled"` (default), `"optional"` or
+        /// `"required"`.
+        pub mtls: Option<String>,
     }
 }
 

@@ -78,6 +78,7 @@ fn run_plan(profile: HostProfile, path: &str, extra: &[(&str, &str)], give_up: b
         Request {
             headers: &h,
             route_name: None,
+            client_certificate: None,
         },
         &keys,
         NOW_MS,

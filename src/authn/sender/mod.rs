@@ -4,9 +4,10 @@
 //!
 //! Each check is a pure function of the request facts, the verified token and `now`; the
 //! jti replay cache ([`replay`]) is a plain data structure with a byte record for the
-//! adapter to share. DPoP is wired (provider `sender_constraint`, checked in
-//! `authenticate` after the token verified; replay through shared data in
-//! `sources::dpop_replay`); the mTLS binding is not wired yet.
+//! adapter to share. Both are wired through the provider's `sender_constraint` and checked in
+//! `authenticate` after the token verified (DPoP replay through shared data in
+//! `sources::dpop_replay`; the client certificate is read by the adapter only when some
+//! provider has `mtls` on).
 
 pub mod dpop;
 pub mod htu;

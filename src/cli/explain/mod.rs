@@ -30,13 +30,14 @@ use crate::authn::policy::{
 };
 use crate::authn::request::RequestView;
 use crate::authn::revocation::parse_revocation_list;
+use crate::authn::sender::mtls::ClientCertificate;
 use crate::authn::token_cache::TokenCache;
 use steps::Printer;
 
 const HELP: &str = "\
 Usage: jwt-edge explain --config FILE [--token TOKEN|@FILE] [--jwks FILE] [--path /p]
                         [--method GET] [--header 'name: value']... [--route-name NAME]
-                        [--revocation-list FILE] [--now UNIX_SECONDS]
+                        [--revocation-list FILE] [--client-cert CERT.pem] [--now UNIX_SECONDS]
 
 Shows the decision the filter takes for a request and the steps the filter's own code took
 to reach it: the rule or per_route entry that matched, and for each provider it looked at
@@ -60,6 +61,8 @@ signature are never printed, only their length and a SHA-256 fingerprint.
   --method METHOD     request method (default GET)
   --header 'N: V'     a request header (repeatable); :authority and :scheme may be set too
   --route-name NAME   the host's route name (selects per_route)
+  --client-cert FILE  the client certificate (PEM) on the connection, for providers with
+                      sender_constraint.mtls; without it the connection has none
   --now UNIX          seconds since the epoch (default: the system clock)
 
 Exit codes: 0 allowed, 1 denied, 2 usage or input error.";
@@ -98,7 +101,7 @@ impl KeyLookup for CliKeys {
 
 /// `jwt-edge explain`.
 pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, CliError> {
-    const OPTS: [Opt; 10] = [
+    const OPTS: [Opt; 11] = [
         args::value("config"),
         args::value("token"),
         args::value("jwks"),
@@ -109,6 +112,7 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
         args::value("now"),
         args::value("authority"),
         args::value("revocation-list"),
+        args::value("client-cert"),
     ];
     let a = Args::parse("explain", argv, &OPTS)?;
     if a.help {
@@ -150,6 +154,11 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
         )));
     }
 
+    let client_cert = a
+        .one("client-cert")
+        .map(super::keys::load_certificate)
+        .transpose()?;
+
     let mut trace = Output::default();
     let mut secrets = token.as_deref().map(secrets_of).unwrap_or_default();
     let code = explain(
@@ -159,6 +168,7 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
             headers: a.all("header"),
             route_name: a.one("route-name"),
             authority: a.one("authority"),
+            client_cert: client_cert.as_deref(),
         },
         &policy,
         &raw,
@@ -181,6 +191,8 @@ struct Request<'a> {
     headers: &'a [String],
     route_name: Option<&'a str>,
     authority: Option<&'a str>,
+    /// The DER of `--client-cert`.
+    client_cert: Option<&'a [u8]>,
 }
 
 fn read_token(arg: &str, stdin: Stdin<'_>) -> Result<String, CliError> {
@@ -434,7 +446,14 @@ fn explain(
     if let Some(n) = route_name {
         out.out(format!("  route name: {}", quoted(n, 80)));
     }
-    let req = RequestView::new(&headers, route_name);
+    if let Some(der) = r.client_cert {
+        out.out(format!(
+            "  client certificate: x5t#S256 {}",
+            super::keys::certificate_thumbprint(der)
+        ));
+    }
+    let req = RequestView::new(&headers, route_name)
+        .with_client_certificate(r.client_cert.map(ClientCertificate::Der));
     // Whatever any provider would take for a token is never printed either.
     for p in &policy.providers {
         if let Ok(Some(found)) = extract(&req, p) {

@@ -451,6 +451,13 @@ impl Printer<'_> {
                 };
                 ("sender constraint", text.to_owned())
             }
+            (Check::CertificateBinding, outcome) => {
+                let text = match outcome {
+                    Ok(()) => "the certificate binding holds (cnf.x5t#S256, or an unbound token where mtls is optional)",
+                    Err(_) => "",
+                };
+                ("certificate binding", text.to_owned())
+            }
             (Check::Audience { audiences, own }, outcome) => {
                 let whose = if own {
                     "provider's audiences"

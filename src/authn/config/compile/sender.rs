@@ -1,11 +1,12 @@
-//! `sender_constraint` (extension): DPoP-bound tokens (RFC 9449) per provider.
+//! `sender_constraint` (extension): DPoP-bound tokens (RFC 9449) and certificate-bound tokens
+//! (RFC 8705 §3) per provider.
 
 use super::{join, Result};
 use crate::authn::alg::Algorithm;
 use crate::authn::config::error::ConfigError;
 use crate::authn::config::raw;
 use crate::authn::policy::{
-    DpopMode, SenderConstraint, DEFAULT_DPOP_CLOCK_SKEW, DEFAULT_DPOP_MAX_AGE,
+    DpopMode, SenderConstraint, SenderMode, DEFAULT_DPOP_CLOCK_SKEW, DEFAULT_DPOP_MAX_AGE,
     DEFAULT_DPOP_REPLAY_CACHE_SIZE,
 };
 use crate::authn::sender::dpop::DpopPolicy;
@@ -26,17 +27,8 @@ pub(super) fn compile_sender(
         return Ok(SenderConstraint::default());
     };
     let spath = join(path, "sender_constraint");
-    let dpop = match s.dpop.as_deref() {
-        None | Some("disabled") => DpopMode::Disabled,
-        Some("optional") => DpopMode::Optional,
-        Some("required") => DpopMode::Required,
-        Some(other) => {
-            return Err(ConfigError::new(
-                join(&spath, "dpop"),
-                format!("{other:?} is not a mode: use \"required\", \"optional\" or \"disabled\""),
-            ))
-        }
-    };
+    let dpop = mode(s.dpop.as_deref(), &spath, "dpop")?;
+    let mtls = mode(s.mtls.as_deref(), &spath, "mtls")?;
     let mut algs = Vec::new();
     match &s.dpop_algorithms {
         None => algs.extend(Algorithm::ALL.iter().filter(|a| !a.is_symmetric())),
@@ -115,6 +107,7 @@ pub(super) fn compile_sender(
     }
     Ok(SenderConstraint {
         dpop,
+        mtls,
         proof: DpopPolicy {
             algs,
             max_age,
@@ -122,4 +115,17 @@ pub(super) fn compile_sender(
         },
         replay_cache_size,
     })
+}
+
+/// `sender_constraint.<field>`: `"required"`, `"optional"` or `"disabled"` (the default).
+fn mode(value: Option<&str>, spath: &str, field: &str) -> Result<SenderMode> {
+    match value {
+        None | Some("disabled") => Ok(SenderMode::Disabled),
+        Some("optional") => Ok(SenderMode::Optional),
+        Some("required") => Ok(SenderMode::Required),
+        Some(other) => Err(ConfigError::new(
+            join(spath, field),
+            format!("{other:?} is not a mode: use \"required\", \"optional\" or \"disabled\""),
+        )),
+    }
 }
