@@ -208,6 +208,57 @@ mod tests {
     }
 
     #[test]
+    fn outcomes() {
+        use crate::authn::authenticate::{Denial, Identity};
+        use crate::authn::error::AuthError;
+        let identity = |name: &str| Identity {
+            provider_id: 0,
+            provider: name.into(),
+            iss: None,
+            sub: Some("alice".into()),
+            kid: None,
+        };
+        let denial = |error| Denial {
+            error,
+            provider: None,
+            kid: None,
+            iss: None,
+            sub: None,
+            status: 401,
+            headers: vec![],
+            body: String::new(),
+        };
+        let verified = Decision::Allow(Allow {
+            identities: vec![identity("a"), identity("b")],
+            ..Allow::default()
+        });
+        assert_eq!(outcome(&verified).as_deref(), Some("a,b"));
+        let refused = Decision::Deny(denial(AuthError::BadSignature));
+        assert_eq!(outcome(&refused).as_deref(), Some("bad_signature"));
+        let spared = Decision::Allow(Allow {
+            reason: AllowReason::ReportOnly,
+            would_deny: Some(Box::new(denial(AuthError::Expired))),
+            ..Allow::default()
+        });
+        assert_eq!(
+            outcome(&spared).as_deref(),
+            Some("would_deny:token_expired")
+        );
+        for reason in [
+            AllowReason::NoRequirement,
+            AllowReason::CorsPreflight,
+            AllowReason::Allowed,
+        ] {
+            let d = Decision::Allow(Allow {
+                reason,
+                ..Allow::default()
+            });
+            assert_eq!(outcome(&d), None, "{reason:?}");
+        }
+        assert_eq!(outcome(&Decision::WaitForKeys(vec![0])), None);
+    }
+
+    #[test]
     fn names() {
         for ok in ["jwt_payload", "a", "ngx.jwt_sub", "my-app.jwt.v1", "A9_-"] {
             assert!(valid_name(ok), "{ok}");

@@ -15,6 +15,8 @@ pub mod fake;
 mod tests;
 #[cfg(test)]
 mod tests_dpop;
+#[cfg(test)]
+mod tests_publish;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
 pub mod proxy;

@@ -114,3 +114,131 @@ fn check_name(name: &str, path: &str) -> Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::authn::config::parse;
+    use crate::authn::publish::ProviderPublish;
+
+    fn config(provider: Value, top: Value) -> String {
+        let mut p = json!({"remote_jwks": {"http_uri": {"uri": "https://idp.test/keys", "cluster": "idp"}}});
+        p.as_object_mut()
+            .unwrap()
+            .extend(provider.as_object().unwrap().clone());
+        let mut cfg = json!({"providers": {"p": p}});
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(top.as_object().unwrap().clone());
+        cfg.to_string()
+    }
+
+    fn error(provider: Value, top: Value) -> (String, String) {
+        let e = parse(&config(provider, top)).unwrap_err();
+        (e.path, e.message)
+    }
+
+    #[test]
+    fn accepted_names_and_defaults() {
+        let policy = parse(&config(
+            json!({"payload_in_metadata": "ngx.jwt_payload", "header_in_metadata": "jwt-header",
+                   "normalize_payload_in_metadata": {"space_delimited_claims": ["scope", "scp"]}}),
+            json!({"outcome_in_metadata": "jwt_outcome"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            policy.providers[0].publish,
+            ProviderPublish {
+                payload: Some("ngx.jwt_payload".into()),
+                header: Some("jwt-header".into()),
+                space_delimited_claims: vec!["scope".into(), "scp".into()],
+            }
+        );
+        assert_eq!(policy.outcome_in_metadata.as_deref(), Some("jwt_outcome"));
+
+        // jwt_authn's proto defaults (a dumped config): nothing published.
+        let policy = parse(&config(
+            json!({"payload_in_metadata": "", "header_in_metadata": "",
+                   "normalize_payload_in_metadata": {"space_delimited_claims": []}}),
+            json!({}),
+        ))
+        .unwrap();
+        assert!(policy.providers[0].publish.is_empty());
+        assert_eq!(policy.outcome_in_metadata, None);
+    }
+
+    #[test]
+    fn bad_names_name_their_field() {
+        for (field, bad) in [
+            ("payload_in_metadata", "jwt payload"),
+            ("payload_in_metadata", "wasm.x:PLAIN"),
+            ("header_in_metadata", ".jwt"),
+            ("header_in_metadata", "a..b"),
+            ("payload_in_metadata", "jwt\"x"),
+        ] {
+            let (path, message) = error(json!({ field: bad }), json!({}));
+            assert_eq!(path, format!("providers.p.{field}"), "{bad:?}");
+            assert!(message.contains("is not a valid name"), "{message}");
+        }
+        let long = "a".repeat(129);
+        let (path, message) = error(json!({}), json!({"outcome_in_metadata": long}));
+        assert_eq!(path, "outcome_in_metadata");
+        assert!(message.contains("is not a valid name"), "{message}");
+
+        let (path, message) = error(json!({}), json!({"outcome_in_metadata": ""}));
+        assert_eq!(
+            (path.as_str(), message.as_str()),
+            (
+                "outcome_in_metadata",
+                "must not be empty: leave it out to publish no outcome"
+            )
+        );
+        let (path, _) = error(json!({"payload_in_metadata": 7}), json!({}));
+        assert_eq!(path, "providers.p.payload_in_metadata");
+    }
+
+    #[test]
+    fn clashes_and_useless_settings() {
+        let (path, message) = error(
+            json!({"payload_in_metadata": "jwt", "header_in_metadata": "jwt"}),
+            json!({}),
+        );
+        assert_eq!(path, "providers.p.header_in_metadata");
+        assert!(
+            message.contains("also this provider's payload_in_metadata"),
+            "{message}"
+        );
+
+        let (path, message) = error(
+            json!({"header_in_metadata": "jwt"}),
+            json!({"outcome_in_metadata": "jwt"}),
+        );
+        assert_eq!(path, "outcome_in_metadata");
+        assert!(
+            message.contains("providers.p.header_in_metadata"),
+            "{message}"
+        );
+
+        let (path, message) = error(
+            json!({"normalize_payload_in_metadata": {"space_delimited_claims": ["scope"]}}),
+            json!({}),
+        );
+        assert_eq!(path, "providers.p.normalize_payload_in_metadata");
+        assert!(message.contains("without payload_in_metadata"), "{message}");
+
+        let (path, _) = error(
+            json!({"payload_in_metadata": "jwt",
+                   "normalize_payload_in_metadata": {"space_delimited_claims": [""]}}),
+            json!({}),
+        );
+        assert_eq!(
+            path,
+            "providers.p.normalize_payload_in_metadata.space_delimited_claims[0]"
+        );
+
+        let (path, message) = error(json!({"failed_status_in_metadata": "f"}), json!({}));
+        assert_eq!(path, "providers.p.failed_status_in_metadata");
+        assert!(message.contains("outcome_in_metadata"), "{message}");
+    }
+}
