@@ -596,6 +596,22 @@ fn explain_never_prints_the_token_or_signature() {
 }
 
 #[test]
+fn check_config_lists_published_entries() {
+    let path = format!("{ROOT}/filter-config/examples/access-log.json");
+    let r = run(&["check-config", &path]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let line = "published per request (Envoy filter state wasm.<name>): \
+                jwt_payload (payload of \"main\"), jwt_header (JOSE header of \"main\"), \
+                jwt_outcome (outcome)";
+    assert!(r.stdout.lines().any(|l| l == line), "{}", r.stdout);
+    let plain = run(&[
+        "check-config",
+        &format!("{ROOT}/filter-config/examples/claim-headers.json"),
+    ]);
+    assert!(!plain.stdout.contains("published"), "{}", plain.stdout);
+}
+
+#[test]
 fn check_config_accepts_every_example() {
     let dir = format!("{ROOT}/filter-config/examples");
     let mut n = 0;

@@ -99,6 +99,9 @@ pub struct Allow {
     /// the replay cache and refuses the request if one was seen before
     /// ([`crate::authn::sender::replay::record_proofs`]).
     pub proofs: Vec<Proof>,
+    /// The vouching providers' `payload_in_metadata` / `header_in_metadata` entries (name,
+    /// JSON), in provider order; empty when none is configured.
+    pub published: Vec<(String, String)>,
 }
 
 /// A DPoP proof that passed: its replay-cache key and the last second it would pass again.
@@ -1003,6 +1006,11 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 sub: string_claim(claims, "sub"),
                 kid: token.header().kid.clone(),
             });
+            if !p.publish.is_empty() {
+                allow
+                    .published
+                    .extend(p.publish.entries(&found.token, claims));
+            }
             if let Some(name) = &p.forward_payload_header {
                 let value = if p.pad_forward_payload_header {
                     b64::decode(payload_segment(&found.token))

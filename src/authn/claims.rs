@@ -360,6 +360,7 @@ mod tests {
             revoked: Default::default(),
             revocation_list: None,
             sender: Default::default(),
+            publish: Default::default(),
         }
     }
 

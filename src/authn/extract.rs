@@ -254,6 +254,7 @@ mod tests {
             revoked: Default::default(),
             revocation_list: None,
             sender: Default::default(),
+            publish: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod jws;
 pub mod matcher;
 pub mod outcome;
 pub mod policy;
+pub mod publish;
 pub mod request;
 pub mod revocation;
 pub mod sender;

@@ -9,6 +9,7 @@
 //! [`Decision`]; its header changes, counters and log lines are produced on demand, so a
 //! plan costs no allocation beyond the decision's own.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::authn::authenticate::{
 };
 use crate::authn::error::AuthError;
 use crate::authn::policy::{JwksId, MtlsMode, Policy, ProviderId};
+use crate::authn::publish;
 use crate::authn::request::RequestView;
 use crate::authn::sender::mtls::ClientCertificate;
 use crate::authn::token_cache::TokenCache;
@@ -244,6 +246,7 @@ impl Authenticator {
 }
 
 /// What to do with one request. Carry out, in this order: [`Plan::header_ops`],
+/// [`Plan::properties`] (before a local reply, so that the access log sees them),
 /// [`Plan::counters`], [`Plan::log_lines`], then the [`Plan::reply`] if there is one; the
 /// request goes on only when [`Plan::allowed`].
 #[derive(Debug)]
@@ -356,6 +359,28 @@ impl<'a> Plan<'a> {
             .chain(removes)
             .chain(sets)
             .chain(path.map(|p| HeaderOp::Set(":path", p)))
+    }
+
+    /// The entries to publish through the host's property API (Envoy: filter state
+    /// `wasm.<name>`), in order: the vouching providers' `payload_in_metadata` and
+    /// `header_in_metadata` JSON, then the `outcome_in_metadata` outcome
+    /// ([`publish::outcome`]). Empty, without allocation, when none is configured: the
+    /// common path makes no host call. Never a token or a signature.
+    pub fn properties(&self) -> Vec<(&str, Cow<'_, str>)> {
+        let mut out = Vec::new();
+        if let Decision::Allow(a) = &self.decision {
+            out.extend(
+                a.published
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str()))),
+            );
+        }
+        if let Some(name) = &self.auth.policy.outcome_in_metadata {
+            if let Some(value) = publish::outcome(&self.decision) {
+                out.push((name.as_str(), Cow::Owned(value)));
+            }
+        }
+        out
     }
 
     /// The counters to bump, in order, by name and amount.

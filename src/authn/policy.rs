@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::authn::alg::Algorithm;
 use crate::authn::jwk::KeySet;
 use crate::authn::matcher::{RouteMatch, StringMatcher};
+use crate::authn::publish::ProviderPublish;
 pub use crate::authn::revocation::Revocation;
 
 /// Index of a provider in [`Policy::providers`].
@@ -56,6 +57,9 @@ pub struct Policy {
     pub log_level: Option<String>,
     /// Extension: report metrics through the host.
     pub metrics: bool,
+    /// Extension `outcome_in_metadata`: the name under which each decided request publishes
+    /// its outcome ([`crate::authn::publish::outcome`]).
+    pub outcome_in_metadata: Option<String>,
 }
 
 impl Policy {
@@ -133,6 +137,8 @@ pub struct Provider {
     pub revocation_list: Option<JwksId>,
     /// Extension: sender-constrained tokens (DPoP, RFC 9449; mTLS, RFC 8705 §3).
     pub sender: SenderConstraint,
+    /// `payload_in_metadata`, `header_in_metadata`, `normalize_payload_in_metadata`.
+    pub publish: ProviderPublish,
 }
 
 /// How a provider holds tokens to one sender binding (`sender_constraint.dpop`,

@@ -150,6 +150,9 @@ fn summary(
             policy.identity_headers.join(", ")
         ));
     }
+    if let Some(line) = describe::published(policy) {
+        out.out(line);
+    }
     out.out(format!("warnings: {warnings}"));
 }
 

@@ -115,6 +115,29 @@ pub fn provider(policy: &Policy, p: &Provider) -> String {
     parts.join("; ")
 }
 
+/// What requests publish through the host's property API, if anything: one line.
+pub fn published(policy: &Policy) -> Option<String> {
+    let mut names = Vec::new();
+    for p in &policy.providers {
+        let provider = quoted(&p.name, 80);
+        if let Some(n) = &p.publish.payload {
+            names.push(format!("{n} (payload of {provider})"));
+        }
+        if let Some(n) = &p.publish.header {
+            names.push(format!("{n} (JOSE header of {provider})"));
+        }
+    }
+    if let Some(n) = &policy.outcome_in_metadata {
+        names.push(format!("{n} (outcome)"));
+    }
+    (!names.is_empty()).then(|| {
+        format!(
+            "published per request (Envoy filter state wasm.<name>): {}",
+            names.join(", ")
+        )
+    })
+}
+
 /// A rule's `match`, from the raw config (the compiled form keeps no source text).
 pub fn route_match(m: Option<&raw::RouteMatch>) -> String {
     let Some(m) = m else {

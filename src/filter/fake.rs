@@ -53,6 +53,10 @@ pub struct StreamRecord {
     pub entries: Vec<Entry>,
     pub reply: Option<Reply>,
     pub resumed: bool,
+    /// `set_property` calls, in order (name, value).
+    pub properties: Vec<(String, String)>,
+    /// `set_property` calls made after the local reply (Envoy's access log may miss them).
+    pub properties_after_reply: u32,
 }
 
 impl StreamRecord {
@@ -280,6 +284,16 @@ impl Host for FakeHost {
             } else {
                 s.entries.retain(|e| e.name != name);
             }
+        });
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) {
+        self.with_current(|s| {
+            if s.reply.is_some() {
+                s.properties_after_reply += 1;
+            }
+            s.properties
+                .push((name.to_owned(), String::from_utf8_lossy(value).into_owned()))
         });
     }
 

@@ -24,6 +24,10 @@ pub trait Host: SharedData {
     fn set_request_header(&self, name: &str, value: &str);
     /// Removes a request header (every value).
     fn remove_request_header(&self, name: &str);
+    /// Publishes `value` under `name` for the current stream through the property API
+    /// (`proxy_set_property`): Envoy keeps it as filter state `wasm.<name>`, ngx_wasm_module
+    /// sets the NGINX variable of a `ngx.<var>` name. A host that refuses is ignored.
+    fn set_property(&self, name: &str, value: &[u8]);
     /// Sends a local reply on the current stream.
     fn send_response(&self, status: u32, headers: &[(String, String)], body: &[u8]);
     /// Resumes the current (paused) stream. `false` if the host refused.

@@ -17,6 +17,8 @@ mod tests;
 mod tests_dpop;
 #[cfg(test)]
 mod tests_mtls;
+#[cfg(test)]
+mod tests_publish;
 
 #[cfg(all(target_arch = "wasm32", feature = "proxy"))]
 pub mod proxy;

@@ -126,6 +126,19 @@ impl Host for ProxyHost {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
     }
 
+    fn set_property(&self, name: &str, value: &[u8]) {
+        // The raw import: the SDK's `hostcalls::set_property` panics on any status but Ok
+        // (ngx_wasm_module answers NotFound for a name it does not know), and a panic traps
+        // the VM. A one-segment path is the name's bytes, as the SDK would serialise it.
+        // SAFETY: both pointers and lengths describe live byte slices for the whole call; the
+        // host copies them and writes nothing back.
+        let status =
+            unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+        if status != 0 {
+            log::debug!("host refused property {name}: status {status}");
+        }
+    }
+
     fn send_response(&self, status: u32, headers: &[(String, String)], body: &[u8]) {
         let headers: Vec<(&str, &str)> = headers
             .iter()
@@ -193,6 +206,17 @@ impl Host for ProxyHost {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// proxy-wasm ABI 0.2.1 `proxy_set_property`; returns a `WasmResult` (0: Ok).
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
 }
 
 /// Runs `f` on the filter state, if configured and not already in use.

@@ -175,6 +175,10 @@ fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
             HeaderOp::Set(name, value) => host.set_request_header(name, value),
         }
     }
+    // Before the local reply: Envoy's access log reads the filter state the reply leaves.
+    for (name, value) in plan.properties() {
+        host.set_property(name, value.as_bytes());
+    }
     plan.counters(|name, delta| host.increment_counter(name, delta));
     plan.log_lines(|level, line| log::log!(level, "{line}"));
     if let Some(reply) = plan.reply() {

@@ -14,9 +14,9 @@ use crate::sources::lease::Lease;
 use crate::sources::record::Binding;
 
 pub(super) const T0: u64 = 1_800_000_000_000;
-const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
+pub(super) const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
 
-fn token(name: &str) -> String {
+pub(super) fn token(name: &str) -> String {
     let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/tokens.json")).unwrap();
     v["tokens"][name].as_str().unwrap().to_owned()
 }
@@ -97,7 +97,7 @@ fn header(host: &FakeHost, id: u32, name: &str) -> Option<String> {
 
 /// Answers every outstanding call of `host` with `status` and `body`, to the context that
 /// dispatched it (the root context: the adapter's only call handler).
-fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
+pub(super) fn answer(host: &FakeHost, state: &mut FilterState, status: &str, body: &[u8]) {
     let calls: Vec<_> = host.calls.borrow_mut().drain(..).collect();
     for c in calls {
         assert_eq!(c.from, ROOT, "a call answered to a stream is lost");

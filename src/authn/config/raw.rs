@@ -43,6 +43,9 @@ json_struct! {
         /// Extension: report metrics through the host (default true). Off for hosts whose
         /// metrics calls are missing.
         pub metrics: Option<bool>,
+        /// Extension: the name under which each decided request publishes its outcome (the
+        /// denial code, or the providers that vouched) through the host's property API.
+        pub outcome_in_metadata: Option<String>,
     }
 }
 
@@ -66,9 +69,11 @@ json_struct! {
         pub claim_to_headers: Vec<JwtClaimToHeader>,
         pub clock_skew_seconds: Option<u32>,
         pub jwt_cache_config: Option<JwtCacheConfig>,
-        pub payload_in_metadata: Unsupported,
-        pub normalize_payload_in_metadata: Unsupported,
-        pub header_in_metadata: Unsupported,
+        /// Published through the host's property API, not dynamic metadata
+        /// ([`crate::authn::publish`]).
+        pub payload_in_metadata: Option<String>,
+        pub normalize_payload_in_metadata: Option<NormalizePayload>,
+        pub header_in_metadata: Option<String>,
         pub failed_status_in_metadata: Unsupported,
         pub clear_route_cache: Unsupported,
         /// Extension: allowed `alg` names.
@@ -81,6 +86,14 @@ json_struct! {
         pub revocation_list: Option<RevocationList>,
         /// Extension: sender-constrained tokens (DPoP, RFC 9449; mTLS, RFC 8705 §3).
         pub sender_constraint: Option<SenderConstraint>,
+    }
+}
+
+json_struct! {
+    /// `JwtProvider.NormalizePayload`.
+    #[derive(Debug)]
+    pub struct NormalizePayload {
+        pub space_delimited_claims: Vec<String>,
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod matchers;
 mod providers;
+mod publish;
 mod requirements;
 mod rules;
 mod sender;
@@ -123,7 +124,10 @@ pub fn compile(raw: raw::JwtAuthentication) -> Result<Policy> {
         );
     }
 
+    let outcome_in_metadata =
+        publish::compile_outcome(raw.outcome_in_metadata.as_deref(), &providers)?;
     Ok(Policy {
+        outcome_in_metadata,
         providers,
         jwks_sources: sources.list,
         rules,

@@ -45,23 +45,13 @@ pub(super) fn compile_provider(
     sources: &mut Sources,
     identity: &mut Vec<IdentityHeader>,
 ) -> Result<Provider> {
-    for (field, value) in [
-        ("payload_in_metadata", &p.payload_in_metadata),
-        (
-            "normalize_payload_in_metadata",
-            &p.normalize_payload_in_metadata,
-        ),
-        ("header_in_metadata", &p.header_in_metadata),
-        ("failed_status_in_metadata", &p.failed_status_in_metadata),
-    ] {
-        unsupported(
-            path,
-            field,
-            value,
-            ": a Wasm filter cannot write dynamic metadata; \
-             use `forward_payload_header` or `claim_to_headers`",
-        )?;
-    }
+    unsupported(
+        path,
+        "failed_status_in_metadata",
+        &p.failed_status_in_metadata,
+        ": a Wasm filter cannot write dynamic metadata; the top-level extension \
+         `outcome_in_metadata` publishes every denial's code",
+    )?;
     unsupported(path, "clear_route_cache", &p.clear_route_cache, "")?;
 
     let jwks = match (&p.remote_jwks, &p.local_jwks) {
@@ -232,6 +222,7 @@ pub(super) fn compile_provider(
             .map(|r| compile_revocation_list(r, &join(path, "revocation_list"), name, sources))
             .transpose()?,
         sender: super::sender::compile_sender(p.sender_constraint.as_ref(), path)?,
+        publish: super::publish::compile_provider_publish(p, path)?,
     })
 }
 
