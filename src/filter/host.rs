@@ -14,6 +14,12 @@ pub trait Host: SharedData {
 
     /// The current stream's request headers (lower-case names).
     fn request_headers(&self) -> Vec<(String, String)>;
+    /// [`request_headers`](Host::request_headers) into `out`, which the caller keeps from
+    /// one request to the next: a host can reuse its strings' buffers instead of allocating
+    /// two strings per header on every request.
+    fn read_request_headers(&self, out: &mut Vec<(String, String)>) {
+        *out = self.request_headers();
+    }
     /// The route name the host selected (Envoy `xds.route_name`), if it has one.
     fn route_name(&self) -> Option<String>;
     /// The SHA-256 of the downstream client certificate's DER, as the host gives it (Envoy's

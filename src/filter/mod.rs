@@ -5,6 +5,7 @@
 //! against [`fake::FakeHost`]. Only `proxy.rs`, compiled for wasm32 with the `proxy` feature
 //! (on by default), touches the proxy-wasm SDK.
 
+pub mod headers;
 pub mod host;
 pub use crate::metrics;
 pub mod state;

@@ -102,6 +102,26 @@ impl Host for ProxyHost {
             .unwrap_or_default()
     }
 
+    fn read_request_headers(&self, out: &mut Vec<(String, String)>) {
+        // The raw import: the SDK's `get_map_bytes` builds a String and a Vec per pair, which
+        // are freed again at the end of the request; here the caller's strings are refilled
+        // in place (no allocation once they are long enough) from the host's one buffer.
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer and a size to the two locations; the pointer is a
+        // buffer it obtained from this module's `proxy_on_memory_allocate` (the SDK's: a
+        // `Vec<u8>` of capacity `size`, forgotten), or null.
+        let status =
+            unsafe { proxy_get_header_map_pairs(MAP_REQUEST_HEADERS, &mut data, &mut size) };
+        let bytes = if status == 0 && !data.is_null() && size > 0 {
+            // SAFETY: as above: ours to own and free, `size` bytes, all written by the host.
+            unsafe { Vec::from_raw_parts(data, size, size) }
+        } else {
+            Vec::new()
+        };
+        crate::filter::headers::refill(out, &bytes);
+    }
+
     fn route_name(&self) -> Option<String> {
         hostcalls::get_property(vec!["xds", "route_name"])
             .ok()
@@ -208,8 +228,18 @@ impl Host for ProxyHost {
     }
 }
 
+/// proxy-wasm's `HttpRequestHeaders` map type.
+const MAP_REQUEST_HEADERS: u32 = 0;
+
 #[link(wasm_import_module = "env")]
 extern "C" {
+    /// proxy-wasm ABI 0.2.1 `proxy_get_header_map_pairs`; returns a `WasmResult` (0: Ok).
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+
     /// proxy-wasm ABI 0.2.1 `proxy_set_property`; returns a `WasmResult` (0: Ok).
     fn proxy_set_property(
         path_data: *const u8,

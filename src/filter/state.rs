@@ -23,6 +23,9 @@ pub enum Action {
 pub struct FilterState {
     auth: Authenticator,
     sources: Sources,
+    /// The request headers of the stream being decided, kept between requests so that the
+    /// host can refill the same strings ([`Host::read_request_headers`]).
+    headers: Vec<(String, String)>,
 }
 
 impl FilterState {
@@ -33,6 +36,7 @@ impl FilterState {
         FilterState {
             sources: Sources::new(&policy, config.as_bytes(), random_id()),
             auth: Authenticator::new(policy, profile),
+            headers: Vec::new(),
         }
     }
 
@@ -101,7 +105,8 @@ impl FilterState {
 
     /// Decides the current stream `stream` and carries the plan out.
     fn decide(&mut self, host: &dyn Host, now: u64, stream: u32, retry: Retry) -> Action {
-        let headers = host.request_headers();
+        let mut headers = std::mem::take(&mut self.headers);
+        host.read_request_headers(&mut headers);
         let route_name = if self.auth.needs_route_name() {
             host.route_name()
         } else {
@@ -124,6 +129,7 @@ impl FilterState {
             .decide(&self.auth, host, now, stream, req, retry);
         let action = apply(host, &plan);
         drop(plan);
+        self.headers = headers;
         self.run(host, now, commands);
         action
     }

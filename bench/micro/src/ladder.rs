@@ -10,7 +10,7 @@
 //! |-------------|--------------------------------------------------------------------------|
 //! | `floor`     | nothing: this 1 MiB module's callback returns `Continue` (vs the tiny noop) |
 //! | `clock`     | `Host::now_ms` (one host call)                                           |
-//! | `headers`   | `Host::request_headers` (all request headers copied into the VM)         |
+//! | `headers`   | `Host::read_request_headers` (all request headers into the kept strings) |
 //! | `extract`   | `RequestView`, `requirement_for`, `extract` (the token located and copied) |
 //! | `cache`     | `TokenCache::get`, a hit (misses verify and fill the cache)              |
 //! | `decide`    | `decide_cached` in place of the two steps above: claims, identities, the header list |
@@ -89,6 +89,8 @@ struct Ladder {
     policy: Policy,
     cache: TokenCache,
     allowed_metrics: Vec<String>,
+    /// The request headers, kept between requests as `FilterState` keeps them.
+    headers: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 pub struct LadderRoot {
@@ -122,6 +124,7 @@ impl RootContext for LadderRoot {
             return false;
         };
         self.state = Some(Rc::new(Ladder {
+            headers: Default::default(),
             cache: TokenCache::new(policy.providers.iter().map(|p| p.jwt_cache_size)),
             allowed_metrics: policy
                 .providers
@@ -184,8 +187,24 @@ impl HttpContext for LadderStream {
             black_box(now);
             return Action::Continue;
         }
+        let mut headers = state.headers.take();
+        host.read_request_headers(&mut headers);
+        let action = Self::after_headers(rung, state, &host, &mut headers, now);
+        state.headers.replace(headers);
+        action
+    }
+}
+
+impl LadderStream {
+    /// The rungs from `headers` on, over the request headers read.
+    fn after_headers(
+        rung: Rung,
+        state: &Ladder,
+        host: &ProxyHost,
+        headers: &mut Vec<(String, String)>,
+        now: u64,
+    ) -> Action {
         let policy = &state.policy;
-        let mut headers = host.request_headers();
         // As `FilterState::handle`: client copies of identity headers go (none here).
         headers.retain(|(name, _)| {
             let forged = policy.identity_headers.iter().any(|h| h == name);
@@ -198,7 +217,7 @@ impl HttpContext for LadderStream {
             black_box(&headers);
             return Action::Continue;
         }
-        let req = RequestView::new(&headers, None);
+        let req = RequestView::new(headers, None);
         if rung == Rung::Extract || rung == Rung::Cache {
             black_box(requirement_for(policy, &req));
             let Some(p) = policy.providers.first() else {
