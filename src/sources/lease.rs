@@ -387,6 +387,33 @@ mod tests {
         assert_eq!(Lease::decode(&[0; 3]), None);
     }
 
+    /// The record's bytes are a wire format: VMs of an older build read them during a
+    /// rollout. Pinned here (computed independently with Python's `struct.pack("<Q")`).
+    #[test]
+    fn encoding_is_stable() {
+        let m = Lease {
+            doc_version: 7,
+            fetched_at: 1_700_000_000_123,
+            next_attempt_at: 1_700_000_510_000,
+            in_flight_until: 1_700_000_001_000,
+            last_on_demand_at: 1_699_999_990_000,
+            holder: 0xfeed,
+            generation: 3,
+            last_failure_at: 1_699_999_000_000,
+            failures: 4,
+            doc_digest: std::array::from_fn(|i| i as u8),
+        };
+        let hex: String = m.encode().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "07000000000000007b68e5cf8b0100003030edcf8b010000e86be5cf8b010000\
+             f040e5cf8b010000edfe0000000000000300000000000000c025d6cf8b010000\
+             04000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b\
+             1c1d1e1f"
+        );
+        assert_eq!(Lease::decode(&m.encode()), Some(m));
+    }
+
     /// F2: the same document fetched again keeps its version (and bumps the generation, so
     /// that requests waiting for that fetch wake); a different one is the next version.
     #[test]

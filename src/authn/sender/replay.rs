@@ -310,6 +310,24 @@ mod tests {
         }
     }
 
+    /// The record's bytes are a wire format (VMs of an older build read them during a
+    /// rollout): `JDR1`, floor 1360, one entry (key 0x11.., expiry 1400), big-endian.
+    #[test]
+    fn record_encoding_is_stable() {
+        let mut bytes = b"JDR1".to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x05, 0x50]);
+        bytes.extend_from_slice(&[0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0x11; 16]);
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x05, 0x78]);
+        let mut c = ReplayCache::from_record(&bytes, 2).unwrap();
+        assert_eq!(c.floor(), 1360);
+        assert_eq!(c.to_record(), bytes);
+        assert_eq!(
+            c.check_and_insert([0x11; 16], 1400, 1001),
+            Err(ReplayError::Replayed)
+        );
+    }
+
     #[test]
     fn record_round_trip_and_corruption() {
         let mut c = ReplayCache::new(4);
