@@ -1160,6 +1160,7 @@ fn explain_prints_the_steps_the_core_took() {
 fn mint_dpop_bound_token_and_proof() {
     use jwt_edge::authn::alg::Algorithm;
     use jwt_edge::authn::sender::dpop::{check_proof, DpopPolicy, ProofRequest};
+    use jwt_edge::time::{Millis, UnixMillis};
 
     let claims_of = |jws: &str| -> Value {
         let payload = jws.split('.').nth(1).unwrap();
@@ -1167,8 +1168,8 @@ fn mint_dpop_bound_token_and_proof() {
     };
     let policy = DpopPolicy {
         algs: Algorithm::DEFAULT_ALLOWED.to_vec(),
-        max_age: 60,
-        max_future: 5,
+        max_age: Millis::from_secs(60),
+        max_future: Millis::from_secs(5),
     };
     for (pem, alg) in [
         ("ec-p256.pem", "ES256"),
@@ -1210,14 +1211,29 @@ fn mint_dpop_bound_token_and_proof() {
             authority: "api.example.com",
             path: "/orders",
         };
-        let facts = check_proof(&[proof], &request, token, Some(&cnf), &policy, NOW + 10)
-            .unwrap_or_else(|e| panic!("{pem}: {}", e.code()));
+        let facts = check_proof(
+            &[proof],
+            &request,
+            token,
+            Some(&cnf),
+            &policy,
+            UnixMillis::from_secs(NOW + 10),
+        )
+        .unwrap_or_else(|e| panic!("{pem}: {}", e.code()));
         assert_eq!(json!(facts.jkt), cnf["jkt"], "{pem}");
         let get = ProofRequest {
             method: "GET",
             ..request
         };
-        let err = check_proof(&[proof], &get, token, Some(&cnf), &policy, NOW).unwrap_err();
+        let err = check_proof(
+            &[proof],
+            &get,
+            token,
+            Some(&cnf),
+            &policy,
+            UnixMillis::from_secs(NOW),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "dpop_htm_mismatch");
     }
 

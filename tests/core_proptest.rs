@@ -16,6 +16,7 @@ use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use jwt_edge::authn::jws::UntrustedToken;
 use jwt_edge::authn::policy::{ClaimFormat, JwksId};
 use jwt_edge::authn::request::RequestView;
+use jwt_edge::time::UnixMillis;
 use proptest::prelude::*;
 
 struct Keys(KeySet);
@@ -87,7 +88,7 @@ proptest! {
         let p = policy();
         let mut hs: Vec<(String, String)> = vec![(":method".into(), "GET".into()), (":path".into(), path.clone())];
         hs.extend(headers);
-        let d = decide(&p, &RequestView::new(&hs, None), &keys(), 1_800_000_000);
+        let d = decide(&p, &RequestView::new(&hs, None), &keys(), UnixMillis::from_secs(1_800_000_000));
         if let Decision::Allow(a) = &d {
             // Random input can only pass where no valid token is needed.
             prop_assert!(a.identities.is_empty());

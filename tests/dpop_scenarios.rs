@@ -16,6 +16,7 @@ use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::token_cache::TokenCache;
 use jwt_edge::sources::dpop_replay::{record_proofs, replay_cache_keys, seed};
 use jwt_edge::sources::{SharedData, WriteError};
+use jwt_edge::time::UnixMillis;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
@@ -56,7 +57,13 @@ fn headers(authorization: Option<String>, dpop: &[String], method: &str) -> Vec<
 }
 
 fn decide_with(p: &Policy, h: &[(String, String)], cache: &TokenCache) -> Decision {
-    decide_cached(p, &RequestView::new(h, None), &keys(), cache, NOW)
+    decide_cached(
+        p,
+        &RequestView::new(h, None),
+        &keys(),
+        cache,
+        UnixMillis::from_secs(NOW),
+    )
 }
 
 fn required() -> Policy {
@@ -279,18 +286,38 @@ fn a_replayed_proof_is_refused_through_shared_data() {
     let p = required();
     let store = Store::default();
     let first = allowed_proofs(&p, "a");
-    assert_eq!(record_proofs(&store, &p, &first, NOW), Ok(()));
-    let err = record_proofs(&store, &p, &allowed_proofs(&p, "a"), NOW + 1).unwrap_err();
+    assert_eq!(
+        record_proofs(&store, &p, &first, UnixMillis::from_secs(NOW)),
+        Ok(())
+    );
+    let err = record_proofs(
+        &store,
+        &p,
+        &allowed_proofs(&p, "a"),
+        UnixMillis::from_secs(NOW + 1),
+    )
+    .unwrap_err();
     assert_eq!((err.0, err.1.code()), (0, "dpop_replayed"));
     // Another jti passes, after losing a CAS race once.
     store.lose.set(1);
     assert_eq!(
-        record_proofs(&store, &p, &allowed_proofs(&p, "b"), NOW + 1),
+        record_proofs(
+            &store,
+            &p,
+            &allowed_proofs(&p, "b"),
+            UnixMillis::from_secs(NOW + 1)
+        ),
         Ok(())
     );
     // A host that never lets the write through: fail closed.
     store.lose.set(u32::MAX);
-    let err = record_proofs(&store, &p, &allowed_proofs(&p, "c"), NOW + 1).unwrap_err();
+    let err = record_proofs(
+        &store,
+        &p,
+        &allowed_proofs(&p, "c"),
+        UnixMillis::from_secs(NOW + 1),
+    )
+    .unwrap_err();
     assert_eq!(err.1.code(), "dpop_replay_cache_full");
 }
 
@@ -329,10 +356,13 @@ fn the_same_proof_on_two_vms_at_once_is_accepted_once() {
     let racing = Racing {
         inner: &store,
         other_vm: RefCell::new(Some(Box::new(|| {
-            assert_eq!(record_proofs(&store, &p, &proofs, NOW), Ok(()));
+            assert_eq!(
+                record_proofs(&store, &p, &proofs, UnixMillis::from_secs(NOW)),
+                Ok(())
+            );
         }))),
     };
-    let err = record_proofs(&racing, &p, &proofs, NOW).unwrap_err();
+    let err = record_proofs(&racing, &p, &proofs, UnixMillis::from_secs(NOW)).unwrap_err();
     assert_eq!(err.1.code(), "dpop_replayed");
     // Proofs only ever went in by compare-and-swap on a record that existed.
     assert_eq!(*store.blind_overwrites.borrow(), Vec::<String>::new());
@@ -346,7 +376,13 @@ fn a_corrupt_record_refuses_every_proof_it_could_have_held() {
     for key in replay_cache_keys("p", capacity) {
         store.put(&key, b"garbage", 7);
     }
-    let err = record_proofs(&store, &p, &allowed_proofs(&p, "a"), NOW).unwrap_err();
+    let err = record_proofs(
+        &store,
+        &p,
+        &allowed_proofs(&p, "a"),
+        UnixMillis::from_secs(NOW),
+    )
+    .unwrap_err();
     assert_eq!(err.1.code(), "dpop_replay_cache_full");
 }
 

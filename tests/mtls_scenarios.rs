@@ -16,6 +16,7 @@ use jwt_edge::authn::policy::Policy;
 use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::sender::mtls::ClientCertificate;
 use jwt_edge::authn::token_cache::TokenCache;
+use jwt_edge::time::UnixMillis;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -52,7 +53,7 @@ fn decide(
 ) -> Decision {
     let h = headers(format!("Bearer {token}"));
     let view = RequestView::new(&h, None).with_client_certificate(certificate);
-    decide_cached(p, &view, &keys(), cache, NOW)
+    decide_cached(p, &view, &keys(), cache, UnixMillis::from_secs(NOW))
 }
 
 fn challenge(code: &str) -> String {
@@ -275,7 +276,7 @@ fn dpop_and_mtls_together_need_both_bindings() {
             &view,
             &keys(),
             &TokenCache::disabled(),
-            NOW,
+            UnixMillis::from_secs(NOW),
         ))
     };
     let dpop = format!("DPoP {token}");

@@ -17,9 +17,10 @@ use jwt_edge::authn::policy::{JwksId, Policy};
 use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::token_cache::TokenCache;
 use jwt_edge::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
+use jwt_edge::time::{Millis, UnixMillis};
 use serde_json::{json, Value};
 
-const NOW: u64 = 1_800_000_000;
+const NOW: UnixMillis = UnixMillis::from_secs(1_800_000_000);
 
 fn fixtures() -> Value {
     serde_json::from_str(include_str!("fixtures/tokens.json")).unwrap()
@@ -778,7 +779,7 @@ fn verified_token_cache_hits_and_still_checks_claims() {
     }));
     let cache = TokenCache::new(p.providers.iter().map(|p| p.jwt_cache_size));
     let keys = fixture_keys();
-    let run_at = |name: &str, now: u64| {
+    let run_at = |name: &str, now: UnixMillis| {
         let auth = format!("Bearer {}", token(name));
         let h = headers("/", &[("authorization", &auth)]);
         outcome(&decide_cached(
@@ -794,7 +795,10 @@ fn verified_token_cache_hits_and_still_checks_claims() {
     assert_eq!(run_at("rs256", NOW), "allow");
     assert_eq!(cache.take_stats(), (1, 0));
     // A cached token still expires.
-    assert_eq!(run_at("rs256", 4_102_444_800 + 61), "401 token_expired");
+    assert_eq!(
+        run_at("rs256", UnixMillis::from_secs(4_102_444_800 + 61)),
+        "401 token_expired"
+    );
     // Refused tokens are never stored.
     assert_eq!(run_at("forged_kid", NOW), "401 bad_signature");
     assert_eq!(run_at("forged_kid", NOW), "401 bad_signature");
@@ -939,7 +943,10 @@ fn remote_revocation_list_is_waited_for_enforced_and_fails_closed() {
     match &p.jwks_sources[list_id] {
         JwksSource::Remote(r) => {
             assert_eq!(r.document, Document::RevocationList);
-            assert_eq!((r.cache_duration_seconds, r.max_stale_ms), (60, 3_600_000));
+            assert_eq!(
+                (r.cache_duration, r.max_stale_ms),
+                (Millis::from_secs(60), Millis(3_600_000))
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -23,11 +23,12 @@ use jwt_edge::authn::policy::{
 };
 use jwt_edge::authn::request::RequestView;
 use jwt_edge::authn::token_cache::TokenCache;
+use jwt_edge::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The fixed "now" of every decision: the fixture tokens are valid from 2023 to 2100.
-pub const NOW: u64 = 1_800_000_000;
+pub const NOW: UnixMillis = UnixMillis::from_secs(1_800_000_000);
 
 const TOKENS_JSON: &str = include_str!("../../tests/fixtures/tokens.json");
 const JWKS_JSON: &[u8] = include_bytes!("../../tests/fixtures/jwks.json");

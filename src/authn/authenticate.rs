@@ -25,6 +25,7 @@ use crate::authn::sender::mtls::check_certificate_binding;
 use crate::authn::sender::replay::ReplayKey;
 use crate::authn::token_cache::TokenCache;
 use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
+use crate::time::UnixMillis;
 
 /// Longest realm echoed in `WWW-Authenticate` (jwt_authn's limit).
 pub const MAX_REALM_LEN: usize = 256;
@@ -104,7 +105,8 @@ pub struct Allow {
     pub published: Vec<(String, String)>,
 }
 
-/// A DPoP proof that passed: its replay-cache key and the last second it would pass again.
+/// A DPoP proof that passed: its replay-cache key and the last second it would pass again
+/// (seconds since the epoch, the scale of its `iat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proof {
     pub provider: ProviderId,
@@ -156,7 +158,12 @@ pub struct Denial {
 
 /// Decides a request without a verified-token cache. `route_name` in `req` selects
 /// `per_route` entries.
-pub fn decide(policy: &Policy, req: &RequestView<'_>, keys: &dyn KeyLookup, now: u64) -> Decision {
+pub fn decide(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    keys: &dyn KeyLookup,
+    now: UnixMillis,
+) -> Decision {
     decide_cached(policy, req, keys, &TokenCache::disabled(), now)
 }
 
@@ -166,7 +173,7 @@ pub fn decide_cached(
     req: &RequestView<'_>,
     keys: &dyn KeyLookup,
     cache: &TokenCache,
-    now: u64,
+    now: UnixMillis,
 ) -> Decision {
     decide_recorded(policy, req, keys, cache, now, &mut ())
 }
@@ -177,7 +184,7 @@ pub fn decide_recorded<R: Recorder>(
     req: &RequestView<'_>,
     keys: &dyn KeyLookup,
     cache: &TokenCache,
-    now: u64,
+    now: UnixMillis,
     rec: &mut R,
 ) -> Decision {
     let decision = decide_steps(policy, req, keys, cache, now, rec);
@@ -190,7 +197,7 @@ fn decide_steps<R: Recorder>(
     req: &RequestView<'_>,
     keys: &dyn KeyLookup,
     cache: &TokenCache,
-    now: u64,
+    now: UnixMillis,
     rec: &mut R,
 ) -> Decision {
     if policy.bypass_cors_preflight && req.is_cors_preflight() {
@@ -402,7 +409,7 @@ struct Evaluation<'a, 'r, R> {
     req: &'a RequestView<'r>,
     keys: &'a dyn KeyLookup,
     cache: &'a TokenCache,
-    now: u64,
+    now: UnixMillis,
     results: BTreeMap<ProviderId, ProviderResult>,
     /// Extension: the DPoP proofs that passed, by provider, for the replay cache.
     proofs: BTreeMap<ProviderId, Proof>,

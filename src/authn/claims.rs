@@ -9,6 +9,7 @@ use crate::authn::error::AuthError;
 use base64::Engine;
 
 use crate::authn::policy::{ClaimFormat, ClaimRequirement, Provider};
+use crate::time::UnixMillis;
 
 /// A claim read as a NumericDate: absent, or a JSON number.
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
@@ -19,13 +20,18 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
     }
 }
 
-/// Checks `exp`, `nbf`, `iat` and `max_lifetime` against `now` (seconds since the epoch).
-pub fn check_times(claims: &Map<String, Value>, p: &Provider, now: u64) -> Result<(), AuthError> {
+/// Checks `exp`, `nbf`, `iat` and `max_lifetime` against `now`, in whole seconds (the claims'
+/// scale: `now` rounded down).
+pub fn check_times(
+    claims: &Map<String, Value>,
+    p: &Provider,
+    now: UnixMillis,
+) -> Result<(), AuthError> {
     let exp = numeric_date(claims, "exp")?;
     let nbf = numeric_date(claims, "nbf")?;
     let iat = numeric_date(claims, "iat")?;
-    let now = now as f64;
-    let skew = p.clock_skew_seconds as f64;
+    let now = now.as_secs() as f64;
+    let skew = p.clock_skew.as_secs() as f64;
     match exp {
         Some(exp) if now > exp + skew => return Err(AuthError::Expired),
         Some(_) => {}
@@ -43,7 +49,7 @@ pub fn check_times(claims: &Map<String, Value>, p: &Provider, now: u64) -> Resul
         // The lifetime counts from `iat`, but never from later than now: a token minted with
         // a future `iat` would otherwise carry any lifetime it likes.
         let start = iat.map_or(now, |iat| iat.min(now));
-        if exp - start > max as f64 {
+        if exp - start > max.as_secs() as f64 {
             return Err(AuthError::LifetimeTooLong);
         }
     }
@@ -337,6 +343,7 @@ fn joined_value(v: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use crate::authn::matcher::{StringMatcher, StringPattern};
+    use crate::time::Millis;
     use serde_json::json;
 
     fn provider() -> Provider {
@@ -347,7 +354,7 @@ mod tests {
             subjects: None,
             require_expiration: true,
             max_lifetime: None,
-            clock_skew_seconds: 60,
+            clock_skew: Millis::from_secs(60),
             algorithms: vec![],
             jwks: 0,
             forward: false,
@@ -368,8 +375,9 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    /// `now` in seconds, the claims' scale.
     fn times(v: Value, p: &Provider, now: u64) -> &'static str {
-        match check_times(&obj(v), p, now) {
+        match check_times(&obj(v), p, UnixMillis::from_secs(now)) {
             Ok(()) => "ok",
             Err(e) => e.code(),
         }
@@ -407,7 +415,7 @@ mod tests {
         };
         assert_eq!(times(json!({}), &lax, now), "ok");
         let capped = Provider {
-            max_lifetime: Some(3600),
+            max_lifetime: Some(Millis::from_secs(3600)),
             require_expiration: false,
             ..provider()
         };

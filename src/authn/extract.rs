@@ -241,7 +241,7 @@ mod tests {
             subjects: None,
             require_expiration: true,
             max_lifetime: None,
-            clock_skew_seconds: 60,
+            clock_skew: crate::time::Millis::from_secs(60),
             algorithms: vec![],
             jwks: 0,
             forward: false,

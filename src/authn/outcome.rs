@@ -26,6 +26,7 @@ use crate::authn::request::RequestView;
 use crate::authn::sender::mtls::ClientCertificate;
 use crate::authn::token_cache::TokenCache;
 use crate::metrics;
+use crate::time::UnixMillis;
 
 /// What the host can be trusted to do, learnt once at configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,15 +169,14 @@ impl Authenticator {
         self.cache.clear();
     }
 
-    /// Decides `req` with the keys at hand at `now_ms`.
-    pub fn plan<'a>(&'a self, req: Request<'a>, keys: &dyn KeyLookup, now_ms: u64) -> Plan<'a> {
+    /// Decides `req` with the keys at hand at `now`.
+    pub fn plan<'a>(&'a self, req: Request<'a>, keys: &dyn KeyLookup, now: UnixMillis) -> Plan<'a> {
         let policy = &*self.policy;
         let trusted = self.profile.header_removal_trusted;
         let forged = req
             .headers
             .iter()
             .any(|(n, _)| policy.is_identity_header(n));
-        let now = now_ms / 1000;
         // The decision never sees a client's copy (a rule matching on the header must not
         // match it either). Rare: the copy costs nothing on ordinary requests.
         let kept: Vec<(String, String)>;
@@ -255,8 +255,7 @@ pub struct Plan<'a> {
     headers: &'a [(String, String)],
     route_name: Option<&'a str>,
     client_certificate: Option<ClientCertificate<'a>>,
-    /// Seconds.
-    now: u64,
+    now: UnixMillis,
     /// Client copies of identity headers are present and the host removes them for real.
     strip_forged: bool,
     decision: Decision,

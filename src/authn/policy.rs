@@ -9,6 +9,7 @@ use crate::authn::jwk::KeySet;
 use crate::authn::matcher::{RouteMatch, StringMatcher};
 use crate::authn::publish::ProviderPublish;
 pub use crate::authn::revocation::Revocation;
+use crate::time::Millis;
 
 /// Index of a provider in [`Policy::providers`].
 pub type ProviderId = usize;
@@ -113,10 +114,11 @@ pub struct Provider {
     pub audiences: Vec<String>,
     pub subjects: Option<StringMatcher>,
     pub require_expiration: bool,
-    /// Seconds; a token whose `exp - min(iat, now)` (`exp - now` without `iat`) exceeds it is
-    /// refused.
-    pub max_lifetime: Option<u64>,
-    pub clock_skew_seconds: u64,
+    /// A token whose `exp - min(iat, now)` (`exp - now` without `iat`) exceeds it is refused
+    /// (whole seconds: configured as such).
+    pub max_lifetime: Option<Millis>,
+    /// `clock_skew_seconds` (whole seconds).
+    pub clock_skew: Millis,
     /// Allowed `alg` values; a token with any other `alg` is refused before key selection.
     pub algorithms: Vec<Algorithm>,
     pub jwks: JwksId,
@@ -254,14 +256,15 @@ pub struct RemoteJwks {
     pub authority: String,
     /// `:path` for the fetch (from the URI).
     pub path: String,
-    pub timeout_ms: u64,
-    pub cache_duration_seconds: u64,
-    /// Stale-while-error window past `cache_duration`, milliseconds.
-    pub max_stale_ms: u64,
-    /// Minimum interval between unknown-`kid` refetches, milliseconds.
-    pub refetch_interval_ms: u64,
-    /// How long a request waits for this key set, milliseconds.
-    pub wait_timeout_ms: u64,
+    pub timeout_ms: Millis,
+    /// `cache_duration` (whole seconds).
+    pub cache_duration: Millis,
+    /// Stale-while-error window past `cache_duration`.
+    pub max_stale_ms: Millis,
+    /// Minimum interval between unknown-`kid` refetches.
+    pub refetch_interval_ms: Millis,
+    /// How long a request waits for this key set.
+    pub wait_timeout_ms: Millis,
     /// `uri` is an OIDC discovery document whose `issuer` must equal this one.
     pub discovery_issuer: Option<String>,
 }

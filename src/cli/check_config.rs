@@ -239,13 +239,13 @@ pub fn warnings(raw: &raw::JwtAuthentication, policy: &Policy) -> Vec<Warning> {
                     "false: a token without exp is accepted and never expires".into(),
                 );
             }
-            if c.clock_skew_seconds > MAX_QUIET_SKEW_SECONDS {
+            if c.clock_skew.as_secs() > MAX_QUIET_SKEW_SECONDS {
                 warn(
                     format!("{base}.clock_skew_seconds"),
                     format!(
                         "{}: expired tokens stay accepted {} past exp (over 300)",
-                        c.clock_skew_seconds,
-                        span(c.clock_skew_seconds)
+                        c.clock_skew.as_secs(),
+                        span(c.clock_skew.as_secs())
                     ),
                 );
             }

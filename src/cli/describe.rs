@@ -88,8 +88,8 @@ pub fn key_source(policy: &Policy, p: &Provider) -> String {
             "remote_jwks {} via cluster {} (cache {}, timeout {}ms)",
             quoted(&r.uri, 200),
             quoted(&r.cluster, 80),
-            span(r.cache_duration_seconds),
-            r.timeout_ms
+            span(r.cache_duration.as_secs()),
+            r.timeout_ms.as_millis()
         ),
         None => "unknown key source".to_owned(),
     }

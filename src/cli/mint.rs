@@ -245,7 +245,8 @@ impl DpopRequest {
         })
     }
 
-    /// The proof for a request carrying `token`.
+    /// The proof for a request carrying `token`, issued at `now` (seconds since the epoch: its
+    /// `iat`).
     fn proof(&self, token: &str, now: u64) -> Result<String, CliError> {
         let public = self.key.public();
         let alg = public.default_alg();

@@ -18,7 +18,7 @@ pub fn utc(secs: f64) -> Option<String> {
     ))
 }
 
-/// `t` relative to `now`: "in 1h 2m", "5m 3s ago", "now".
+/// `t` relative to `now`, both seconds since the epoch: "in 1h 2m", "5m 3s ago", "now".
 pub fn relative(t: f64, now: u64) -> String {
     let delta = t - now as f64;
     if !delta.is_finite() {

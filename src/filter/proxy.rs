@@ -324,7 +324,7 @@ impl RootContext for Root {
                 // The first tick starts key-set fetches. Set once per root context: a
                 // configuration update must not set it again.
                 if TICKING.with(|t| t.borrow_mut().insert(self.context_id)) {
-                    ProxyHost.set_tick_period_ms(crate::filter::state::TICK_MS);
+                    ProxyHost.set_tick_period_ms(crate::filter::state::TICK_MS.as_millis());
                 }
                 true
             }

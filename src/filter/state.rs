@@ -10,6 +10,7 @@ use crate::authn::sender::mtls::ClientCertificate;
 use crate::filter::host::Host;
 pub use crate::sources::TICK_MS;
 use crate::sources::{random_id, Command, Retry, Sources};
+use crate::time::UnixMillis;
 
 /// What the stream callback returns to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl FilterState {
 
     /// The request-headers callback of stream `context_id`.
     pub fn on_request_headers(&mut self, host: &dyn Host, context_id: u32) -> Action {
-        let now = host.now_ms();
+        let now = UnixMillis(host.now_ms());
         self.decide(host, now, context_id, Retry::default())
     }
 
@@ -80,14 +81,14 @@ impl FilterState {
 
     /// The root context's tick.
     pub fn on_tick(&mut self, host: &dyn Host) {
-        let now = host.now_ms();
+        let now = UnixMillis(host.now_ms());
         let commands = self.sources.tick(now, host);
         self.run(host, now, commands);
     }
 
     /// The response to a call the key sources started.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let now = host.now_ms();
+        let now = UnixMillis(host.now_ms());
         let headers = host.call_response_headers();
         let status = headers
             .iter()
@@ -104,7 +105,7 @@ impl FilterState {
     }
 
     /// Decides the current stream `stream` and carries the plan out.
-    fn decide(&mut self, host: &dyn Host, now: u64, stream: u32, retry: Retry) -> Action {
+    fn decide(&mut self, host: &dyn Host, now: UnixMillis, stream: u32, retry: Retry) -> Action {
         let mut headers = std::mem::take(&mut self.headers);
         host.read_request_headers(&mut headers);
         let route_name = if self.auth.needs_route_name() {
@@ -135,15 +136,18 @@ impl FilterState {
     }
 
     /// Carries out the key sources' commands.
-    fn run(&mut self, host: &dyn Host, now: u64, commands: Vec<Command>) {
+    fn run(&mut self, host: &dyn Host, now: UnixMillis, commands: Vec<Command>) {
         let mut queue = VecDeque::from(commands);
         while let Some(command) = queue.pop_front() {
             match command {
                 // Every call from the root context, which receives the answer: Envoy and
                 // ngx_wasm_module both answer a call to the context that dispatched it.
                 Command::Dispatch { from: _, call } => {
-                    let result =
-                        host.dispatch_http_call(&call.cluster, &call.headers(), call.timeout_ms);
+                    let result = host.dispatch_http_call(
+                        &call.cluster,
+                        &call.headers(),
+                        call.timeout_ms.as_millis(),
+                    );
                     queue.extend(self.sources.dispatched(now, host, &call, result));
                 }
                 Command::Decide {

@@ -7,6 +7,7 @@ use crate::authn::outcome::{Authenticator, Plan, Request};
 use crate::authn::policy::JwksId;
 use crate::sources::dpop_replay::record_proofs;
 use crate::sources::{Command, SharedData, Sources, Waiting};
+use crate::time::UnixMillis;
 
 /// Decisions of one stream in a row before it is decided with what is there: each extra
 /// round adds a source the stream waited for, so this is never reached in practice.
@@ -20,7 +21,7 @@ pub struct Retry {
     /// Missing keys are unavailable: decide with what is there.
     pub last_chance: bool,
     /// The deadline of the first wait (`None`: a new request).
-    pub deadline_ms: Option<u64>,
+    pub deadline_ms: Option<UnixMillis>,
 }
 
 impl Sources {
@@ -30,7 +31,7 @@ impl Sources {
         &mut self,
         auth: &'a Authenticator,
         store: &dyn SharedData,
-        now: u64,
+        now: UnixMillis,
         stream: u32,
         req: Request<'a>,
         retry: Retry,
@@ -57,7 +58,7 @@ impl Sources {
                 Decision::Allow(allow) if !allow.proofs.is_empty() => {
                     // DPoP proofs are checked for replay only once the request is allowed.
                     let proofs = allow.proofs.clone();
-                    return match record_proofs(store, auth.policy(), &proofs, now / 1000) {
+                    return match record_proofs(store, auth.policy(), &proofs, now) {
                         Ok(()) => (plan, Vec::new()),
                         Err((provider, error)) => {
                             self.refused(stream);

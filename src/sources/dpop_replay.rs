@@ -9,6 +9,7 @@ use crate::authn::error::AuthError;
 use crate::authn::policy::{DpopMode, Policy, ProviderId};
 use crate::authn::sender::replay::{ReplayCache, ReplayKey};
 use crate::sources::{SharedData, WriteError};
+use crate::time::UnixMillis;
 
 /// Compare-and-swap attempts per proof before the request is refused.
 const MAX_CAS_ATTEMPTS: usize = 16;
@@ -80,7 +81,7 @@ pub fn record_proofs(
     store: &dyn SharedData,
     policy: &Policy,
     proofs: &[Proof],
-    now: u64,
+    now: UnixMillis,
 ) -> Result<(), (ProviderId, AuthError)> {
     for proof in proofs {
         record(store, policy, proof, now).map_err(|e| (proof.provider, e))?;
@@ -92,7 +93,7 @@ fn record(
     store: &dyn SharedData,
     policy: &Policy,
     proof: &Proof,
-    now: u64,
+    now: UnixMillis,
 ) -> Result<(), AuthError> {
     let p = policy
         .providers
@@ -100,11 +101,7 @@ fn record(
         .ok_or(AuthError::DpopReplayCacheFull)?;
     let (_, capacity) = layout(p.sender.replay_cache_size);
     let key = replay_cache_key(&p.name, p.sender.replay_cache_size, &proof.key);
-    let max_life = p
-        .sender
-        .proof
-        .max_age
-        .saturating_add(p.sender.proof.max_future);
+    let max_life = p.sender.proof.max_age + p.sender.proof.max_future;
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (bytes, cas) = store.read(&key);
         let Some(bytes) = bytes else {

@@ -34,16 +34,17 @@ use crate::authn::jwk::{parse_jwks, JwksOptions, KeySet, SkippedKey, MAX_JWKS_BY
 use crate::authn::policy::{Document, JwksId, JwksSource, Policy, RemoteJwks};
 use crate::authn::revocation::{parse_revocation_list, Revocation, MAX_REVOCATION_BYTES};
 use crate::metrics;
+use crate::time::{Millis, UnixMillis};
 use lease::Lease;
 use record::{Binding, DocRecord};
 
 /// How long past a call's timeout the host's answer is still awaited.
-pub const CALL_GRACE_MS: u64 = 1_000;
+pub const CALL_GRACE_MS: Millis = Millis(1_000);
 /// The root context's tick period, set once: paused requests are decided, and a key set
 /// fetched by another VM is picked up, within this time. (Set once because some hosts,
 /// ngx_wasm_module among them, refuse a second `set_tick_period`.) A tick reads one small
 /// shared-data record per key source.
-pub const TICK_MS: u64 = 100;
+pub const TICK_MS: Millis = Millis(100);
 /// Compare-and-swap attempts for one transition before giving up until the next event.
 const CAS_ATTEMPTS: usize = 4;
 
@@ -53,13 +54,13 @@ const CAS_ATTEMPTS: usize = 4;
 /// per VM: an unusable shared copy, a shared-data write that keeps failing.)
 pub const WARN_BURST: u32 = 5;
 /// See [`WARN_BURST`].
-pub const WARN_REFILL_MS: u64 = 10_000;
+pub const WARN_REFILL_MS: Millis = Millis(10_000);
 
 /// A token bucket for one source's warn lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WarnBudget {
     tokens: u32,
-    refilled_at: u64,
+    refilled_at: UnixMillis,
     suppressed: u32,
 }
 
@@ -67,7 +68,7 @@ impl Default for WarnBudget {
     fn default() -> WarnBudget {
         WarnBudget {
             tokens: WARN_BURST,
-            refilled_at: 0,
+            refilled_at: UnixMillis::EPOCH,
             suppressed: 0,
         }
     }
@@ -75,8 +76,9 @@ impl Default for WarnBudget {
 
 impl WarnBudget {
     /// `Some(lines suppressed since the last one written)` when a line may be written at `now`.
-    pub fn admit(&mut self, now: u64) -> Option<u32> {
-        let earned = now.saturating_sub(self.refilled_at) / WARN_REFILL_MS;
+    pub fn admit(&mut self, now: UnixMillis) -> Option<u32> {
+        let earned =
+            now.saturating_since(self.refilled_at).as_millis() / WARN_REFILL_MS.as_millis();
         if earned > 0 {
             self.tokens = (self.tokens as u64 + earned).min(WARN_BURST as u64) as u32;
             self.refilled_at = now;
@@ -139,7 +141,7 @@ pub struct CallRequest {
     /// uses TLS when the call says https.
     pub secure: bool,
     pub document: Document,
-    pub timeout_ms: u64,
+    pub timeout_ms: Millis,
 }
 
 impl CallRequest {
@@ -176,7 +178,7 @@ pub enum Command {
         stream: u32,
         waited: Vec<JwksId>,
         last_chance: bool,
-        deadline_ms: u64,
+        deadline_ms: UnixMillis,
     },
     /// A key set changed: verified tokens are only as good as the keys that verified them.
     ClearTokenCache,
@@ -230,15 +232,11 @@ impl Source {
         self.installed.as_ref().map_or(0, |(v, _)| *v)
     }
 
-    /// The installed document, if it may still be used at `now_ms`.
-    fn usable(&self, now_ms: u64) -> Option<&Installed> {
+    /// The installed document, if it may still be used at `now`.
+    fn usable(&self, now: UnixMillis) -> Option<&Installed> {
         let (_, doc) = self.installed.as_ref()?;
         self.meta
-            .keys_usable(
-                now_ms,
-                self.spec.cache_duration_seconds * 1000,
-                self.spec.max_stale_ms,
-            )
+            .keys_usable(now, self.spec.cache_duration, self.spec.max_stale_ms)
             .then_some(doc)
     }
 
@@ -291,7 +289,7 @@ impl Source {
 #[derive(Debug, Clone)]
 struct Pending {
     stream: u32,
-    deadline_ms: u64,
+    deadline_ms: UnixMillis,
     /// Per source: installed version and fetch generation when the request paused.
     waiting_on: Vec<(JwksId, u64, u64)>,
 }
@@ -313,7 +311,7 @@ pub struct Sources {
     /// In-flight calls, sorted by token: (token, source, step, time by which the host must
     /// have answered). A handful at most: a sorted `Vec`, not a `BTreeMap`, which cost Wasm
     /// size for its own instantiation (issue #5's 1 MiB limit).
-    calls: Vec<(u32, JwksId, Step, u64)>,
+    calls: Vec<(u32, JwksId, Step, UnixMillis)>,
     /// This VM's identity as a lease holder.
     vm_id: u64,
     /// Commands of the event being handled.
@@ -324,7 +322,7 @@ pub struct Sources {
 pub struct Keys<'a> {
     sources: &'a Sources,
     policy: &'a Policy,
-    now_ms: u64,
+    now_ms: UnixMillis,
     /// Last chance: nothing is pending any more, missing keys are unavailable.
     last_chance: bool,
     /// Sources the request already waited for: a refetch is only worth waiting for once.
@@ -420,7 +418,7 @@ impl Sources {
     pub fn lookup<'a>(
         &'a self,
         policy: &'a Policy,
-        now_ms: u64,
+        now_ms: UnixMillis,
         waited: &'a [JwksId],
         last_chance: bool,
     ) -> Keys<'a> {
@@ -465,7 +463,7 @@ impl Sources {
 
     /// A warn line about source `id`, within its budget.
     #[inline(never)]
-    fn warn(&mut self, id: JwksId, now: u64, message: std::fmt::Arguments<'_>) {
+    fn warn(&mut self, id: JwksId, now: UnixMillis, message: std::fmt::Arguments<'_>) {
         let Some(Some(src)) = self.remotes.get_mut(id) else {
             return;
         };
@@ -542,7 +540,7 @@ impl Sources {
     /// of this VM's fetches, start due fetches, decide paused requests whose sources changed
     /// or whose time is up.
     #[inline(never)]
-    pub fn tick(&mut self, now: u64, store: &dyn SharedData) -> Vec<Command> {
+    pub fn tick(&mut self, now: UnixMillis, store: &dyn SharedData) -> Vec<Command> {
         self.sync(now, store);
         self.renew_leases(now, store);
         self.start_due_fetches(now, store);
@@ -551,7 +549,7 @@ impl Sources {
     }
 
     #[inline(never)]
-    fn sync(&mut self, now: u64, store: &dyn SharedData) {
+    fn sync(&mut self, now: UnixMillis, store: &dyn SharedData) {
         for id in 0..self.remotes.len() {
             let Some((lease, _, genuine)) = self.read_lease(store, id) else {
                 continue;
@@ -575,7 +573,13 @@ impl Sources {
 
     /// Installs the shared document that `lease` names, if it is that document and parses.
     #[inline(never)]
-    fn install_from_shared(&mut self, id: JwksId, now: u64, store: &dyn SharedData, lease: &Lease) {
+    fn install_from_shared(
+        &mut self,
+        id: JwksId,
+        now: UnixMillis,
+        store: &dyn SharedData,
+        lease: &Lease,
+    ) {
         let Some(src) = self.remote(id) else {
             return;
         };
@@ -618,7 +622,7 @@ impl Sources {
     /// Keeps the lease of every source this VM is fetching, so that no other VM starts a
     /// second fetch, and so that the lease lapses quickly if this VM goes away.
     #[inline(never)]
-    fn renew_leases(&mut self, now: u64, store: &dyn SharedData) {
+    fn renew_leases(&mut self, now: UnixMillis, store: &dyn SharedData) {
         // A call the host never answered (its VM's callbacks went elsewhere) is given up
         // after its timeout: the lease is released so that another VM fetches.
         let overdue: Vec<u32> = self
@@ -649,7 +653,7 @@ impl Sources {
     }
 
     /// True when requests of this VM wait for source `id` and it has nothing usable.
-    fn starved(&self, id: JwksId, now: u64) -> bool {
+    fn starved(&self, id: JwksId, now: UnixMillis) -> bool {
         self.remote(id).is_some_and(|s| s.usable(now).is_none())
             && self
                 .pending
@@ -659,7 +663,7 @@ impl Sources {
 
     /// Takes the fetch lease (CAS) for every due source and asks for the fetch.
     #[inline(never)]
-    fn start_due_fetches(&mut self, now: u64, store: &dyn SharedData) {
+    fn start_due_fetches(&mut self, now: UnixMillis, store: &dyn SharedData) {
         for id in 0..self.remotes.len() {
             let starved = self.starved(id, now);
             let Some(src) = self.remote(id) else { continue };
@@ -728,7 +732,7 @@ impl Sources {
     #[inline(never)]
     pub fn dispatched(
         &mut self,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         call: &CallRequest,
         result: Result<u32, String>,
@@ -773,7 +777,7 @@ impl Sources {
     }
 
     /// Removes in-flight call `token`: its (source, step, deadline), `None` if not ours.
-    fn take_call(&mut self, token: u32) -> Option<(JwksId, Step, u64)> {
+    fn take_call(&mut self, token: u32) -> Option<(JwksId, Step, UnixMillis)> {
         let i = self.calls.binary_search_by_key(&token, |c| c.0).ok()?;
         let (_, id, step, deadline) = self.calls.remove(i);
         Some((id, step, deadline))
@@ -797,7 +801,7 @@ impl Sources {
     #[inline(never)]
     pub fn answer(
         &mut self,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         token: u32,
         status: &str,
@@ -839,7 +843,7 @@ impl Sources {
     fn discovered(
         &mut self,
         id: JwksId,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         body: Result<Vec<u8>, String>,
     ) {
@@ -883,7 +887,7 @@ impl Sources {
     fn fetched(
         &mut self,
         id: JwksId,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         body: Result<Vec<u8>, String>,
     ) {
@@ -969,12 +973,12 @@ impl Sources {
     fn store_document(
         &mut self,
         id: JwksId,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         body: &[u8],
     ) -> Option<Lease> {
         let src = self.remote(id)?;
-        let (doc_key, cache_ms) = (src.doc_key.clone(), src.spec.cache_duration_seconds * 1000);
+        let (doc_key, cache_duration) = (src.doc_key.clone(), src.spec.cache_duration);
         let issuer = src.issuer().to_owned();
         let digest = DocRecord {
             version: 0,
@@ -992,7 +996,7 @@ impl Sources {
                 );
                 return None;
             }
-            let next = current.on_success(now, cache_ms, jitter(now), digest);
+            let next = current.on_success(now, cache_duration, jitter(now), digest);
             if next.doc_version != current.doc_version {
                 let (_, doc_cas) = store.read(&doc_key);
                 let doc = DocRecord {
@@ -1019,7 +1023,7 @@ impl Sources {
     /// A failed fetch: counted, and the backoff recorded (only by the lease holder: a late
     /// failure must not overwrite another VM's fetch).
     #[inline(never)]
-    fn record_failure(&mut self, id: JwksId, now: u64, store: &dyn SharedData) {
+    fn record_failure(&mut self, id: JwksId, now: UnixMillis, store: &dyn SharedData) {
         let Some(src) = self.remote(id) else { return };
         let failed = src.metric("fetch_failed");
         let stale = src.installed.is_some().then(|| src.metric("stale_serving"));
@@ -1041,11 +1045,11 @@ impl Sources {
     #[inline(never)]
     pub fn wait(
         &mut self,
-        now: u64,
+        now: UnixMillis,
         store: &dyn SharedData,
         stream: u32,
         ids: Vec<JwksId>,
-        deadline: Option<u64>,
+        deadline: Option<UnixMillis>,
     ) -> Waiting {
         let mut hopeless = Vec::new();
         for &id in &ids {
@@ -1071,7 +1075,7 @@ impl Sources {
                 .iter()
                 .filter_map(|id| self.remote(*id).map(|s| s.spec.wait_timeout_ms))
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(Millis::ZERO)
         });
         if deadline.is_none() {
             self.out
@@ -1095,7 +1099,7 @@ impl Sources {
     /// Reads the shared record: is a newer key set there or on its way? If not, requests an
     /// early refetch (rate-limited across every VM).
     #[inline(never)]
-    fn refetch_coming(&mut self, id: JwksId, now: u64, store: &dyn SharedData) -> bool {
+    fn refetch_coming(&mut self, id: JwksId, now: UnixMillis, store: &dyn SharedData) -> bool {
         let Some(interval) = self.remote(id).map(|s| s.spec.refetch_interval_ms) else {
             return false;
         };
@@ -1130,7 +1134,7 @@ impl Sources {
     /// Asks for paused requests whose sources changed (a new version, or a fetch finished)
     /// or whose deadline passed to be decided again.
     #[inline(never)]
-    fn resume_ready(&mut self, now: u64) {
+    fn resume_ready(&mut self, now: UnixMillis) {
         let pending = std::mem::take(&mut self.pending);
         for p in pending {
             let changed = p.waiting_on.iter().any(|(id, v, g)| {
@@ -1159,8 +1163,8 @@ fn is_https(uri: &str) -> bool {
 }
 
 /// A cheap jitter in `[0, 1)` from the clock's low bits (not security-relevant).
-fn jitter(now_ms: u64) -> f64 {
-    (now_ms.wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0
+fn jitter(now: UnixMillis) -> f64 {
+    (now.as_millis().wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0
 }
 
 /// A random VM identity (std's hasher seeds come from the host's random source).

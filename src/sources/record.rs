@@ -158,6 +158,7 @@ impl DocRecord<'_> {
 mod tests {
     use super::*;
     use crate::authn::policy::Document;
+    use crate::time::Millis;
 
     fn spec(uri: &str) -> RemoteJwks {
         RemoteJwks {
@@ -166,11 +167,11 @@ mod tests {
             cluster: "idp".into(),
             authority: "idp.test".into(),
             path: "/k".into(),
-            timeout_ms: 1,
-            cache_duration_seconds: 1,
-            max_stale_ms: 1,
-            refetch_interval_ms: 1,
-            wait_timeout_ms: 1,
+            timeout_ms: Millis(1),
+            cache_duration: Millis::from_secs(1),
+            max_stale_ms: Millis(1),
+            refetch_interval_ms: Millis(1),
+            wait_timeout_ms: Millis(1),
             discovery_issuer: None,
         }
     }

@@ -52,7 +52,11 @@ fn without_rsa1() -> String {
 
 /// The kids this VM would verify with at `now`, or `None` when it has no usable keys.
 fn kids(vm: &Vm, now: u64) -> Option<Vec<String>> {
-    match vm.engine.lookup(&vm.policy, now, &[], false).keys(0) {
+    match vm
+        .engine
+        .lookup(&vm.policy, UnixMillis(now), &[], false)
+        .keys(0)
+    {
         KeyState::Ready(set) => Some(set.iter().filter_map(|k| k.kid.clone()).collect()),
         _ => None,
     }
@@ -71,7 +75,9 @@ fn dispatch_all(
         if let Command::Dispatch { from, call } = c {
             assert_eq!(*from, Context::Root);
             *next += 1;
-            let more = vm.engine.dispatched(now, store, call, Ok(*next));
+            let more = vm
+                .engine
+                .dispatched(UnixMillis(now), store, call, Ok(*next));
             assert!(more.iter().all(|c| !matches!(c, Command::Dispatch { .. })));
             tokens.push(*next);
         }
@@ -90,7 +96,8 @@ fn answer(
     let limit = vm.engine.answer_limit(token).unwrap();
     let body = (status == "200" && body.len() <= limit).then(|| body.as_bytes().to_vec());
     let size = body.as_ref().map_or(0, Vec::len);
-    vm.engine.answer(now, store, token, status, size, body)
+    vm.engine
+        .answer(UnixMillis(now), store, token, status, size, body)
 }
 
 fn decided(commands: &[Command]) -> Vec<(u32, bool)> {
@@ -119,12 +126,12 @@ fn logs(commands: &[Command]) -> Vec<String> {
 
 /// VM `a` fetches `body` as the first version; `others` install it on their tick.
 fn first_load(a: &mut Vm, others: &mut [&mut Vm], store: &Mem, body: &str, next: &mut u32) {
-    let c = a.engine.tick(T0, store);
+    let c = a.engine.tick(UnixMillis(T0), store);
     let tokens = dispatch_all(a, T0, store, &c, next);
     assert_eq!(tokens.len(), 1);
     answer(a, T0 + 10, store, tokens[0], "200", body);
     for o in others.iter_mut() {
-        let c = o.engine.tick(T0 + 20, store);
+        let c = o.engine.tick(UnixMillis(T0 + 20), store);
         assert!(!c.iter().any(|c| matches!(c, Command::Dispatch { .. })));
     }
 }
@@ -142,33 +149,36 @@ fn an_unknown_kid_waits_for_a_refetch_another_vm_runs() {
     let now = T0 + 20_000;
     // A's request asks for the early refetch; A's tick starts it.
     assert!(matches!(
-        a.engine.wait(now, &store, 1, vec![0], None),
+        a.engine.wait(UnixMillis(now), &store, 1, vec![0], None),
         Waiting::Paused(_)
     ));
-    let c = a.engine.tick(now + 50, &store);
+    let c = a.engine.tick(UnixMillis(now + 50), &store);
     let tokens = dispatch_all(&mut a, now + 50, &store, &c, &mut next);
     assert_eq!(tokens.len(), 1);
     // B has not ticked since: its copy says no fetch is under way, and the rate limit is
     // spent. Its request waits all the same.
     assert!(matches!(
-        b.engine.wait(now + 60, &store, 7, vec![0], None),
+        b.engine
+            .wait(UnixMillis(now + 60), &store, 7, vec![0], None),
         Waiting::Paused(_)
     ));
     // The new key set lands (A); B still has not ticked, a third request on B waits too.
     answer(&mut a, now + 80, &store, tokens[0], "200", JWKS);
-    assert_eq!(decided(&a.engine.tick(now + 90, &store)), []);
+    assert_eq!(decided(&a.engine.tick(UnixMillis(now + 90), &store)), []);
     assert!(matches!(
-        b.engine.wait(now + 85, &store, 8, vec![0], None),
+        b.engine
+            .wait(UnixMillis(now + 85), &store, 8, vec![0], None),
         Waiting::Paused(_)
     ));
     // B's tick installs it and decides both waiting streams, with the new key.
-    let c = b.engine.tick(now + 100, &store);
+    let c = b.engine.tick(UnixMillis(now + 100), &store);
     assert_eq!(decided(&c), [(7, false), (8, false)]);
     assert!(c.contains(&Command::ClearTokenCache));
     assert!(kids(&b, now + 100).unwrap().contains(&"rsa-1".to_owned()));
     // Nothing under way, nothing newer, the interval not over: decided at once.
     assert_eq!(
-        b.engine.wait(now + 200, &store, 9, vec![0], None),
+        b.engine
+            .wait(UnixMillis(now + 200), &store, 9, vec![0], None),
         Waiting::DecideNow(vec![0])
     );
     assert_eq!(b.engine.pending_len(), 0);
@@ -186,7 +196,7 @@ fn a_cold_source_with_waiters_is_retried_every_250_ms() {
     let mut now = T0;
     for _ in 0..4 {
         now += 30_000;
-        let c = a.engine.tick(now, &store);
+        let c = a.engine.tick(UnixMillis(now), &store);
         let t = dispatch_all(&mut a, now, &store, &c, &mut next);
         assert_eq!(t.len(), 1);
         answer(&mut a, now + 5, &store, t[0], "503", "down");
@@ -194,39 +204,48 @@ fn a_cold_source_with_waiters_is_retried_every_250_ms() {
     now += 5;
     // Without waiters, nothing for seconds.
     for step in 1..=20 {
-        let c = a.engine.tick(now + step * 100, &store);
+        let c = a.engine.tick(UnixMillis(now + step * 100), &store);
         assert!(c.iter().all(|c| !matches!(c, Command::Dispatch { .. })));
     }
     now += 2_000;
     // A request waits on B (not the VM that fetched). B retries 250 ms after the last failure.
     assert!(matches!(
-        b.engine.wait(now, &store, 1, vec![0], None),
+        b.engine.wait(UnixMillis(now), &store, 1, vec![0], None),
         Waiting::Paused(_)
     ));
-    let c = b.engine.tick(now + 100, &store);
+    let c = b.engine.tick(UnixMillis(now + 100), &store);
     let t = dispatch_all(&mut b, now + 100, &store, &c, &mut next);
     assert_eq!(t.len(), 1, "the last failure was over 250 ms ago");
     let c = answer(&mut b, now + 150, &store, t[0], "503", "down");
     assert_eq!(decided(&c), [(1, false)], "woken by the failed fetch");
     assert!(matches!(
-        b.engine
-            .wait(now + 150, &store, 1, vec![0], Some(now + 3_000)),
+        b.engine.wait(
+            UnixMillis(now + 150),
+            &store,
+            1,
+            vec![0],
+            Some(UnixMillis(now + 3_000))
+        ),
         Waiting::Paused(_)
     ));
     let mut fetches = Vec::new();
     for step in 1..=10 {
         let at = now + 150 + step * 100;
         for vm in [&mut a, &mut b] {
-            let c = vm.engine.tick(at, &store);
+            let c = vm.engine.tick(UnixMillis(at), &store);
             let t = dispatch_all(vm, at, &store, &c, &mut next);
             for token in t {
                 fetches.push(at);
                 let c = answer(vm, at + 5, &store, token, "503", "down");
                 // The adapter decides the woken stream: still no keys, it waits again.
                 for (stream, _) in decided(&c) {
-                    let w = vm
-                        .engine
-                        .wait(at + 5, &store, stream, vec![0], Some(now + 3_000));
+                    let w = vm.engine.wait(
+                        UnixMillis(at + 5),
+                        &store,
+                        stream,
+                        vec![0],
+                        Some(UnixMillis(now + 3_000)),
+                    );
                     assert!(matches!(w, Waiting::Paused(_)));
                 }
             }
@@ -235,7 +254,7 @@ fn a_cold_source_with_waiters_is_retried_every_250_ms() {
     // One fetch at a time, every 250-300 ms (ticks are 100 ms apart).
     let gaps: Vec<u64> = fetches.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(gaps, [300, 300], "{fetches:?}");
-    let c = b.engine.tick(now + 3_000, &store);
+    let c = b.engine.tick(UnixMillis(now + 3_000), &store);
     assert_eq!(decided(&c), [(1, true)], "the deadline is kept");
 }
 
@@ -248,20 +267,20 @@ fn an_identical_document_changes_nothing() {
     let mut next = 0;
     first_load(&mut a, &mut [&mut b], &store, JWKS, &mut next);
     let refresh = T0 + 58_000;
-    let c = a.engine.tick(refresh, &store);
+    let c = a.engine.tick(UnixMillis(refresh), &store);
     let t = dispatch_all(&mut a, refresh, &store, &c, &mut next);
     assert_eq!(t.len(), 1, "refresh due");
     let c = answer(&mut a, refresh + 5, &store, t[0], "200", JWKS);
     assert!(!c.contains(&Command::ClearTokenCache));
     assert_eq!(logs(&c), ["jwks p: unchanged (version 1)"]);
     assert!(c.contains(&Command::Counter("jwt_edge.jwks.p.fetch_success".into(), 1)));
-    let c = b.engine.tick(refresh + 100, &store);
+    let c = b.engine.tick(UnixMillis(refresh + 100), &store);
     assert!(c.is_empty(), "{c:?}");
     // The refetch counts as fresh: usable past the first fetch's cache_duration + max_stale.
     let later = refresh + 60_000 + 24 * 3_600_000 - 1;
     assert!(kids(&b, later).is_some());
     // A different document is the next version, and empties the caches.
-    let c = a.engine.tick(refresh + 58_000, &store);
+    let c = a.engine.tick(UnixMillis(refresh + 58_000), &store);
     let t = dispatch_all(&mut a, refresh + 58_000, &store, &c, &mut next);
     let c = answer(
         &mut a,
@@ -272,7 +291,7 @@ fn an_identical_document_changes_nothing() {
         &without_rsa1(),
     );
     assert!(c.contains(&Command::ClearTokenCache));
-    let c = b.engine.tick(refresh + 58_100, &store);
+    let c = b.engine.tick(UnixMillis(refresh + 58_100), &store);
     assert!(c.contains(&Command::ClearTokenCache));
     assert!(!kids(&b, refresh + 58_100)
         .unwrap()
@@ -289,16 +308,16 @@ fn a_late_answer_cannot_bring_back_a_removed_key() {
     first_load(&mut a, &mut [&mut b], &store, JWKS, &mut next);
     let refresh = T0 + 58_000;
     // A starts the refresh, then stalls (no ticks, no answer).
-    let c = a.engine.tick(refresh, &store);
+    let c = a.engine.tick(UnixMillis(refresh), &store);
     let slow = dispatch_all(&mut a, refresh, &store, &c, &mut next);
     assert_eq!(slow.len(), 1);
     // B takes the lapsed lease and fetches the rotated set: rsa-1 removed.
-    let c = b.engine.tick(refresh + 500, &store);
+    let c = b.engine.tick(UnixMillis(refresh + 500), &store);
     assert!(
         dispatch_all(&mut b, refresh + 500, &store, &c, &mut next).is_empty(),
         "lease held"
     );
-    let c = b.engine.tick(refresh + 1_100, &store);
+    let c = b.engine.tick(UnixMillis(refresh + 1_100), &store);
     let t = dispatch_all(&mut b, refresh + 1_100, &store, &c, &mut next);
     assert_eq!(t.len(), 1, "taken over");
     answer(
@@ -316,11 +335,11 @@ fn a_late_answer_cannot_bring_back_a_removed_key() {
         ["jwks p: answer came after the fetch lease passed on; dropped"]
     );
     let mut fresh = vm(3);
-    fresh.engine.tick(refresh + 1_400, &store);
+    fresh.engine.tick(UnixMillis(refresh + 1_400), &store);
     assert!(!kids(&fresh, refresh + 1_400)
         .unwrap()
         .contains(&"rsa-1".to_owned()));
-    a.engine.tick(refresh + 1_400, &store);
+    a.engine.tick(UnixMillis(refresh + 1_400), &store);
     assert!(!kids(&a, refresh + 1_400)
         .unwrap()
         .contains(&"rsa-1".to_owned()));
@@ -339,7 +358,7 @@ fn records_are_bound_to_the_configuration() {
     // Another configuration has its own records: it fetches for itself.
     let other_text = config_text(false).replace("60s", "61s");
     let mut other = vm_with(&other_text, 2);
-    let c = other.engine.tick(T0 + 100, &store);
+    let c = other.engine.tick(UnixMillis(T0 + 100), &store);
     assert_eq!(
         dispatch_all(&mut other, T0 + 100, &store, &c, &mut next).len(),
         1
@@ -356,7 +375,7 @@ fn records_are_bound_to_the_configuration() {
         &ours.replace("/meta", "/doc"),
         &theirs.replace("/meta", "/doc"),
     );
-    let c = other.engine.tick(T0 + 200, &store);
+    let c = other.engine.tick(UnixMillis(T0 + 200), &store);
     assert_eq!(
         logs(&c),
         ["jwks p: shared record not written under this configuration; ignored"]
@@ -373,7 +392,7 @@ fn records_are_bound_to_the_configuration() {
         issuer: "https://evil.test",
         body: JWKS.as_bytes(),
     };
-    let lease = Lease::default().on_success(T0, 60_000, 0.0, doc.digest());
+    let lease = Lease::default().on_success(UnixMillis(T0), Millis(60_000), 0.0, doc.digest());
     let binding = Binding::new(text.as_bytes());
     store
         .compare_and_swap(&doc_key, &doc.encode(), None)
@@ -381,7 +400,7 @@ fn records_are_bound_to_the_configuration() {
     store
         .compare_and_swap(&meta_key, &binding.seal(&meta_key, &lease.encode()), None)
         .unwrap();
-    let c = d.engine.tick(T0 + 100, &store);
+    let c = d.engine.tick(UnixMillis(T0 + 100), &store);
     assert_eq!(
         logs(&c),
         ["jwks p: shared copy unusable: checked against another issuer"]
@@ -396,7 +415,7 @@ fn warn_lines_per_source_are_a_burst_then_one_per_interval() {
     // the count of lines it stands for.
     let mut written = Vec::new();
     for tick in 0..600u64 {
-        if let Some(suppressed) = b.admit(T0 + tick * 100) {
+        if let Some(suppressed) = b.admit(UnixMillis(T0 + tick * 100)) {
             written.push((tick * 100, suppressed));
         }
     }
@@ -412,7 +431,7 @@ fn warn_lines_per_source_are_a_burst_then_one_per_interval() {
     assert_eq!(written[WARN_BURST as usize].1, 100 - WARN_BURST);
     assert_eq!(written[WARN_BURST as usize + 1].1, 99);
     // Quiet for long enough: the whole burst is back.
-    let quiet = T0 + 60_000 + WARN_BURST as u64 * WARN_REFILL_MS;
-    assert!((0..WARN_BURST).all(|i| b.admit(quiet + i as u64).is_some()));
-    assert_eq!(b.admit(quiet + 10), None);
+    let quiet = T0 + 60_000 + WARN_BURST as u64 * WARN_REFILL_MS.as_millis();
+    assert!((0..WARN_BURST).all(|i| b.admit(UnixMillis(quiet + i as u64)).is_some()));
+    assert_eq!(b.admit(UnixMillis(quiet + 10)), None);
 }

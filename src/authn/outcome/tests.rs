@@ -7,7 +7,7 @@ use super::*;
 use crate::authn::config;
 use crate::sources::Sources;
 
-const NOW_MS: u64 = 1_800_000_000_000;
+const NOW_MS: UnixMillis = UnixMillis(1_800_000_000_000);
 
 fn token(name: &str) -> String {
     let v: Value =

@@ -23,6 +23,8 @@ use crate::authn::error::AuthError;
 use crate::authn::jwk::header_public_key;
 use crate::authn::jws::UntrustedToken;
 
+use crate::time::{Millis, UnixMillis};
+
 use super::htu::{normalise_htu, normalise_request};
 use super::replay::{replay_key, ReplayKey};
 use super::thumbprint::jwk_thumbprint;
@@ -53,10 +55,10 @@ pub struct ProofRequest<'a> {
 pub struct DpopPolicy {
     /// Proof algorithms accepted; symmetric ones are refused even if listed.
     pub algs: Vec<Algorithm>,
-    /// How old a proof's `iat` may be, in seconds.
-    pub max_age: u64,
-    /// How far in the future a proof's `iat` may be (clock skew), in seconds.
-    pub max_future: u64,
+    /// How old a proof's `iat` may be (whole seconds: `iat` is).
+    pub max_age: Millis,
+    /// How far in the future a proof's `iat` may be (clock skew; whole seconds).
+    pub max_future: Millis,
 }
 
 /// What an accepted proof established.
@@ -82,7 +84,7 @@ pub fn check_proof(
     access_token: &str,
     cnf: Option<&Value>,
     policy: &DpopPolicy,
-    now: u64,
+    now: UnixMillis,
 ) -> Result<ProofFacts, AuthError> {
     let proof = match dpop_headers {
         [] => return Err(AuthError::DpopProofMissing),
@@ -142,7 +144,9 @@ pub fn check_proof(
         _ => None,
     }
     .ok_or_else(|| AuthError::DpopProofMalformed("iat is not a whole number".into()))?;
-    if iat < now.saturating_sub(policy.max_age) || iat > now.saturating_add(policy.max_future) {
+    // In whole seconds, the scale of `iat`.
+    let (now, max_age) = (now.as_secs(), policy.max_age.as_secs());
+    if iat < now.saturating_sub(max_age) || iat > now.saturating_add(policy.max_future.as_secs()) {
         return Err(AuthError::DpopIatOutOfWindow);
     }
     let ath = b64::encode(&Sha256::digest(access_token.as_bytes()));
@@ -165,7 +169,7 @@ pub fn check_proof(
 
     Ok(ProofFacts {
         replay_key: replay_key(&jkt, jti),
-        replay_until: iat.saturating_add(policy.max_age),
+        replay_until: iat.saturating_add(max_age),
         jti: jti.to_owned(),
         jkt,
         alg,
@@ -276,6 +280,7 @@ mod tests {
         path: &'static str,
         token: &'static str,
         cnf: Option<Value>,
+        /// Seconds, the scale of `iat`.
         now: u64,
     }
 
@@ -310,8 +315,8 @@ mod tests {
                 Algorithm::EdDsa,
                 Algorithm::Hs256,
             ],
-            max_age: 60,
-            max_future: 5,
+            max_age: Millis::from_secs(60),
+            max_future: Millis::from_secs(5),
         }
     }
 
@@ -339,7 +344,7 @@ mod tests {
             c.token,
             c.cnf.as_ref(),
             &policy(),
-            c.now,
+            UnixMillis::from_secs(c.now),
         )
     }
 
@@ -862,9 +867,16 @@ mod tests {
         let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
         let cnf = json!({ "jkt": jkt });
         let check = |p: &str, request: &ProofRequest<'_>, now: u64| {
-            check_proof(&[p], request, TOKEN, Some(&cnf), &policy(), now)
-                .unwrap_err()
-                .code()
+            check_proof(
+                &[p],
+                request,
+                TOKEN,
+                Some(&cnf),
+                &policy(),
+                UnixMillis::from_secs(now),
+            )
+            .unwrap_err()
+            .code()
         };
         assert_eq!(check(proof, &request, 1_562_262_616), "dpop_ath_mismatch");
         let header = b64::decode(proof.split('.').next().unwrap()).unwrap();
@@ -912,7 +924,11 @@ mod tests {
         let mut cache = ReplayCache::new(16);
         let facts = run_proof(&c, &p).unwrap();
         assert_eq!(
-            cache.check_and_insert(facts.replay_key, facts.replay_until, NOW),
+            cache.check_and_insert(
+                facts.replay_key,
+                facts.replay_until,
+                UnixMillis::from_secs(NOW)
+            ),
             Ok(())
         );
         // Every replay within the window, including at the very end.
@@ -921,7 +937,11 @@ mod tests {
             late.now = now;
             let facts = run_proof(&late, &p).unwrap();
             assert_eq!(
-                cache.check_and_insert(facts.replay_key, facts.replay_until, now),
+                cache.check_and_insert(
+                    facts.replay_key,
+                    facts.replay_until,
+                    UnixMillis::from_secs(now)
+                ),
                 Err(ReplayError::Replayed)
             );
         }
@@ -937,7 +957,11 @@ mod tests {
         fresh.claims["jti"] = json!("another");
         let facts = run(&fresh).unwrap();
         assert_eq!(
-            cache.check_and_insert(facts.replay_key, facts.replay_until, NOW),
+            cache.check_and_insert(
+                facts.replay_key,
+                facts.replay_until,
+                UnixMillis::from_secs(NOW)
+            ),
             Ok(())
         );
     }

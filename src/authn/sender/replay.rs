@@ -32,6 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 use sha2::{Digest, Sha256};
 
 use crate::authn::error::AuthError;
+use crate::time::{Millis, UnixMillis};
 
 /// The key of an accepted proof.
 pub type ReplayKey = [u8; 16];
@@ -103,10 +104,10 @@ impl ReplayCache {
 
     /// An empty cache that stands in for one whose content was lost: every proof that
     /// could have been in it (expiring by `now + max_life`, the longest a proof accepted at
-    /// `now` or before lives) is refused as [`ReplayError::Full`].
-    pub fn after_loss(capacity: usize, now: u64, max_life: u64) -> ReplayCache {
+    /// `now` or before lives, in whole seconds) is refused as [`ReplayError::Full`].
+    pub fn after_loss(capacity: usize, now: UnixMillis, max_life: Millis) -> ReplayCache {
         let mut cache = ReplayCache::new(capacity);
-        cache.floor = now.saturating_add(max_life);
+        cache.floor = now.as_secs().saturating_add(max_life.as_secs());
         cache
     }
 
@@ -126,14 +127,14 @@ impl ReplayCache {
     }
 
     /// Records a proof that passed every other check, or refuses it. `expires` is the last
-    /// second its `iat` is accepted.
+    /// second its `iat` is accepted (seconds since the epoch, the scale of `iat`).
     pub fn check_and_insert(
         &mut self,
         key: ReplayKey,
         expires: u64,
-        now: u64,
+        now: UnixMillis,
     ) -> Result<(), ReplayError> {
-        self.purge(now);
+        self.purge(now.as_secs());
         if self.expiry_of.contains_key(&key) {
             return Err(ReplayError::Replayed);
         }
@@ -157,10 +158,10 @@ impl ReplayCache {
         Ok(())
     }
 
-    /// Drops the entries whose proofs the `iat` check refuses by now.
-    fn purge(&mut self, now: u64) {
+    /// Drops the entries whose proofs the `iat` check refuses by `now_s` (seconds).
+    fn purge(&mut self, now_s: u64) {
         while let Some(first) = self.by_expiry.first().copied() {
-            if first.0 >= now {
+            if first.0 >= now_s {
                 break;
             }
             self.by_expiry.remove(&first);
@@ -228,6 +229,11 @@ fn read_u64(bytes: Option<&[u8]>) -> Result<u64, RecordError> {
 mod tests {
     use super::*;
 
+    /// `secs` seconds after the epoch: the cache keeps whole seconds.
+    fn at(secs: u64) -> UnixMillis {
+        UnixMillis::from_secs(secs)
+    }
+
     fn key(n: u8) -> ReplayKey {
         replay_key("jkt", &format!("jti-{n}"))
     }
@@ -235,21 +241,21 @@ mod tests {
     #[test]
     fn replays_are_refused_until_expiry() {
         let mut c = ReplayCache::new(8);
-        assert_eq!(c.check_and_insert(key(1), 160, 100), Ok(()));
+        assert_eq!(c.check_and_insert(key(1), 160, at(100)), Ok(()));
         // Every replay within the window, at any time up to and including the expiry.
         for now in [100, 101, 159, 160] {
             assert_eq!(
-                c.check_and_insert(key(1), 160, now),
+                c.check_and_insert(key(1), 160, at(now)),
                 Err(ReplayError::Replayed),
                 "{now}"
             );
         }
         // After the expiry the entry is gone (the iat check refuses such a proof first).
-        assert_eq!(c.check_and_insert(key(2), 300, 161), Ok(()));
+        assert_eq!(c.check_and_insert(key(2), 300, at(161)), Ok(()));
         assert_eq!(c.len(), 1);
         // The same jti under another key is another proof.
         assert_eq!(
-            c.check_and_insert(replay_key("other", "jti-2"), 300, 161),
+            c.check_and_insert(replay_key("other", "jti-2"), 300, at(161)),
             Ok(())
         );
         assert_ne!(replay_key("a", "bc"), replay_key("ab", "c"));
@@ -259,30 +265,39 @@ mod tests {
     fn full_cache_never_forgets_a_live_jti() {
         let mut c = ReplayCache::new(3);
         for (n, exp) in [(1, 110), (2, 120), (3, 130)] {
-            assert_eq!(c.check_and_insert(key(n), exp, 100), Ok(()));
+            assert_eq!(c.check_and_insert(key(n), exp, at(100)), Ok(()));
         }
         // A fourth proof evicts the one expiring first and raises the floor to it.
-        assert_eq!(c.check_and_insert(key(4), 140, 100), Ok(()));
+        assert_eq!(c.check_and_insert(key(4), 140, at(100)), Ok(()));
         assert_eq!((c.len(), c.floor()), (3, 110));
         // The evicted proof cannot be replayed: it is at the floor.
-        assert_eq!(c.check_and_insert(key(1), 110, 101), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert(key(1), 110, at(101)),
+            Err(ReplayError::Full)
+        );
         // Nor can any older proof, nor the live ones.
-        assert_eq!(c.check_and_insert(key(9), 105, 101), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert(key(9), 105, at(101)),
+            Err(ReplayError::Full)
+        );
         for (n, exp) in [(2, 120), (3, 130), (4, 140)] {
             assert_eq!(
-                c.check_and_insert(key(n), exp, 101),
+                c.check_and_insert(key(n), exp, at(101)),
                 Err(ReplayError::Replayed)
             );
         }
         // A proof older than every live entry does not evict a fresher one.
-        assert_eq!(c.check_and_insert(key(5), 115, 101), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert(key(5), 115, at(101)),
+            Err(ReplayError::Full)
+        );
         assert_eq!((c.len(), c.floor()), (3, 110));
         assert_eq!(
-            c.check_and_insert(key(2), 120, 101),
+            c.check_and_insert(key(2), 120, at(101)),
             Err(ReplayError::Replayed)
         );
         // Fresh proofs keep passing.
-        assert_eq!(c.check_and_insert(key(6), 150, 101), Ok(()));
+        assert_eq!(c.check_and_insert(key(6), 150, at(101)), Ok(()));
         assert_eq!(
             AuthError::from(ReplayError::Replayed).code(),
             "dpop_replayed"
@@ -300,13 +315,13 @@ mod tests {
         let mut accepted = Vec::new();
         for n in 0..200u8 {
             let exp = 1000 + u64::from(n % 50);
-            if c.check_and_insert(key(n), exp, 990).is_ok() {
+            if c.check_and_insert(key(n), exp, at(990)).is_ok() {
                 accepted.push((n, exp));
             }
         }
         assert!(c.len() <= 16);
         for (n, exp) in accepted {
-            assert!(c.check_and_insert(key(n), exp, 995).is_err(), "{n}");
+            assert!(c.check_and_insert(key(n), exp, at(995)).is_err(), "{n}");
         }
     }
 
@@ -323,7 +338,7 @@ mod tests {
         assert_eq!(c.floor(), 1360);
         assert_eq!(c.to_record(), bytes);
         assert_eq!(
-            c.check_and_insert([0x11; 16], 1400, 1001),
+            c.check_and_insert([0x11; 16], 1400, at(1001)),
             Err(ReplayError::Replayed)
         );
     }
@@ -332,18 +347,18 @@ mod tests {
     fn record_round_trip_and_corruption() {
         let mut c = ReplayCache::new(4);
         for (n, exp) in [(1, 110), (2, 120), (3, 130), (4, 140), (5, 150)] {
-            c.check_and_insert(key(n), exp, 100).unwrap();
+            c.check_and_insert(key(n), exp, at(100)).unwrap();
         }
         let record = c.to_record();
         assert_eq!(record.len(), HEADER_BYTES + 4 * ENTRY_BYTES);
         assert_eq!(ReplayCache::from_record(&record, 4), Ok(c.clone()));
         let mut back = ReplayCache::from_record(&record, 4).unwrap();
         assert_eq!(
-            back.check_and_insert(key(3), 130, 101),
+            back.check_and_insert(key(3), 130, at(101)),
             Err(ReplayError::Replayed)
         );
         assert_eq!(
-            back.check_and_insert(key(1), 110, 101),
+            back.check_and_insert(key(1), 110, at(101)),
             Err(ReplayError::Full)
         );
 
@@ -375,14 +390,14 @@ mod tests {
         dup.copy_within(HEADER_BYTES..HEADER_BYTES + 16, second);
         assert_eq!(ReplayCache::from_record(&dup, 4), Err(RecordError::Corrupt));
 
-        let lost = ReplayCache::after_loss(4, 1000, 360);
+        let lost = ReplayCache::after_loss(4, at(1000), Millis::from_secs(360));
         assert_eq!(lost.floor(), 1360);
         let mut lost = lost;
         assert_eq!(
-            lost.check_and_insert(key(1), 1300, 1000),
+            lost.check_and_insert(key(1), 1300, at(1000)),
             Err(ReplayError::Full)
         );
-        assert_eq!(lost.check_and_insert(key(1), 1361, 1001), Ok(()));
+        assert_eq!(lost.check_and_insert(key(1), 1361, at(1001)), Ok(()));
         assert_eq!(
             ReplayCache::from_record(&ReplayCache::new(2).to_record(), 2),
             Ok(ReplayCache::new(2))

@@ -32,6 +32,7 @@ use crate::authn::request::RequestView;
 use crate::authn::revocation::parse_revocation_list;
 use crate::authn::sender::mtls::ClientCertificate;
 use crate::authn::token_cache::TokenCache;
+use crate::time::UnixMillis;
 use steps::Printer;
 
 const HELP: &str = "\
@@ -137,10 +138,10 @@ pub fn run(argv: &[String], stdin: Stdin<'_>, out: &mut Output) -> Result<u8, Cl
         None => None,
         Some(t) => Some(read_token(t, stdin)?),
     };
-    let now = match a.one("now") {
+    let now = UnixMillis::from_secs(match a.one("now") {
         Some(n) => args::number("now", n)?,
         None => system_now()?,
-    };
+    });
     let method = a.one("method").unwrap_or("GET");
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(CliError::usage(format!(
@@ -302,7 +303,7 @@ fn explain(
     token: Option<&str>,
     jwks_path: Option<&str>,
     revocation_path: Option<&str>,
-    now: u64,
+    now: UnixMillis,
     out: &mut Output,
     secrets: &mut Vec<(String, &'static str)>,
 ) -> Result<u8, CliError> {
@@ -461,8 +462,9 @@ fn explain(
         }
     }
     out.out(format!(
-        "  now: {now} ({})",
-        utc(now as f64).unwrap_or_default()
+        "  now: {} ({})",
+        now.as_secs(),
+        utc(now.as_secs() as f64).unwrap_or_default()
     ));
 
     if let Some((p, load)) = &cli_jwks {

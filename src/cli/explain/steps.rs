@@ -15,6 +15,7 @@ use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
 use crate::cli::keys::family_name;
 use crate::cli::timefmt::{relative, utc};
 use crate::cli::{describe, quoted, Output};
+use crate::time::UnixMillis;
 
 /// What the printer keeps of the token being checked, for the lines that describe it.
 #[derive(Default)]
@@ -32,7 +33,7 @@ pub(super) struct Printer<'a> {
     policy: &'a Policy,
     raw: &'a raw::JwtAuthentication,
     route_name: Option<&'a str>,
-    now: u64,
+    now: UnixMillis,
     /// The token's payload segment: a header that carries it is described, not printed.
     pub(super) payload: Option<&'a str>,
     out: &'a mut Output,
@@ -48,7 +49,7 @@ impl<'a> Printer<'a> {
         policy: &'a Policy,
         raw: &'a raw::JwtAuthentication,
         route_name: Option<&'a str>,
-        now: u64,
+        now: UnixMillis,
         out: &'a mut Output,
     ) -> Self {
         Printer {
@@ -396,11 +397,11 @@ impl Printer<'_> {
             (Check::Times, outcome) => {
                 let lifetime = p
                     .max_lifetime
-                    .map(|m| format!(", max_lifetime {m}s"))
+                    .map(|m| format!(", max_lifetime {}s", m.as_secs()))
                     .unwrap_or_default();
                 let rules = format!(
                     "clock skew {}s, exp {}{lifetime}",
-                    p.clock_skew_seconds,
+                    p.clock_skew.as_secs(),
                     if p.require_expiration {
                         "required"
                     } else {
@@ -517,7 +518,7 @@ impl Printer<'_> {
     }
 }
 
-fn print_claims(c: &Map<String, Value>, now: u64, out: &mut Output) {
+fn print_claims(c: &Map<String, Value>, now: UnixMillis, out: &mut Output) {
     out.out("  claims (unverified):");
     for name in ["iss", "sub"] {
         if let Some(v) = c.get(name) {
@@ -537,7 +538,10 @@ fn print_claims(c: &Map<String, Value>, now: u64, out: &mut Output) {
             Some(Value::Number(n)) => {
                 let secs = n.as_f64().unwrap_or(f64::NAN);
                 let when = utc(secs).unwrap_or_else(|| "out of range".into());
-                out.out(format!("    {name}: {n} ({when}, {})", relative(secs, now)));
+                out.out(format!(
+                    "    {name}: {n} ({when}, {})",
+                    relative(secs, now.as_secs())
+                ));
             }
             Some(other) => out.out(format!("    {name}: {} (not a number)", json_short(other))),
         }

@@ -16,6 +16,7 @@ use crate::authn::policy::{
     DEFAULT_MAX_TOKEN_BYTES,
 };
 use crate::authn::revocation::MAX_REVOKED_ENTRIES;
+use crate::time::Millis;
 
 /// Headers jwt-edge never writes from a token: routing, framing and credential headers.
 const RESERVED_IDENTITY_HEADERS: [&str; 10] = [
@@ -91,7 +92,7 @@ pub(super) fn compile_provider(
 
     let max_lifetime = match &p.max_lifetime {
         None => None,
-        Some(d) if d.0.as_secs() >= 1 => Some(d.0.as_secs()),
+        Some(d) if d.0.as_secs() >= 1 => Some(Millis::from_secs(d.0.as_secs())),
         Some(_) => {
             return Err(ConfigError::new(
                 join(path, "max_lifetime"),
@@ -203,9 +204,10 @@ pub(super) fn compile_provider(
         subjects,
         require_expiration: p.require_expiration.unwrap_or(true),
         max_lifetime,
-        clock_skew_seconds: p
-            .clock_skew_seconds
-            .map_or(DEFAULT_CLOCK_SKEW_SECONDS, u64::from),
+        clock_skew: Millis::from_secs(
+            p.clock_skew_seconds
+                .map_or(DEFAULT_CLOCK_SKEW_SECONDS, u64::from),
+        ),
         algorithms,
         jwks,
         forward: p.forward,

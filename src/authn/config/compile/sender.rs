@@ -10,6 +10,7 @@ use crate::authn::policy::{
     DEFAULT_DPOP_REPLAY_CACHE_SIZE,
 };
 use crate::authn::sender::dpop::DpopPolicy;
+use crate::time::Millis;
 
 /// Longest `dpop_max_age`: a proof is a one-time, just-made signature; ten minutes is
 /// generous, and the replay cache must remember every proof that long.
@@ -110,8 +111,8 @@ pub(super) fn compile_sender(
         mtls,
         proof: DpopPolicy {
             algs,
-            max_age,
-            max_future,
+            max_age: Millis::from_secs(max_age),
+            max_future: Millis::from_secs(max_future),
         },
         replay_cache_size,
     })

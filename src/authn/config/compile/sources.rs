@@ -15,6 +15,7 @@ use crate::authn::policy::{
     DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_STALE_MS, DEFAULT_REFETCH_INTERVAL_MS,
     DEFAULT_REVOCATION_CACHE_SECONDS, DEFAULT_REVOCATION_MAX_STALE_MS, DEFAULT_WAIT_TIMEOUT_MS,
 };
+use crate::time::Millis;
 
 /// `cache_duration` must be below this (jwt_authn's bound).
 const MAX_CACHE_DURATION_SECONDS: u64 = 9_000_000_000;
@@ -110,13 +111,13 @@ pub(super) fn check_authority(authority: &str) -> std::result::Result<(), String
     Ok(())
 }
 
-/// `http_uri` of a remote source: (uri, cluster, authority, path, timeout in ms).
+/// `http_uri` of a remote source: (uri, cluster, authority, path, timeout).
 pub(super) struct Fetch {
     uri: String,
     cluster: String,
     authority: String,
     path: String,
-    timeout_ms: u64,
+    timeout_ms: Millis,
 }
 
 pub(super) fn compile_http_uri(http: Option<&raw::HttpUri>, path: &str) -> Result<Fetch> {
@@ -149,19 +150,21 @@ pub(super) fn compile_http_uri(http: Option<&raw::HttpUri>, path: &str) -> Resul
         cluster: cluster.to_string(),
         authority,
         path: fetch_path,
-        timeout_ms,
+        timeout_ms: Millis(timeout_ms),
     })
 }
 
+/// `cache_duration`, whole seconds (`default` when absent).
 pub(super) fn cache_seconds(
     d: &Option<raw::ProtoDuration>,
     path: &str,
     default: u64,
-) -> Result<u64> {
+) -> Result<Millis> {
     match d {
-        None => Ok(default),
+        None => Ok(Millis::from_secs(default)),
         Some(d) => Some(d.0.as_secs())
             .filter(|s| (1..MAX_CACHE_DURATION_SECONDS).contains(s))
+            .map(Millis::from_secs)
             .ok_or_else(|| {
                 ConfigError::new(
                     join(path, "cache_duration"),
@@ -171,7 +174,7 @@ pub(super) fn cache_seconds(
     }
 }
 
-/// An optional duration field in milliseconds, within `min..=max`.
+/// An optional duration field, within `min..=max` milliseconds (`default` when absent).
 pub(super) fn duration_ms(
     d: &Option<raw::ProtoDuration>,
     path: &str,
@@ -179,12 +182,13 @@ pub(super) fn duration_ms(
     default: u64,
     min: u64,
     max: u64,
-) -> Result<u64> {
+) -> Result<Millis> {
     match d {
-        None => Ok(default),
+        None => Ok(Millis(default)),
         Some(d) => u64::try_from(d.0.as_millis())
             .ok()
             .filter(|v| (min..=max).contains(v))
+            .map(Millis)
             .ok_or_else(|| {
                 // Not `min as f64 / 1000.0`: f64's Display would bring ~18 KB of float
                 // formatting into the module.
@@ -214,8 +218,7 @@ pub(super) fn compile_remote_jwks(
     sources: &mut Sources,
 ) -> Result<JwksId> {
     let fetch = compile_http_uri(r.http_uri.as_ref(), path)?;
-    let cache_duration_seconds =
-        cache_seconds(&r.cache_duration, path, DEFAULT_CACHE_DURATION_SECONDS)?;
+    let cache_duration = cache_seconds(&r.cache_duration, path, DEFAULT_CACHE_DURATION_SECONDS)?;
     let max_stale_ms = duration_ms(
         &r.max_stale,
         path,
@@ -258,7 +261,7 @@ pub(super) fn compile_remote_jwks(
         authority: fetch.authority,
         path: fetch.path,
         timeout_ms: fetch.timeout_ms,
-        cache_duration_seconds,
+        cache_duration,
         max_stale_ms,
         refetch_interval_ms,
         wait_timeout_ms,
@@ -283,11 +286,7 @@ pub(super) fn compile_revocation_list(
         authority: fetch.authority,
         path: fetch.path,
         timeout_ms: fetch.timeout_ms,
-        cache_duration_seconds: cache_seconds(
-            &r.cache_duration,
-            path,
-            DEFAULT_REVOCATION_CACHE_SECONDS,
-        )?,
+        cache_duration: cache_seconds(&r.cache_duration, path, DEFAULT_REVOCATION_CACHE_SECONDS)?,
         max_stale_ms: duration_ms(
             &r.max_stale,
             path,
@@ -297,7 +296,7 @@ pub(super) fn compile_revocation_list(
             MAX_STALE_LIMIT_MS,
         )?,
         // Not used: a revocation list has no `kid` to be missing from.
-        refetch_interval_ms: DEFAULT_REFETCH_INTERVAL_MS,
+        refetch_interval_ms: Millis(DEFAULT_REFETCH_INTERVAL_MS),
         wait_timeout_ms: duration_ms(
             &r.request_wait_timeout,
             path,

@@ -10,6 +10,7 @@ use crate::authn::policy::{
     ClaimFormat, ClaimToHeader, JwksId, JwksSource, Policy, Requirement, RouteOverride,
     TokenLocation, DEFAULT_MAX_TOKEN_BYTES,
 };
+use crate::time::Millis;
 
 fn remote(uri: &str) -> Value {
     json!({"remote_jwks": {"http_uri": {"uri": uri, "cluster": "idp"}}})
@@ -29,7 +30,7 @@ fn provider_defaults() {
     let p = &policy.providers[0];
     assert_eq!(p.name, "p");
     assert!(p.require_expiration, "stricter than jwt_authn on purpose");
-    assert_eq!(p.clock_skew_seconds, 60);
+    assert_eq!(p.clock_skew, Millis::from_secs(60));
     assert_eq!(p.algorithms, Algorithm::DEFAULT_ALLOWED.to_vec());
     assert!(!p.algorithms.iter().any(|a| a.is_symmetric()));
     assert_eq!(
@@ -52,8 +53,8 @@ fn provider_defaults() {
     let Some(JwksSource::Remote(r)) = policy.jwks_sources.get(p.jwks) else {
         panic!("remote source expected");
     };
-    assert_eq!(r.timeout_ms, 5_000);
-    assert_eq!(r.cache_duration_seconds, 600);
+    assert_eq!(r.timeout_ms, Millis(5_000));
+    assert_eq!(r.cache_duration, Millis::from_secs(600));
     assert_eq!(r.authority, "idp.example.com");
     assert_eq!(r.path, "/jwks");
     assert!(policy.rules.is_empty());
@@ -86,8 +87,8 @@ fn explicit_values_are_used() {
     let p = &policy.providers[0];
     assert_eq!(p.issuer.as_deref(), Some("https://idp"));
     assert!(!p.require_expiration);
-    assert_eq!(p.max_lifetime, Some(3600));
-    assert_eq!(p.clock_skew_seconds, 0);
+    assert_eq!(p.max_lifetime, Some(Millis::from_secs(3600)));
+    assert_eq!(p.clock_skew, Millis::from_secs(0));
     assert_eq!(p.algorithms, vec![Algorithm::Es256, Algorithm::Rs256]);
     assert_eq!(p.max_token_bytes, 256);
     assert_eq!(p.jwt_cache_size, DEFAULT_JWT_CACHE_SIZE);
@@ -109,8 +110,8 @@ fn explicit_values_are_used() {
     let Some(JwksSource::Remote(r)) = policy.jwks_sources.first() else {
         panic!("remote source expected");
     };
-    assert_eq!(r.timeout_ms, 1_500);
-    assert_eq!(r.cache_duration_seconds, 1);
+    assert_eq!(r.timeout_ms, Millis(1_500));
+    assert_eq!(r.cache_duration, Millis::from_secs(1));
     assert_eq!(r.authority, "idp:8080");
     assert_eq!(r.path, "/?tenant=a");
 }
