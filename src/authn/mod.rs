@@ -1,7 +1,7 @@
 //! The host-independent core: extraction, parsing, verification, claims, rules, decisions.
 //!
 //! Nothing in here imports `proxy_wasm` or reads a clock: every function that needs the time
-//! takes `now` (seconds since the Unix epoch).
+//! takes `now` ([`crate::time::UnixMillis`]; claims are compared in its whole seconds).
 
 pub mod alg;
 pub mod authenticate;

@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use crate::filter::host::Host;
 use crate::sources::{SharedData, WriteError};
+use crate::time::{Millis, UnixMillis};
 
 /// Shared data with CAS, as proxy-wasm-cpp-host implements it (one global counter).
 pub type SharedStore = crate::sources::memory::MemoryStore;
@@ -91,7 +92,8 @@ impl StreamRecord {
 /// The fake host of one VM.
 #[derive(Debug)]
 pub struct FakeHost {
-    pub now_ms: Cell<u64>,
+    /// The clock, set by the tests.
+    pub now_ms: Cell<UnixMillis>,
     pub shared: Rc<RefCell<SharedStore>>,
     pub streams: RefCell<BTreeMap<u32, StreamRecord>>,
     pub current: Cell<u32>,
@@ -105,7 +107,7 @@ pub struct FakeHost {
     pub call_response: RefCell<(String, Vec<u8>)>,
     pub counters: RefCell<BTreeMap<String, i64>>,
     pub gauges: RefCell<BTreeMap<String, u64>>,
-    pub tick_ms: Cell<u64>,
+    pub tick_ms: Cell<Millis>,
     /// Clusters that exist; dispatching to another fails as Envoy's does.
     pub clusters: Vec<String>,
     /// Set while a stream callback runs: a call dispatched then would be answered to the
@@ -121,10 +123,10 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
-    /// A VM on `shared`, at time `now_ms`, with these clusters.
-    pub fn new(shared: Rc<RefCell<SharedStore>>, now_ms: u64, clusters: &[&str]) -> FakeHost {
+    /// A VM on `shared`, at time `now`, with these clusters.
+    pub fn new(shared: Rc<RefCell<SharedStore>>, now: UnixMillis, clusters: &[&str]) -> FakeHost {
         FakeHost {
-            now_ms: Cell::new(now_ms),
+            now_ms: Cell::new(now),
             shared,
             streams: RefCell::new(BTreeMap::new()),
             current: Cell::new(0),
@@ -136,7 +138,7 @@ impl FakeHost {
             call_response: RefCell::new((String::new(), Vec::new())),
             counters: RefCell::new(BTreeMap::new()),
             gauges: RefCell::new(BTreeMap::new()),
-            tick_ms: Cell::new(0),
+            tick_ms: Cell::new(Millis::ZERO),
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             in_stream_callback: Cell::new(false),
             dispatches_from_streams: Cell::new(0),
@@ -147,10 +149,10 @@ impl FakeHost {
     }
 
     /// A VM of ngx_wasm_module's profile.
-    pub fn ngx(shared: Rc<RefCell<SharedStore>>, now_ms: u64, clusters: &[&str]) -> FakeHost {
+    pub fn ngx(shared: Rc<RefCell<SharedStore>>, now: UnixMillis, clusters: &[&str]) -> FakeHost {
         FakeHost {
             ngx: true,
-            ..FakeHost::new(shared, now_ms, clusters)
+            ..FakeHost::new(shared, now, clusters)
         }
     }
 
@@ -222,7 +224,7 @@ impl SharedData for FakeHost {
 }
 
 impl Host for FakeHost {
-    fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> UnixMillis {
         self.now_ms.get()
     }
 
@@ -328,7 +330,7 @@ impl Host for FakeHost {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
-        _timeout_ms: u64,
+        _timeout_ms: Millis,
     ) -> Result<u32, String> {
         // The adapter dispatches from the root context only, which receives the answers.
         let from = if self.in_stream_callback.get() {
@@ -372,7 +374,7 @@ impl Host for FakeHost {
         Some(body.iter().take(max).copied().collect())
     }
 
-    fn set_tick_period_ms(&self, ms: u64) {
+    fn set_tick_period_ms(&self, ms: Millis) {
         self.tick_ms.set(ms);
     }
 

@@ -5,12 +5,13 @@
 //! went away, a CAS race) are ordinary outcomes here, never panics.
 
 use crate::sources::SharedData;
+use crate::time::{Millis, UnixMillis};
 
 /// The host, as seen from the adapter; its shared data is the key sources' [`SharedData`]
 /// (reads with a CAS token, compare-and-swap writes).
 pub trait Host: SharedData {
-    /// Wall-clock time, milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
+    /// Wall-clock time.
+    fn now_ms(&self) -> UnixMillis;
 
     /// The current stream's request headers (lower-case names).
     fn request_headers(&self) -> Vec<(String, String)>;
@@ -46,7 +47,7 @@ pub trait Host: SharedData {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
-        timeout_ms: u64,
+        timeout_ms: Millis,
     ) -> Result<u32, String>;
     /// Response headers of the call being answered (inside the call-response callback).
     fn call_response_headers(&self) -> Vec<(String, String)>;
@@ -54,7 +55,7 @@ pub trait Host: SharedData {
     fn call_response_body(&self, max: usize) -> Option<Vec<u8>>;
 
     /// Sets the root context's tick period.
-    fn set_tick_period_ms(&self, ms: u64);
+    fn set_tick_period_ms(&self, ms: Millis);
     /// Adds `delta` to the counter `name` (defined on first use).
     fn increment_counter(&self, name: &str, delta: i64);
     /// Sets the gauge `name` (defined on first use).

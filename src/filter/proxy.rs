@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -19,6 +19,7 @@ use crate::filter::host::Host;
 use crate::filter::state::{Action, FilterState};
 use crate::metrics::MetricIds;
 use crate::sources::{SharedData, WriteError};
+use crate::time::{Millis, UnixMillis};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -76,11 +77,11 @@ impl SharedData for ProxyHost {
 }
 
 impl Host for ProxyHost {
-    fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> UnixMillis {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(UnixMillis::EPOCH, UnixMillis::from_since_epoch)
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
@@ -182,16 +183,10 @@ impl Host for ProxyHost {
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
-        timeout_ms: u64,
+        timeout_ms: Millis,
     ) -> Result<u32, String> {
-        hostcalls::dispatch_http_call(
-            cluster,
-            headers.to_vec(),
-            None,
-            vec![],
-            Duration::from_millis(timeout_ms),
-        )
-        .map_err(|s| format!("{s:?}"))
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout_ms.into())
+            .map_err(|s| format!("{s:?}"))
     }
 
     fn call_response_headers(&self) -> Vec<(String, String)> {
@@ -211,8 +206,8 @@ impl Host for ProxyHost {
             .flatten()
     }
 
-    fn set_tick_period_ms(&self, ms: u64) {
-        let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
+    fn set_tick_period_ms(&self, ms: Millis) {
+        let _ = hostcalls::set_tick_period(ms.into());
     }
 
     fn increment_counter(&self, name: &str, delta: i64) {
@@ -324,7 +319,7 @@ impl RootContext for Root {
                 // The first tick starts key-set fetches. Set once per root context: a
                 // configuration update must not set it again.
                 if TICKING.with(|t| t.borrow_mut().insert(self.context_id)) {
-                    ProxyHost.set_tick_period_ms(crate::filter::state::TICK_MS.as_millis());
+                    ProxyHost.set_tick_period_ms(crate::filter::state::TICK_MS);
                 }
                 true
             }

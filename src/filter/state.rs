@@ -59,7 +59,7 @@ impl FilterState {
 
     /// The request-headers callback of stream `context_id`.
     pub fn on_request_headers(&mut self, host: &dyn Host, context_id: u32) -> Action {
-        let now = UnixMillis(host.now_ms());
+        let now = host.now_ms();
         self.decide(host, now, context_id, Retry::default())
     }
 
@@ -81,14 +81,14 @@ impl FilterState {
 
     /// The root context's tick.
     pub fn on_tick(&mut self, host: &dyn Host) {
-        let now = UnixMillis(host.now_ms());
+        let now = host.now_ms();
         let commands = self.sources.tick(now, host);
         self.run(host, now, commands);
     }
 
     /// The response to a call the key sources started.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let now = UnixMillis(host.now_ms());
+        let now = host.now_ms();
         let headers = host.call_response_headers();
         let status = headers
             .iter()
@@ -143,11 +143,8 @@ impl FilterState {
                 // Every call from the root context, which receives the answer: Envoy and
                 // ngx_wasm_module both answer a call to the context that dispatched it.
                 Command::Dispatch { from: _, call } => {
-                    let result = host.dispatch_http_call(
-                        &call.cluster,
-                        &call.headers(),
-                        call.timeout_ms.as_millis(),
-                    );
+                    let result =
+                        host.dispatch_http_call(&call.cluster, &call.headers(), call.timeout_ms);
                     queue.extend(self.sources.dispatched(now, host, &call, result));
                 }
                 Command::Decide {

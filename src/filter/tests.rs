@@ -12,6 +12,7 @@ use crate::filter::fake::{FakeHost, SharedStore, ROOT};
 use crate::filter::state::{Action, FilterState};
 use crate::sources::lease::Lease;
 use crate::sources::record::Binding;
+use crate::time::{Millis, UnixMillis};
 
 pub(super) const T0: u64 = 1_800_000_000_000;
 pub(super) const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
@@ -49,12 +50,12 @@ pub(super) fn vm_with(
 ) -> (FakeHost, FilterState) {
     let (host, profile) = if ngx {
         (
-            FakeHost::ngx(shared.clone(), T0, &["idp"]),
+            FakeHost::ngx(shared.clone(), UnixMillis(T0), &["idp"]),
             HostProfile::NGX_WASM_MODULE,
         )
     } else {
         (
-            FakeHost::new(shared.clone(), T0, &["idp"]),
+            FakeHost::new(shared.clone(), UnixMillis(T0), &["idp"]),
             HostProfile::ENVOY,
         )
     };
@@ -159,7 +160,7 @@ fn body_is_held_when_the_wait_ends_in_a_refusal() {
         request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
         Action::Pause
     );
-    host.now_ms.set(T0 + KEY_WAIT_MS + 1);
+    host.now_ms.set(UnixMillis(T0 + KEY_WAIT_MS + 1));
     state.on_tick(&host);
     assert_eq!(host.stream(1).reply.map(|r| r.status), Some(503));
     assert!(!host.stream(1).resumed);
@@ -242,7 +243,7 @@ fn waiting_requests_fail_closed_after_the_deadline() {
         host.stream(1).reply.is_none(),
         "waits for a retry until the deadline"
     );
-    host.now_ms.set(T0 + KEY_WAIT_MS);
+    host.now_ms.set(UnixMillis(T0 + KEY_WAIT_MS));
     state.on_tick(&host);
     let reply = host.stream(1).reply.unwrap();
     assert_eq!(reply.status, 503);
@@ -290,7 +291,7 @@ fn one_fetch_per_proxy_and_every_vm_gets_the_keys() {
 
 fn host_ticks(vms: &mut [(FakeHost, FilterState)], advance_ms: u64) {
     for (host, state) in vms.iter_mut() {
-        host.now_ms.set(host.now_ms.get() + advance_ms);
+        host.now_ms.set(host.now_ms.get() + Millis(advance_ms));
         state.on_tick(host);
     }
 }
@@ -309,7 +310,7 @@ fn bad_responses_never_replace_good_keys() {
         ("200", br#"{"keys":[]}"#),
         ("200", &big[..]),
     ] {
-        host.now_ms.set(host.now_ms.get() + 120_000);
+        host.now_ms.set(host.now_ms.get() + Millis(120_000));
         state.on_tick(&host);
         assert_eq!(host.calls.borrow().len(), 1, "refresh due");
         answer(&host, &mut state, status, body);
@@ -330,7 +331,7 @@ fn host_shared_meta(
     state: &FilterState,
     cfg: &str,
 ) -> (Lease, ()) {
-    let host = FakeHost::new(shared.clone(), 0, &[]);
+    let host = FakeHost::new(shared.clone(), UnixMillis(0), &[]);
     let key = state.meta_key(0).unwrap();
     let (raw, _) = crate::sources::SharedData::read(&host, key);
     let raw = raw.unwrap();
@@ -346,7 +347,7 @@ fn unknown_kid_waits_for_one_early_refetch() {
     // The provider has only rsa-2 at first... then publishes the rest.
     let rotated = json!({"keys": serde_json::from_str::<Value>(JWKS).unwrap()["keys"].as_array().unwrap()[1..]}).to_string();
     answer(&host, &mut state, "200", rotated.as_bytes());
-    host.now_ms.set(T0 + 20_000);
+    host.now_ms.set(UnixMillis(T0 + 20_000));
     let good = format!("Bearer {}", token("rs256"));
     assert_eq!(
         request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
@@ -357,7 +358,7 @@ fn unknown_kid_waits_for_one_early_refetch() {
         0,
         "the root's tick fetches, not the stream"
     );
-    host.now_ms.set(T0 + 20_100);
+    host.now_ms.set(UnixMillis(T0 + 20_100));
     state.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 1, "an early refetch started");
     answer(&host, &mut state, "200", JWKS.as_bytes());
@@ -432,7 +433,7 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
     })
     .to_string();
     let shared = Rc::new(RefCell::new(SharedStore::default()));
-    let host = FakeHost::new(shared, T0, &["idp"]);
+    let host = FakeHost::new(shared, UnixMillis(T0), &["idp"]);
     let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     let first = host.calls.borrow()[0].clone();
@@ -451,7 +452,7 @@ fn oidc_discovery_then_keys_through_the_same_cluster() {
     assert_eq!(host.calls.borrow().len(), 0);
     assert_eq!(host.counter("jwt_edge.jwks.p.fetch_failed"), 1);
 
-    host.now_ms.set(T0 + 1_000);
+    host.now_ms.set(UnixMillis(T0 + 1_000));
     state.on_tick(&host);
     answer(
         &host,
@@ -484,7 +485,7 @@ fn a_key_set_change_empties_the_token_cache() {
     );
     assert!(cfg.contains("jwt_cache_size"));
     let shared = Rc::new(RefCell::new(SharedStore::default()));
-    let host = FakeHost::new(shared, T0, &["idp"]);
+    let host = FakeHost::new(shared, UnixMillis(T0), &["idp"]);
     let mut state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     state.on_tick(&host);
     answer(&host, &mut state, "200", JWKS.as_bytes());
@@ -506,10 +507,10 @@ fn a_key_set_change_empties_the_token_cache() {
     );
     // The provider drops rsa-1: the cached token must not outlive its key.
     let without_rsa1 = json!({"keys": serde_json::from_str::<Value>(JWKS).unwrap()["keys"].as_array().unwrap()[1..]}).to_string();
-    host.now_ms.set(T0 + 120_000);
+    host.now_ms.set(UnixMillis(T0 + 120_000));
     state.on_tick(&host);
     answer(&host, &mut state, "200", without_rsa1.as_bytes());
-    host.now_ms.set(T0 + 125_000);
+    host.now_ms.set(UnixMillis(T0 + 125_000));
     assert_eq!(
         request(&host, &mut state, 3, "/a", &[("authorization", &good)]),
         Action::Pause
@@ -544,7 +545,7 @@ fn a_vm_that_dies_mid_fetch_loses_the_lease_within_a_second() {
         Action::Pause
     );
     for t in [100, 500, 900] {
-        worker.now_ms.set(T0 + t);
+        worker.now_ms.set(UnixMillis(T0 + t));
         worker_state.on_tick(&worker);
         assert_eq!(
             worker.calls.borrow().len(),
@@ -552,7 +553,7 @@ fn a_vm_that_dies_mid_fetch_loses_the_lease_within_a_second() {
             "lease still held at +{t} ms"
         );
     }
-    worker.now_ms.set(T0 + 1_000);
+    worker.now_ms.set(UnixMillis(T0 + 1_000));
     worker_state.on_tick(&worker);
     assert_eq!(worker.calls.borrow().len(), 1, "taken over");
     answer(&worker, &mut worker_state, "200", JWKS.as_bytes());
@@ -567,9 +568,9 @@ fn a_live_fetcher_keeps_its_lease() {
     let (b, mut b_state) = vm(&shared);
     a_state.on_tick(&a);
     for t in (100..=1_900).step_by(100) {
-        a.now_ms.set(T0 + t);
+        a.now_ms.set(UnixMillis(T0 + t));
         a_state.on_tick(&a);
-        b.now_ms.set(T0 + t);
+        b.now_ms.set(UnixMillis(T0 + t));
         b_state.on_tick(&b);
     }
     assert_eq!((a.calls.borrow().len(), b.calls.borrow().len()), (1, 0));
@@ -586,7 +587,7 @@ fn revocation_vm(shared: &Rc<RefCell<SharedStore>>) -> (FakeHost, FilterState) {
         }},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
     });
-    let host = FakeHost::new(shared.clone(), T0, &["idp"]);
+    let host = FakeHost::new(shared.clone(), UnixMillis(T0), &["idp"]);
     let cfg = cfg.to_string();
     let state = FilterState::new(config::parse(&cfg).unwrap(), &cfg, HostProfile::ENVOY);
     (host, state)
@@ -682,14 +683,17 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
             if !host.calls.borrow().is_empty() {
                 break;
             }
-            host.now_ms.set(host.now_ms.get() + 250);
+            host.now_ms.set(host.now_ms.get() + Millis(250));
             state.on_tick(&host);
         }
         assert_eq!(
             answer_by_path(&host, &mut state, &[("/revoked", status, body)]),
             ["/revoked"]
         );
-        assert!(host.now_ms.get() < T0 + 30_000, "still within max_stale");
+        assert!(
+            host.now_ms.get() < UnixMillis(T0 + 30_000),
+            "still within max_stale"
+        );
         assert_eq!(
             request(&host, &mut state, 3, "/a", &[("authorization", &listed)]),
             Action::Pause,
@@ -713,13 +717,13 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
 
     // Past cache_duration + max_stale (10 s + 20 s) with no good list: fail closed, after
     // the request waited for a fetch that never succeeds.
-    host.now_ms.set(T0 + 31_000);
+    host.now_ms.set(UnixMillis(T0 + 31_000));
     assert_eq!(
         request(&host, &mut state, 6, "/a", &[("authorization", &good)]),
         Action::Pause
     );
     assert!(host.stream(6).reply.is_none(), "waits first");
-    host.now_ms.set(T0 + 31_000 + KEY_WAIT_MS);
+    host.now_ms.set(UnixMillis(T0 + 31_000 + KEY_WAIT_MS));
     state.on_tick(&host);
     let reply = host.stream(6).reply.expect("decided at the deadline");
     assert_eq!(
@@ -732,7 +736,7 @@ fn a_remote_revocation_list_is_fetched_shared_enforced_and_fails_closed() {
     assert_eq!(host.counter("jwt_edge.denied.revocation_unavailable"), 1);
     // A good list again: accepted again.
     host.calls.borrow_mut().clear();
-    host.now_ms.set(T0 + 120_000);
+    host.now_ms.set(UnixMillis(T0 + 120_000));
     state.on_tick(&host);
     answer_by_path(&host, &mut state, &[("/revoked", "200", b"{}")]);
     assert_eq!(
@@ -782,7 +786,7 @@ fn a_host_that_cannot_switch_contexts_never_holds_a_request_for_keys() {
         Action::Pause
     );
     assert_eq!(host.stream(3).reply.map(|r| r.status), Some(401));
-    host.now_ms.set(T0 + 5_000);
+    host.now_ms.set(UnixMillis(T0 + 5_000));
     state.on_tick(&host);
     assert_eq!(state.pending_len(), 0);
     assert_eq!(
@@ -858,7 +862,11 @@ fn identity_headers_and_unforwarded_tokens_under_both_profiles() {
 #[test]
 fn the_fake_ngx_host_keeps_removed_headers_upstream() {
     use crate::filter::Host;
-    let host = FakeHost::ngx(Rc::new(RefCell::new(SharedStore::default())), T0, &[]);
+    let host = FakeHost::ngx(
+        Rc::new(RefCell::new(SharedStore::default())),
+        UnixMillis(T0),
+        &[],
+    );
     host.open_stream(1, &[("x-a", "1"), ("x-b", "2"), ("x-b", "3")]);
     host.in_stream_callback.set(true);
     host.remove_request_header("x-a");

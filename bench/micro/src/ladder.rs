@@ -240,7 +240,7 @@ impl LadderStream {
             black_box(found);
             return Action::Continue;
         }
-        let decision = decide_cached(policy, &req, &LocalKeys(policy), &state.cache, now / 1000);
+        let decision = decide_cached(policy, &req, &LocalKeys(policy), &state.cache, now);
         let Decision::Allow(allow) = decision else {
             // Every bench token is valid: anything else is a broken set-up, made visible.
             host.send_response(500, &[], b"ladder: token refused");
