@@ -35,6 +35,8 @@ WASM := $(TARGET_DIR)/$(WASM_TARGET)/release/jwt_edge.wasm
 export JWT_EDGE_WASM := $(abspath $(WASM))
 
 PYTEST_ARGS ?= -q
+# What `make integration` runs: the whole folder, or e.g. INTEGRATION_TESTS=integration-tests/test_dpop.py.
+INTEGRATION_TESTS ?= integration-tests
 
 .PHONY: venv toolchain build cli unit lint integration skopeo-tool test run clean
 
@@ -73,7 +75,7 @@ lint: toolchain
 
 # The tests that run the CLI take it from $JWT_EDGE_CLI, else from target/release/.
 integration: venv build cli skopeo-tool
-	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) integration-tests
+	JWT_EDGE_CLI=$(abspath $(TARGET_DIR)/release/jwt-edge) $(VENV)/bin/pytest $(PYTEST_ARGS) $(INTEGRATION_TESTS)
 
 # skopeo (Debian) reads the OCI layout `make oci` writes, as a registry client would: an
 # independent check in integration-tests/test_deploy_manifests.py, so it is installed, not optional.
