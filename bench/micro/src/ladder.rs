@@ -36,6 +36,7 @@ use jwt_edge::authn::token_cache::TokenCache;
 use jwt_edge::filter::metrics;
 use jwt_edge::filter::proxy::ProxyHost;
 use jwt_edge::filter::Host;
+use jwt_edge::time::UnixMillis;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
@@ -202,7 +203,7 @@ impl LadderStream {
         state: &Ladder,
         host: &ProxyHost,
         headers: &mut Vec<(String, String)>,
-        now: u64,
+        now: UnixMillis,
     ) -> Action {
         let policy = &state.policy;
         // As `FilterState::handle`: client copies of identity headers go (none here).

@@ -26,6 +26,7 @@ use jwt_edge::authn::jwk::{parse_jwks, JwksOptions, KeySet};
 use jwt_edge::authn::jws::UntrustedToken;
 use jwt_edge::authn::policy::{JwksId, JwksSource, Policy, DEFAULT_MAX_TOKEN_BYTES};
 use jwt_edge::authn::request::RequestView;
+use jwt_edge::time::UnixMillis;
 use serde_json::{json, Value};
 
 #[cfg(target_arch = "wasm32")]
@@ -132,7 +133,7 @@ pub struct DecideCase {
 /// between their `iat` and `exp`, in seconds.
 const FIXTURE_ISSUER: &str = "https://idp.test/";
 const FIXTURE_AUDIENCE: &str = "api";
-const DECIDE_NOW: u64 = 1_800_000_000;
+const DECIDE_NOW: UnixMillis = UnixMillis::from_secs(1_800_000_000);
 
 impl DecideCase {
     pub fn load(alg_name: &str) -> Result<DecideCase, String> {
