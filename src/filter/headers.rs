@@ -23,14 +23,11 @@ pub fn refill(out: &mut Vec<(String, String)>, buf: &[u8]) {
         match out.get_mut(i) {
             Some((k, v)) => {
                 k.clear();
-                k.push_str(&String::from_utf8_lossy(name));
+                k.push_str(&text(name));
                 v.clear();
-                v.push_str(&String::from_utf8_lossy(value));
+                v.push_str(&text(value));
             }
-            None => out.push((
-                String::from_utf8_lossy(name).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
-            )),
+            None => out.push((text(name).into_owned(), text(value).into_owned())),
         }
         if let Some((k, _)) = out.get_mut(i) {
             // In place: HTTP/1 and HTTP/2 codecs hand names over lower-case already.
@@ -39,6 +36,15 @@ pub fn refill(out: &mut Vec<(String, String)>, buf: &[u8]) {
     })
     .unwrap_or_default();
     out.truncate(count);
+}
+
+/// `bytes` as text: `from_utf8` (word-at-a-time over ASCII) for the usual valid input,
+/// `from_utf8_lossy` (byte by byte) only for a value that is not UTF-8.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Calls `pair(index, name, value)` for each pair of `buf`; the number of pairs, or `None`
