@@ -662,7 +662,8 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             // Same bytes, verified before under the current keys: only the claims, which
             // depend on `now`, are checked again.
             let claims = hit.claims();
-            let facts = Facts {
+            // Only a refusal logs them: a hit that passes allocates none of them.
+            let facts = || Facts {
                 kid: hit.header().kid.clone(),
                 iss: string_claim(claims, "iss"),
                 sub: string_claim(claims, "sub"),
@@ -679,13 +680,13 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 })
                 .and_then(|()| checked(rec, id, Check::Subject, claims::check_subject(claims, p)))
             {
-                return ProviderResult::Failed(e, facts, Some(found.token));
+                return ProviderResult::Failed(e, facts(), Some(found.token));
             }
             if let Some(refused) = self.check_revoked(id, claims, p, &facts, &found.token) {
                 return refused;
             }
             if let Err(e) = self.check_sender(id, p, &found, claims) {
-                return ProviderResult::Failed(e, facts, Some(found.token));
+                return ProviderResult::Failed(e, facts(), Some(found.token));
             }
             return ProviderResult::Verified { token: hit, found };
         }
@@ -803,7 +804,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         // and a request waiting for a revocation list needs no second verification.
         self.cache.put(id, &found.token, &verified);
         let verified = Rc::new(verified);
-        if let Some(refused) = self.check_revoked(id, verified.claims(), p, &facts, &found.token) {
+        if let Some(refused) =
+            self.check_revoked(id, verified.claims(), p, &|| facts.clone(), &found.token)
+        {
             return refused;
         }
         // Never cached: a proof is for one request.
@@ -904,10 +907,10 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         id: ProviderId,
         claims: &serde_json::Map<String, serde_json::Value>,
         p: &Provider,
-        facts: &Facts,
+        facts: &dyn Fn() -> Facts,
         token: &str,
     ) -> Option<ProviderResult> {
-        let failed = |e| ProviderResult::Failed(e, facts.clone(), Some(token.to_owned()));
+        let failed = |e| ProviderResult::Failed(e, facts(), Some(token.to_owned()));
         let revoked = |revokes: bool| match revokes {
             true => Err(AuthError::TokenRevoked),
             false => Ok(()),
