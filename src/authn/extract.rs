@@ -30,75 +30,90 @@ pub struct Found {
 pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, AuthError> {
     let mut found: Option<Found> = None;
     for location in &p.locations {
-        let (candidates, at) = match location {
+        match location {
             TokenLocation::Header { name, value_prefix } => {
-                let values: Vec<&str> = req.header_values(name).collect();
-                if values.len() > 1 {
+                let mut values = req.header_values(name);
+                let Some(v) = values.next() else {
+                    continue;
+                };
+                if values.next().is_some() {
                     return Err(AuthError::MultipleTokens);
                 }
-                let mut tokens = Vec::new();
-                for v in values {
-                    // A header far over the token cap is refused before it is scanned.
-                    if v.len() > p.max_token_bytes + value_prefix.len() + 64 {
-                        return Err(AuthError::TokenTooLarge {
-                            limit: p.max_token_bytes,
-                        });
-                    }
-                    // Envoy's HTTP/1 codec joins a repeated header into one value with
-                    // ','; a JWS never contains one, so a comma means several credentials.
-                    if v.contains(',') {
-                        return Err(AuthError::MultipleTokens);
-                    }
-                    if let Some((t, dpop)) = header_token(v, name, value_prefix, p)? {
-                        tokens.push((t.to_owned(), dpop));
-                    }
+                // A header far over the token cap is refused before it is scanned.
+                if v.len() > p.max_token_bytes + value_prefix.len() + 64 {
+                    return Err(AuthError::TokenTooLarge {
+                        limit: p.max_token_bytes,
+                    });
                 }
-                (tokens, FoundAt::Header(name.clone()))
-            }
-            TokenLocation::Param(name) => (
-                req.query_values(name)
-                    .into_iter()
-                    .map(|t| (t, false))
-                    .collect(),
-                FoundAt::Param(name.clone()),
-            ),
-            TokenLocation::Cookie(name) => (
-                req.cookie_values(name)
-                    .into_iter()
-                    .map(|t| (t.to_owned(), false))
-                    .collect(),
-                FoundAt::Cookie(name.clone()),
-            ),
-        };
-        for (token, dpop) in candidates {
-            if token.is_empty() {
-                continue;
-            }
-            if token.len() > p.max_token_bytes {
-                return Err(AuthError::TokenTooLarge {
-                    limit: p.max_token_bytes,
-                });
-            }
-            match &mut found {
-                Some(f) if f.token != token || f.dpop != dpop => {
-                    return Err(AuthError::MultipleTokens)
+                // Envoy's HTTP/1 codec joins a repeated header into one value with ',';
+                // a JWS never contains one, so a comma means several credentials.
+                if v.contains(',') {
+                    return Err(AuthError::MultipleTokens);
                 }
-                Some(f) => {
-                    if !f.at.contains(&at) {
-                        f.at.push(at.clone());
-                    }
+                if let Some((t, dpop)) = header_token(v, name, value_prefix, p)? {
+                    consider(&mut found, p, location, t, dpop)?;
                 }
-                None => {
-                    found = Some(Found {
-                        token,
-                        at: vec![at.clone()],
-                        dpop,
-                    })
+            }
+            TokenLocation::Param(name) => {
+                for t in req.query_values(name) {
+                    consider(&mut found, p, location, &t, false)?;
+                }
+            }
+            TokenLocation::Cookie(name) => {
+                for t in req.cookie_values(name) {
+                    consider(&mut found, p, location, t, false)?;
                 }
             }
         }
     }
     Ok(found)
+}
+
+/// One candidate `token` at `location`: the first one found, the same one again (another
+/// place to clear), or a second, different one (`multiple_tokens`). Empty ones are skipped.
+/// Nothing is copied until a token is kept.
+fn consider(
+    found: &mut Option<Found>,
+    p: &Provider,
+    location: &TokenLocation,
+    token: &str,
+    dpop: bool,
+) -> Result<(), AuthError> {
+    if token.is_empty() {
+        return Ok(());
+    }
+    if token.len() > p.max_token_bytes {
+        return Err(AuthError::TokenTooLarge {
+            limit: p.max_token_bytes,
+        });
+    }
+    match found {
+        Some(f) if f.token != token || f.dpop != dpop => Err(AuthError::MultipleTokens),
+        Some(f) => {
+            let at = found_at(location);
+            if !f.at.contains(&at) {
+                f.at.push(at);
+            }
+            Ok(())
+        }
+        None => {
+            *found = Some(Found {
+                token: token.to_owned(),
+                at: vec![found_at(location)],
+                dpop,
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Where a location's token is found (to be removed before forwarding).
+fn found_at(location: &TokenLocation) -> FoundAt {
+    match location {
+        TokenLocation::Header { name, .. } => FoundAt::Header(name.clone()),
+        TokenLocation::Param(name) => FoundAt::Param(name.clone()),
+        TokenLocation::Cookie(name) => FoundAt::Cookie(name.clone()),
+    }
 }
 
 /// Every location of `p` that holds something the provider would read as its credential
@@ -124,11 +139,7 @@ pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
             TokenLocation::Cookie(name) => req.cookie_values(name).iter().any(|v| !v.is_empty()),
         };
         if present {
-            at.push(match location {
-                TokenLocation::Header { name, .. } => FoundAt::Header(name.clone()),
-                TokenLocation::Param(name) => FoundAt::Param(name.clone()),
-                TokenLocation::Cookie(name) => FoundAt::Cookie(name.clone()),
-            });
+            at.push(found_at(location));
         }
     }
     at
