@@ -8,65 +8,31 @@ next proofs carry that nonce and pass, until the nonce is two windows old.
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import re
 import time
-import uuid
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness.expect import assert_denied, assert_passed, realm
-from harness.keys import Key, b64url, jwks
-from harness.tokens import mint
+from harness.keys import Key
 from harness.waits import stat
-from test_dpop import bound_token, send
+from test_dpop import ALGS, bound_token, config, proof, send
 
-ALGS = "ES256"
 LIFETIME_S = 2
 NONCE = re.compile(r"[A-Za-z0-9_-]{27}")
 
 
-def config(published_keys) -> dict:
-    return {
-        "providers": {
-            "idp": {
-                "issuer": "https://idp.test/",
-                "audiences": ["api"],
-                "local_jwks": {"inline_string": json.dumps(jwks(published_keys))},
-                "sender_constraint": {
-                    "dpop": "required", "dpop_algorithms": [ALGS],
-                    "dpop_nonce": "required", "dpop_nonce_lifetime": f"{LIFETIME_S}s",
-                },
-            }
-        },
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
-    }
-
-
 @pytest.fixture(scope="module")
 def envoy(module_envoy_factory, published_keys):
-    return module_envoy_factory(config(published_keys), concurrency=2)
+    return module_envoy_factory(
+        config(published_keys, dpop_nonce="required", dpop_nonce_lifetime=f"{LIFETIME_S}s"),
+        concurrency=2)
 
 
 @pytest.fixture(scope="module")
 def client_key() -> Key:
     return Key("nonce-client", "p256", ec.generate_private_key(ec.SECP256R1()))
-
-
-def proof(client_key: Key, token: str, htu: str, nonce=None) -> str:
-    jwk = {k: v for k, v in client_key.public_jwk().items() if k not in ("kid", "use")}
-    payload = {
-        "jti": str(uuid.uuid4()),
-        "htm": "GET",
-        "htu": htu,
-        "iat": int(time.time()),
-        "ath": b64url(hashlib.sha256(token.encode()).digest()),
-    }
-    if nonce is not None:
-        payload["nonce"] = nonce
-    return mint(client_key, payload, header={"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk})
 
 
 def window_of(nonce: str) -> int:
@@ -105,10 +71,10 @@ def test_no_nonce_then_retry_with_the_servers(envoy, keys, client_key):
     # whichever worker takes the connection (both read one secret).
     retries = 4
     for _ in range(retries):
-        assert_passed(send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce)]))
+        assert_passed(send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce=nonce)]))
     assert stat(envoy, "jwt_edge.allowed") == before["allowed"] + retries
     # A replay of a proof with a good nonce is still a replay, and carries no nonce.
-    p = proof(client_key, token, htu, nonce)
+    p = proof(client_key, token, htu, nonce=nonce)
     assert_passed(send(envoy, "/items", f"DPoP {token}", [p]))
     resp = send(envoy, "/items", f"DPoP {token}", [p])
     assert_denied(resp, "dpop_replayed", authority=envoy.authority, path="/items")
@@ -125,11 +91,11 @@ def test_a_nonce_two_windows_old_is_refused_with_a_new_one(envoy, keys, client_k
     expires = (window_of(nonce) + 2) * LIFETIME_S
     time.sleep(max(0.0, expires - time.time()) + 0.2)
     before = stat(envoy, "jwt_edge.denied.dpop_nonce_invalid")
-    resp = send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce)])
+    resp = send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce=nonce)])
     newer = expect_use_dpop_nonce(envoy, resp, "dpop_nonce_invalid", INVALID)
     assert window_of(newer) >= window_of(nonce) + 2, (nonce, newer)
     assert stat(envoy, "jwt_edge.denied.dpop_nonce_invalid") == before + 1
-    assert_passed(send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, newer)]))
+    assert_passed(send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce=newer)]))
 
 
 @pytest.mark.parametrize("bad", ["x", "A" * 27, 7])
@@ -137,7 +103,7 @@ def test_not_a_nonce_of_ours(envoy, keys, client_key, bad):
     token = bound_token(keys, client_key)
     htu = f"http://{envoy.authority}/items"
     before = stat(envoy, "jwt_edge.denied.dpop_nonce_invalid")
-    resp = send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, bad)])
+    resp = send(envoy, "/items", f"DPoP {token}", [proof(client_key, token, htu, nonce=bad)])
     expect_use_dpop_nonce(envoy, resp, "dpop_nonce_invalid", INVALID)
     assert stat(envoy, "jwt_edge.denied.dpop_nonce_invalid") == before + 1
 

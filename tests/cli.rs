@@ -1262,6 +1262,15 @@ fn mint_dpop_bound_token_and_proof() {
             "--dpop-jti",
             "",
         ],
+        &["--dpop-nonce", "AAAAAQAAAAAAAAAAAAAAAAAAAAA"],
+        &[
+            "--dpop-key",
+            &key,
+            "--htu",
+            "https://a.example/",
+            "--dpop-nonce",
+            "",
+        ],
     ] {
         let mut full = vec!["mint", "--key", &key];
         full.extend_from_slice(args);
@@ -1271,13 +1280,10 @@ fn mint_dpop_bound_token_and_proof() {
 }
 
 /// `mint --dpop-nonce`: the proof carries the server's nonce as its `nonce` claim, which
-/// the core reads back as a nonce of the right shape; without --dpop-key, or empty, it is a
-/// usage error.
+/// the core reads back as a nonce of the right shape.
 #[test]
 fn mint_dpop_proof_with_a_nonce() {
-    use jwt_edge::authn::sender::dpop::{check_proof, DpopPolicy, ProofRequest};
     use jwt_edge::authn::sender::nonce::NonceClaim;
-    use jwt_edge::time::{Millis, UnixMillis};
     let key = fixture("ec-p256.pem");
     let nonce = "AAAAAQAAAAAAAAAAAAAAAAAAAAA";
     let r = run(&[
@@ -1299,28 +1305,11 @@ fn mint_dpop_proof_with_a_nonce() {
         panic!("want two lines, got {}", r.stdout)
     };
     assert_eq!(claims_of(proof)["nonce"], nonce);
-    let request = ProofRequest {
-        method: "GET",
-        scheme: "https",
-        authority: "api.example.com",
-        path: "/orders",
-    };
-    let policy = DpopPolicy {
-        algs: jwt_edge::authn::alg::Algorithm::DEFAULT_ALLOWED.to_vec(),
-        max_age: Millis::from_secs(60),
-        max_future: Millis::from_secs(5),
-    };
-    let cnf = claims_of(token)["cnf"].clone();
-    let facts = check_proof(
-        &[proof],
-        &request,
-        token,
-        Some(&cnf),
-        &policy,
-        UnixMillis::from_secs(1_800_000_000),
-    )
-    .unwrap_or_else(|e| panic!("{}", e.code()));
-    assert!(matches!(facts.nonce, NonceClaim::Present(_)));
+    assert!(matches!(
+        NonceClaim::parse(claims_of(proof).get("nonce")),
+        NonceClaim::Present(_)
+    ));
+    assert_eq!(claims_of(token)["cnf"].as_object().unwrap().len(), 1);
     // Without the option, no nonce claim.
     let r = run(&[
         "mint",
@@ -1334,22 +1323,7 @@ fn mint_dpop_proof_with_a_nonce() {
     assert_eq!(r.code, 0, "{}", r.all());
     let proof = r.stdout.lines().nth(1).unwrap();
     assert_eq!(claims_of(proof).get("nonce"), None);
-    for args in [
-        &["--dpop-nonce", nonce][..],
-        &[
-            "--dpop-key",
-            &key,
-            "--htu",
-            "https://a.example/",
-            "--dpop-nonce",
-            "",
-        ],
-    ] {
-        let mut full = vec!["mint", "--key", &key];
-        full.extend_from_slice(args);
-        let r = run(&full);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.all());
-    }
+    // Usage errors: `mint_dpop_bound_token_and_proof`.
 }
 
 /// `explain --client-cert`: a provider with `sender_constraint.mtls` checks the token's binding

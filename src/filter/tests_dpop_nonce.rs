@@ -5,12 +5,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use p256::ecdsa::SigningKey;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::authn::b64;
-use crate::authn::sender::thumbprint::jwk_thumbprint;
 use crate::filter::fake::{Reply, SharedStore};
 use crate::filter::state::Action;
 use crate::sources::dpop_nonce::nonce_secret_key;
@@ -18,7 +16,7 @@ use crate::sources::SharedData;
 use crate::time::UnixMillis;
 
 use super::tests::{request, vm_with, T0};
-use super::tests_dpop::{jwk, sign};
+use super::tests_dpop::{bound_token, jwk, sign};
 
 fn header<'a>(reply: &'a Reply, name: &str) -> Vec<&'a str> {
     reply
@@ -31,17 +29,8 @@ fn header<'a>(reply: &'a Reply, name: &str) -> Vec<&'a str> {
 
 #[test]
 fn use_dpop_nonce_then_retry_with_it_on_any_vm() {
-    let (idp, client) = (
-        SigningKey::from_slice(&[1; 32]).unwrap(),
-        SigningKey::from_slice(&[2; 32]).unwrap(),
-    );
+    let (idp, client, token) = bound_token();
     let now = T0 / 1000;
-    let jkt = jwk_thumbprint(jwk(&client).as_object().unwrap()).unwrap();
-    let token = sign(
-        &idp,
-        json!({"alg": "ES256"}),
-        json!({"iss": "https://issuer.test", "sub": "alice", "exp": now + 600, "cnf": {"jkt": jkt}}),
-    );
     let proof = |jti: &str, nonce: Option<&str>| {
         let mut claims = json!({"jti": jti, "htm": "GET", "htu": "https://api.test/items",
             "iat": now, "ath": b64::encode(&Sha256::digest(token.as_bytes()))});
