@@ -24,14 +24,16 @@ from harness.waits import stat
 ALGS = "ES256 EdDSA"
 
 
-def config(published_keys) -> dict:
+def config(published_keys, **sender) -> dict:
+    """One provider `idp` requiring DPoP, with `sender` added to its `sender_constraint`."""
     return {
         "providers": {
             "idp": {
                 "issuer": "https://idp.test/",
                 "audiences": ["api"],
                 "local_jwks": {"inline_string": json.dumps(jwks(published_keys))},
-                "sender_constraint": {"dpop": "required", "dpop_algorithms": ["ES256", "EdDSA"]},
+                "sender_constraint": {"dpop": "required", "dpop_algorithms": ["ES256", "EdDSA"],
+                                      **sender},
             }
         },
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "idp"}}],
@@ -58,7 +60,9 @@ def bound_token(keys, client_key, **extra) -> str:
     return mint(keys["ec-p256"], claims(cnf={"jkt": jkt(client_key)}, **extra))
 
 
-def proof(client_key: Key, token: str, htu: str, htm: str = "GET", iat: int | None = None) -> str:
+def proof(client_key: Key, token: str, htu: str, htm: str = "GET", iat: int | None = None,
+          nonce=None) -> str:
+    """A fresh proof (new `jti`); `nonce`, when given, is its `nonce` claim as is."""
     jwk = {k: v for k, v in client_key.public_jwk().items() if k not in ("kid", "use")}
     payload = {
         "jti": str(uuid.uuid4()),
@@ -67,6 +71,8 @@ def proof(client_key: Key, token: str, htu: str, htm: str = "GET", iat: int | No
         "iat": int(time.time()) if iat is None else iat,
         "ath": b64url(hashlib.sha256(token.encode()).digest()),
     }
+    if nonce is not None:
+        payload["nonce"] = nonce
     return mint(client_key, payload, header={"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk})
 
 

@@ -113,3 +113,4 @@ def test_expect_mirrors_error_codes():
     assert expect.UNAVAILABLE == {c for c, s in status_of.items() if s == "Unavailable"}
     assert expect.INVALID_DPOP_PROOF == {c for c, s in status_of.items() if s == "InvalidDpopProof"}
     assert expect.INVALID_REQUEST == {c for c, s in status_of.items() if s == "InvalidRequest"}
+    assert expect.USE_DPOP_NONCE == {c for c, s in status_of.items() if s == "UseDpopNonce"}

@@ -1156,16 +1156,18 @@ fn explain_prints_the_steps_the_core_took() {
 
 /// `mint --dpop-key`: a token bound to the key (`cnf.jkt`) and a proof the core accepts for
 /// exactly the request it names, once per key type; and the options' usage errors.
+/// The claims of a compact JWS.
+fn claims_of(jws: &str) -> Value {
+    let payload = jws.split('.').nth(1).unwrap();
+    serde_json::from_slice(&jwt_edge::authn::b64::decode(payload).unwrap()).unwrap()
+}
+
 #[test]
 fn mint_dpop_bound_token_and_proof() {
     use jwt_edge::authn::alg::Algorithm;
     use jwt_edge::authn::sender::dpop::{check_proof, DpopPolicy, ProofRequest};
     use jwt_edge::time::{Millis, UnixMillis};
 
-    let claims_of = |jws: &str| -> Value {
-        let payload = jws.split('.').nth(1).unwrap();
-        serde_json::from_slice(&jwt_edge::authn::b64::decode(payload).unwrap()).unwrap()
-    };
     let policy = DpopPolicy {
         algs: Algorithm::DEFAULT_ALLOWED.to_vec(),
         max_age: Millis::from_secs(60),
@@ -1260,12 +1262,68 @@ fn mint_dpop_bound_token_and_proof() {
             "--dpop-jti",
             "",
         ],
+        &["--dpop-nonce", "AAAAAQAAAAAAAAAAAAAAAAAAAAA"],
+        &[
+            "--dpop-key",
+            &key,
+            "--htu",
+            "https://a.example/",
+            "--dpop-nonce",
+            "",
+        ],
     ] {
         let mut full = vec!["mint", "--key", &key];
         full.extend_from_slice(args);
         let r = run(&full);
         assert_eq!(r.code, 2, "{args:?}: {}", r.all());
     }
+}
+
+/// `mint --dpop-nonce`: the proof carries the server's nonce as its `nonce` claim, which
+/// the core reads back as a nonce of the right shape.
+#[test]
+fn mint_dpop_proof_with_a_nonce() {
+    use jwt_edge::authn::sender::nonce::NonceClaim;
+    let key = fixture("ec-p256.pem");
+    let nonce = "AAAAAQAAAAAAAAAAAAAAAAAAAAA";
+    let r = run(&[
+        "mint",
+        "--key",
+        &key,
+        "--now",
+        "1800000000",
+        "--dpop-key",
+        &key,
+        "--htu",
+        "https://api.example.com/orders",
+        "--dpop-nonce",
+        nonce,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let [token, proof] = lines[..] else {
+        panic!("want two lines, got {}", r.stdout)
+    };
+    assert_eq!(claims_of(proof)["nonce"], nonce);
+    assert!(matches!(
+        NonceClaim::parse(claims_of(proof).get("nonce")),
+        NonceClaim::Present(_)
+    ));
+    assert_eq!(claims_of(token)["cnf"].as_object().unwrap().len(), 1);
+    // Without the option, no nonce claim.
+    let r = run(&[
+        "mint",
+        "--key",
+        &key,
+        "--dpop-key",
+        &key,
+        "--htu",
+        "https://api.example.com/",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let proof = r.stdout.lines().nth(1).unwrap();
+    assert_eq!(claims_of(proof).get("nonce"), None);
+    // Usage errors: `mint_dpop_bound_token_and_proof`.
 }
 
 /// `explain --client-cert`: a provider with `sender_constraint.mtls` checks the token's binding

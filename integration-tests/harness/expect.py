@@ -10,7 +10,8 @@ from .client import Response
 # error code -> HTTP status and response class (AuthError::status).
 UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
-UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable", "dpop_replay_cache_full"}
+UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable", "dpop_replay_cache_full",
+               "dpop_nonce_unavailable"}
 # 401 with `DPoP ... error="invalid_dpop_proof"` (RFC 9449 §7.1).
 INVALID_DPOP_PROOF = {
     "dpop_proof_missing", "dpop_proof_multiple", "dpop_proof_malformed", "dpop_proof_typ",
@@ -18,6 +19,8 @@ INVALID_DPOP_PROOF = {
     "dpop_htu_mismatch", "dpop_iat_out_of_window", "dpop_ath_mismatch", "dpop_jkt_mismatch",
     "dpop_replayed",
 }
+# 401 with `DPoP ... error="use_dpop_nonce"` and a `DPoP-Nonce` header (RFC 9449 §8).
+USE_DPOP_NONCE = {"dpop_nonce_missing", "dpop_nonce_invalid"}
 # 400 `invalid_request`: only on hosts whose header removal cannot be trusted (ngx_wasm_module).
 INVALID_REQUEST = {"identity_header_present", "token_in_query"}
 
@@ -66,6 +69,10 @@ DESCRIPTIONS = {
     "dpop_replay_cache_full": re.escape("the DPoP replay cache cannot take this proof"),
     "dpop_token_unbound": re.escape("the access token is not bound to a DPoP key"),
     "dpop_bound_token_as_bearer": re.escape("a DPoP-bound token was presented as a bearer token"),
+    "dpop_nonce_missing": re.escape("the DPoP proof has no nonce: use the one in DPoP-Nonce"),
+    "dpop_nonce_invalid": re.escape(
+        "the DPoP proof's nonce is not valid or has expired: use the one in DPoP-Nonce"),
+    "dpop_nonce_unavailable": re.escape("the DPoP nonce secret is unavailable"),
     "mtls_certificate_missing": re.escape(
         "the token is certificate-bound and no client certificate was presented"),
     "mtls_thumbprint_mismatch": re.escape("the token is bound to another client certificate"),
@@ -116,6 +123,10 @@ def assert_denied(resp: Response, code: str, *, authority: str, path: str,
         # A provider with DPoP on adds `, algs="…"` (test_dpop.py checks it).
         assert len(www) == 1 and www[0].startswith(
             f'DPoP realm="{r}", error="invalid_dpop_proof", error_description="{description}"'), resp
+    elif code in USE_DPOP_NONCE:
+        # With `, algs="…"` and a `DPoP-Nonce` header (test_dpop_nonce.py checks both).
+        assert len(www) == 1 and www[0].startswith(
+            f'DPoP realm="{r}", error="use_dpop_nonce", error_description="{description}"'), resp
     elif code in UNAUTHORIZED:
         assert www == [f'Bearer realm="{r}"'], resp
     elif expected_status == 401:

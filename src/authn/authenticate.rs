@@ -22,6 +22,7 @@ use crate::authn::policy::{
 use crate::authn::request::RequestView;
 use crate::authn::sender::dpop::{check_bearer_use, check_proof, ProofRequest};
 use crate::authn::sender::mtls::check_certificate_binding;
+use crate::authn::sender::nonce::NonceClaim;
 use crate::authn::sender::replay::ReplayKey;
 use crate::authn::token_cache::TokenCache;
 use crate::authn::trace::{Check, Met, Outcome, Recorder, Selection, Step};
@@ -105,13 +106,15 @@ pub struct Allow {
     pub published: Vec<(String, String)>,
 }
 
-/// A DPoP proof that passed: its replay-cache key and the last second it would pass again
-/// (seconds since the epoch, the scale of its `iat`).
+/// A DPoP proof that passed: its replay-cache key, the last second it would pass again
+/// (seconds since the epoch, the scale of its `iat`) and its nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proof {
     pub provider: ProviderId,
     pub key: ReplayKey,
     pub until: u64,
+    /// Its `nonce` claim, checked with the replay cache when the provider requires nonces.
+    pub nonce: NonceClaim,
 }
 
 /// Why a request was let through.
@@ -892,6 +895,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                             provider: id,
                             key: facts.replay_key,
                             until: facts.replay_until,
+                            nonce: facts.nonce,
                         },
                     );
                 })

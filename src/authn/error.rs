@@ -101,6 +101,14 @@ pub enum AuthError {
     DpopTokenUnbound,
     /// A token bound to a DPoP key (`cnf.jkt`) was presented as a bearer token.
     DpopBoundTokenAsBearer,
+    /// The provider requires a server nonce (RFC 9449 §8) and the proof has no `nonce`.
+    DpopNonceMissing,
+    /// The proof's `nonce` is not one this provider issued for the current or the previous
+    /// window (expired, from another provider or proxy, or not a nonce at all).
+    DpopNonceInvalid,
+    /// The provider's nonce secret cannot be read or created in shared data: refused, not
+    /// a verdict on the client.
+    DpopNonceUnavailable,
     /// The token is certificate-bound and the connection has no client certificate.
     MtlsCertificateMissing,
     /// `cnf.x5t#S256` is not the SHA-256 of the client certificate.
@@ -134,6 +142,9 @@ pub enum Status {
     /// 400 with `error="invalid_request"` (RFC 6750 §3.1): the request itself is not
     /// acceptable, whatever its token.
     InvalidRequest,
+    /// 401 with `error="use_dpop_nonce"` (RFC 9449 §8): the proof needs a fresh server
+    /// nonce, which the reply carries in `DPoP-Nonce`; always under the DPoP scheme.
+    UseDpopNonce,
 }
 
 /// The scheme a provider's challenge names (RFC 9449 §7.1): `Bearer`, or `DPoP` with the
@@ -148,7 +159,10 @@ impl Status {
     /// The HTTP status code.
     pub fn http_code(self) -> u32 {
         match self {
-            Status::Unauthorized | Status::InvalidToken | Status::InvalidDpopProof => 401,
+            Status::Unauthorized
+            | Status::InvalidToken
+            | Status::InvalidDpopProof
+            | Status::UseDpopNonce => 401,
             Status::Forbidden => 403,
             Status::Unavailable => 503,
             Status::InvalidRequest => 400,
@@ -203,6 +217,9 @@ impl AuthError {
             AuthError::DpopReplayCacheFull => "dpop_replay_cache_full",
             AuthError::DpopTokenUnbound => "dpop_token_unbound",
             AuthError::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            AuthError::DpopNonceMissing => "dpop_nonce_missing",
+            AuthError::DpopNonceInvalid => "dpop_nonce_invalid",
+            AuthError::DpopNonceUnavailable => "dpop_nonce_unavailable",
             AuthError::MtlsCertificateMissing => "mtls_certificate_missing",
             AuthError::MtlsThumbprintMismatch => "mtls_thumbprint_mismatch",
             AuthError::MtlsTokenUnbound => "mtls_token_unbound",
@@ -221,7 +238,9 @@ impl AuthError {
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
             AuthError::JwksUnavailable
             | AuthError::RevocationUnavailable
-            | AuthError::DpopReplayCacheFull => Status::Unavailable,
+            | AuthError::DpopReplayCacheFull
+            | AuthError::DpopNonceUnavailable => Status::Unavailable,
+            AuthError::DpopNonceMissing | AuthError::DpopNonceInvalid => Status::UseDpopNonce,
             // The proof is at fault (RFC 9449 §7.1 `invalid_dpop_proof`); `ath` and `jkt`
             // tie the proof to the token, and it is the proof that does not fit.
             AuthError::DpopProofMissing
@@ -280,7 +299,14 @@ impl AuthError {
     pub fn challenge(&self, realm: &str, scheme: Scheme<'_>) -> Option<String> {
         let realm = quote(realm);
         let (name, algs) = match scheme {
-            Scheme::Bearer if self.status() == Status::InvalidDpopProof => ("DPoP", String::new()),
+            Scheme::Bearer
+                if matches!(
+                    self.status(),
+                    Status::InvalidDpopProof | Status::UseDpopNonce
+                ) =>
+            {
+                ("DPoP", String::new())
+            }
             Scheme::Bearer => ("Bearer", String::new()),
             Scheme::Dpop { algs } => {
                 let names: Vec<&str> = algs.iter().map(|a| a.name()).collect();
@@ -311,6 +337,10 @@ impl AuthError {
             }
             Status::InvalidRequest => Some(format!(
                 "{name} realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+                quote(&self.to_string())
+            )),
+            Status::UseDpopNonce => Some(format!(
+                "{name} realm=\"{realm}\", error=\"use_dpop_nonce\", error_description=\"{}\"",
                 quote(&self.to_string())
             )),
             Status::Unavailable => None,
@@ -406,6 +436,13 @@ impl fmt::Display for AuthError {
             AuthError::DpopBoundTokenAsBearer => {
                 f.write_str("a DPoP-bound token was presented as a bearer token")
             }
+            AuthError::DpopNonceMissing => {
+                f.write_str("the DPoP proof has no nonce: use the one in DPoP-Nonce")
+            }
+            AuthError::DpopNonceInvalid => f.write_str(
+                "the DPoP proof's nonce is not valid or has expired: use the one in DPoP-Nonce",
+            ),
+            AuthError::DpopNonceUnavailable => f.write_str("the DPoP nonce secret is unavailable"),
             AuthError::MtlsCertificateMissing => f.write_str(
                 "the token is certificate-bound and no client certificate was presented",
             ),

@@ -307,13 +307,23 @@ impl<'a> Plan<'a> {
     }
 
     /// The same request refused by provider `provider` with `error`: for an allowed request
-    /// whose DPoP proof turns out to be a replay (extension).
-    pub fn refuse(self, provider: ProviderId, error: AuthError) -> Plan<'a> {
+    /// whose DPoP proof turns out to be a replay, or to lack a valid server nonce (extension:
+    /// `dpop_nonce` is the fresh nonce for the reply's `DPoP-Nonce` header, RFC 9449 §8.1,
+    /// sent even under `strip_failure_response`: without it the client cannot go on).
+    pub fn refuse(
+        self,
+        provider: ProviderId,
+        error: AuthError,
+        dpop_nonce: Option<String>,
+    ) -> Plan<'a> {
         let view = RequestView::new(self.headers, None);
         let policy = self.auth.policy();
         let p = policy.providers.get(provider);
         let mut refused = provider_denial(policy, &view, p, error);
         refused.provider = p.map(|p| p.name.clone());
+        if let Some(nonce) = dpop_nonce {
+            refused.headers.push(("dpop-nonce".to_owned(), nonce));
+        }
         Plan {
             decision: Decision::Deny(refused),
             ..self

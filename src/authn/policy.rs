@@ -171,6 +171,8 @@ pub const DEFAULT_DPOP_MAX_AGE: u64 = 60;
 pub const DEFAULT_DPOP_CLOCK_SKEW: u64 = 5;
 /// Default `sender_constraint.dpop_replay_cache_size`, entries (24 bytes each in shared data).
 pub const DEFAULT_DPOP_REPLAY_CACHE_SIZE: usize = 10_000;
+/// Default `sender_constraint.dpop_nonce_lifetime`, seconds.
+pub const DEFAULT_DPOP_NONCE_LIFETIME: u64 = 60;
 
 /// A provider's sender constraint (extension).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -182,6 +184,10 @@ pub struct SenderConstraint {
     pub proof: crate::authn::sender::dpop::DpopPolicy,
     /// Entries of this provider's `jti` replay cache.
     pub replay_cache_size: usize,
+    /// `dpop_nonce: required`: proofs must carry a server nonce (RFC 9449 §8) issued for
+    /// this window or the one before, windows of this length (`dpop_nonce_lifetime`).
+    /// `None`: nonces are not asked for.
+    pub nonce_lifetime: Option<Millis>,
 }
 
 /// Where a token is read from.

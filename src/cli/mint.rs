@@ -16,7 +16,8 @@ const HELP: &str = "\
 Usage: jwt-edge mint --key KEY.pem [--alg ALG] [--kid KID | --no-kid] [--iss ISS] [--sub SUB]
                      [--aud AUD]... [--scope \"a b\"] [--ttl 3600s | --no-exp]
                      [--claim name=value]... [--claims-json '{...}'] [--now UNIX]
-                     [--dpop-key KEY.pem --htu URL [--htm METHOD] [--dpop-jti JTI]]
+                     [--dpop-key KEY.pem --htu URL [--htm METHOD] [--dpop-jti JTI]
+                      [--dpop-nonce NONCE]]
                      [--mtls-cert CERT.pem]
 
 Prints a compact JWS signed with the private key, header {alg, kid, typ: JWT}.
@@ -28,6 +29,8 @@ With --dpop-key the token is bound to that key (cnf.jkt = its RFC 7638 thumbprin
 second line holds a DPoP proof (RFC 9449) for one request with that token: header
 {typ: dpop+jwt, alg, jwk}, claims {jti, htm, htu, iat = now, ath}. Send them as
 `Authorization: DPoP <line 1>` and `DPoP: <line 2>`; a proof is good for one request.
+A provider with `dpop_nonce: required` answers a proof without its nonce with 401
+`use_dpop_nonce` and a `DPoP-Nonce` header: mint again with --dpop-nonce <that value>.
 
 With --mtls-cert the token is bound to that client certificate (RFC 8705 §3):
 cnf[\"x5t#S256\"] = base64url(SHA-256(the certificate's DER)). With --dpop-key too, cnf holds
@@ -49,11 +52,12 @@ both bindings.
   --htu URL           the proof's request URI (http or https; query and fragment are ignored)
   --htm METHOD        the proof's request method (default: GET)
   --dpop-jti JTI      the proof's jti (default: 128 random bits)
+  --dpop-nonce NONCE  the proof's nonce claim (RFC 9449 §8: the server's DPoP-Nonce)
   --mtls-cert FILE    PEM client certificate the token is bound to (its first block)";
 
 /// `jwt-edge mint`.
 pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
-    const OPTS: [Opt; 19] = [
+    const OPTS: [Opt; 20] = [
         args::value("key"),
         args::value("alg"),
         args::value("kid"),
@@ -72,6 +76,7 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
         args::value("htu"),
         args::value("htm"),
         args::value("dpop-jti"),
+        args::value("dpop-nonce"),
         args::value("mtls-cert"),
     ];
     let a = Args::parse("mint", argv, &OPTS)?;
@@ -124,7 +129,7 @@ pub fn run(argv: &[String], out: &mut Output) -> Result<u8, CliError> {
     }
     let dpop = match a.one("dpop-key") {
         Some(path) => Some(DpopRequest::from_args(&a, keys::load_private(path)?)?),
-        None => match ["htu", "htm", "dpop-jti"]
+        None => match ["htu", "htm", "dpop-jti", "dpop-nonce"]
             .iter()
             .find(|n| a.one(n).is_some())
         {
@@ -212,6 +217,7 @@ struct DpopRequest {
     htm: String,
     htu: String,
     jti: String,
+    nonce: Option<String>,
 }
 
 impl DpopRequest {
@@ -237,11 +243,16 @@ impl DpopRequest {
                 b64::encode(&bytes)
             }
         };
+        let nonce = match a.one("dpop-nonce") {
+            Some("") => return Err(CliError::usage("--dpop-nonce must not be empty")),
+            nonce => nonce.map(str::to_owned),
+        };
         Ok(DpopRequest {
             key,
             htm: htm.to_owned(),
             htu: htu.to_owned(),
             jti,
+            nonce,
         })
     }
 
@@ -261,6 +272,9 @@ impl DpopRequest {
         claims.insert("iat".into(), now.into());
         let ath = b64::encode(&Sha256::digest(token.as_bytes()));
         claims.insert("ath".into(), ath.into());
+        if let Some(nonce) = &self.nonce {
+            claims.insert("nonce".into(), nonce.clone().into());
+        }
         sign(&self.key, alg, header, claims)
     }
 }

@@ -17,6 +17,8 @@ mod tests;
 #[cfg(test)]
 mod tests_dpop;
 #[cfg(test)]
+mod tests_dpop_nonce;
+#[cfg(test)]
 mod tests_mtls;
 #[cfg(test)]
 mod tests_publish;

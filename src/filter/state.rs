@@ -42,9 +42,11 @@ impl FilterState {
     }
 
     /// The root context's configuration is done: shared records the VM relies on are created
-    /// before it serves (the DPoP replay caches: [`crate::sources::dpop_replay::seed`]).
+    /// before it serves (the DPoP replay caches: [`crate::sources::dpop_replay::seed`]; the
+    /// DPoP nonce secrets: [`crate::sources::dpop_nonce::seed`]).
     pub fn on_configured(&self, host: &dyn Host) {
         crate::sources::dpop_replay::seed(host, self.auth.policy());
+        crate::sources::dpop_nonce::seed(host, self.auth.policy());
     }
 
     /// Number of paused requests.

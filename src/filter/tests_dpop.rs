@@ -31,8 +31,9 @@ pub(super) fn sign(k: &SigningKey, header: Value, claims: Value) -> String {
     format!("{input}.{}", b64::encode(&s.to_bytes()))
 }
 
-#[test]
-fn a_proof_is_accepted_once_per_proxy() {
+/// The issuer's key (seed 1), the client's (seed 2), and an access token bound to the
+/// client's key, issued at [`T0`].
+pub(super) fn bound_token() -> (SigningKey, SigningKey, String) {
     let (idp, client) = (
         SigningKey::from_slice(&[1; 32]).unwrap(),
         SigningKey::from_slice(&[2; 32]).unwrap(),
@@ -44,6 +45,13 @@ fn a_proof_is_accepted_once_per_proxy() {
         json!({"alg": "ES256"}),
         json!({"iss": "https://issuer.test", "sub": "alice", "exp": now + 600, "cnf": {"jkt": jkt}}),
     );
+    (idp, client, token)
+}
+
+#[test]
+fn a_proof_is_accepted_once_per_proxy() {
+    let (idp, client, token) = bound_token();
+    let now = T0 / 1000;
     let proof = sign(
         &client,
         json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk(&client)}),

@@ -5,6 +5,7 @@
 use crate::authn::authenticate::Decision;
 use crate::authn::outcome::{Authenticator, Plan, Request};
 use crate::authn::policy::JwksId;
+use crate::sources::dpop_nonce::check_nonces;
 use crate::sources::dpop_replay::record_proofs;
 use crate::sources::{Command, SharedData, Sources, Waiting};
 use crate::time::UnixMillis;
@@ -56,13 +57,19 @@ impl Sources {
             plan.cache_misses += misses;
             let ids = match plan.decision() {
                 Decision::Allow(allow) if !allow.proofs.is_empty() => {
-                    // DPoP proofs are checked for replay only once the request is allowed.
+                    // DPoP proofs are checked for their server nonce, then for replay, only
+                    // once the request is allowed: a proof refused for its nonce is not
+                    // recorded (the client's retry comes with a new proof anyway).
                     let proofs = allow.proofs.clone();
-                    return match record_proofs(store, auth.policy(), &proofs, now) {
+                    let policy = auth.policy();
+                    let checked = check_nonces(store, policy, &proofs, now).and_then(|()| {
+                        record_proofs(store, policy, &proofs, now).map_err(|(p, e)| (p, e, None))
+                    });
+                    return match checked {
                         Ok(()) => (plan, Vec::new()),
-                        Err((provider, error)) => {
+                        Err((provider, error, nonce)) => {
                             self.refused(stream);
-                            (plan.refuse(provider, error), Vec::new())
+                            (plan.refuse(provider, error, nonce), Vec::new())
                         }
                     };
                 }

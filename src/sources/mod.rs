@@ -17,6 +17,7 @@
 //! stream's own callback, which this shape allows without changing the engine's state.
 
 mod decide;
+pub mod dpop_nonce;
 pub mod dpop_replay;
 pub mod lease;
 pub mod memory;

@@ -111,6 +111,10 @@ json_struct! {
         pub dpop_clock_skew: Option<ProtoDuration>,
         /// Entries of the per-proxy `jti` replay cache.
         pub dpop_replay_cache_size: Option<u64>,
+        /// Server nonces (RFC 9449 §8): `"disabled"` (default) or `"required"`.
+        pub dpop_nonce: Option<String>,
+        /// How long a nonce window lasts (a nonce is accepted in its window and the next).
+        pub dpop_nonce_lifetime: Option<ProtoDuration>,
         /// Certificate-bound tokens (RFC 8705 §3): `"disabled"` (default), `"optional"` or
         /// `"required"`.
         pub mtls: Option<String>,

@@ -26,6 +26,7 @@ use crate::authn::jws::UntrustedToken;
 use crate::time::{Millis, UnixMillis};
 
 use super::htu::{normalise_htu, normalise_request};
+use super::nonce::NonceClaim;
 use super::replay::{replay_key, ReplayKey};
 use super::thumbprint::jwk_thumbprint;
 
@@ -74,6 +75,9 @@ pub struct ProofFacts {
     /// The last second at which the proof passes the `iat` check: how long the replay cache
     /// must remember it.
     pub replay_until: u64,
+    /// The `nonce` claim (RFC 9449 §8), checked by the caller when the provider requires
+    /// one (see [`super::nonce`]).
+    pub nonce: NonceClaim,
 }
 
 /// Checks the `DPoP` header values of a request against the request, the access token as
@@ -170,6 +174,7 @@ pub fn check_proof(
     Ok(ProofFacts {
         replay_key: replay_key(&jkt, jti),
         replay_until: iat.saturating_add(max_age),
+        nonce: NonceClaim::parse(claims.get("nonce")),
         jti: jti.to_owned(),
         jkt,
         alg,

@@ -12,5 +12,6 @@
 pub mod dpop;
 pub mod htu;
 pub mod mtls;
+pub mod nonce;
 pub mod replay;
 pub mod thumbprint;

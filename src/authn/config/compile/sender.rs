@@ -7,7 +7,7 @@ use crate::authn::config::error::ConfigError;
 use crate::authn::config::raw;
 use crate::authn::policy::{
     DpopMode, SenderConstraint, SenderMode, DEFAULT_DPOP_CLOCK_SKEW, DEFAULT_DPOP_MAX_AGE,
-    DEFAULT_DPOP_REPLAY_CACHE_SIZE,
+    DEFAULT_DPOP_NONCE_LIFETIME, DEFAULT_DPOP_REPLAY_CACHE_SIZE,
 };
 use crate::authn::sender::dpop::DpopPolicy;
 use crate::time::Millis;
@@ -19,6 +19,9 @@ const MAX_DPOP_MAX_AGE: u64 = 600;
 const MAX_DPOP_CLOCK_SKEW: u64 = 300;
 /// Largest `dpop_replay_cache_size` (24 bytes an entry: 2.4 MB of shared data).
 const MAX_DPOP_REPLAY_CACHE_SIZE: u64 = 100_000;
+/// Longest `dpop_nonce_lifetime`: a nonce lives up to two of them, and it is the server's
+/// way to bound how long a proof made ahead of time stays usable.
+const MAX_DPOP_NONCE_LIFETIME: u64 = 3600;
 
 pub(super) fn compile_sender(
     s: Option<&raw::SenderConstraint>,
@@ -96,10 +99,34 @@ pub(super) fn compile_sender(
             ))
         }
     };
+    let nonce_required = match s.dpop_nonce.as_deref() {
+        None | Some("disabled") => false,
+        Some("required") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                join(&spath, "dpop_nonce"),
+                format!("{other:?} is not a mode: use \"required\" or \"disabled\""),
+            ))
+        }
+    };
+    let nonce_lifetime = seconds(
+        &s.dpop_nonce_lifetime,
+        "dpop_nonce_lifetime",
+        DEFAULT_DPOP_NONCE_LIFETIME,
+        1,
+        MAX_DPOP_NONCE_LIFETIME,
+    )?;
+    if s.dpop_nonce_lifetime.is_some() && !nonce_required {
+        return Err(ConfigError::new(
+            join(&spath, "dpop_nonce_lifetime"),
+            "is set but dpop_nonce is not \"required\"",
+        ));
+    }
     let configured = s.dpop_algorithms.is_some()
         || s.dpop_max_age.is_some()
         || s.dpop_clock_skew.is_some()
-        || s.dpop_replay_cache_size.is_some();
+        || s.dpop_replay_cache_size.is_some()
+        || nonce_required;
     if dpop == DpopMode::Disabled && configured {
         return Err(ConfigError::new(
             join(&spath, "dpop"),
@@ -115,6 +142,7 @@ pub(super) fn compile_sender(
             max_future: Millis::from_secs(max_future),
         },
         replay_cache_size,
+        nonce_lifetime: nonce_required.then(|| Millis::from_secs(nonce_lifetime)),
     })
 }
 
