@@ -82,6 +82,18 @@ if os.environ.get("BENCH_WORKLOADS"):
     WORKLOADS = {w: WORKLOADS[w] for w in os.environ["BENCH_WORKLOADS"].split(",") if w}
 
 
+def snapshot_modules(with_micro: bool = True) -> dict[str, dict]:
+    """Snapshots the modules every run loads into MODULES (so a rebuild during a run changes
+    nothing) and returns what each snapshot is (path, size, sha256, build time)."""
+    modules = {}
+    paths = [("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM), ("noop-min", bl.NOOP_MIN_WASM)]
+    if with_micro:
+        paths.append(("micro", bl.MICRO_WASM))
+    for name, path in paths:
+        MODULES[name], modules[name] = bl.snapshot(path)
+    return modules
+
+
 # -- keys and tokens (made once, under target/bench/) -----------------------------------
 def load_keys() -> dict[str, Key]:
     """RSA-2048 (kid `rsa`) and P-256 (kid `ec`), generated on first use. New keys invalidate
@@ -491,10 +503,7 @@ def main() -> None:
             sys.exit(f"{path} is missing: run `make bench`")
     bl.WORK.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    modules = {}
-    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
-                       ("noop-min", bl.NOOP_MIN_WASM)):
-        MODULES[name], modules[name] = bl.snapshot(path)
+    modules = snapshot_modules(with_micro=False)
     git_at_start = bl.git_state()
     keys = load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))

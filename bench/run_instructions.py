@@ -131,10 +131,7 @@ def send(port: int, tokens: list[str], count: int, start: int) -> None:
 
 def main() -> None:
     started = time.time()
-    modules = {}
-    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
-                       ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
-        rb.MODULES[name], modules[name] = bl.snapshot(path)
+    modules = rb.snapshot_modules()
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     # Distinct workloads: every request of a variant carries a token it has not seen.

@@ -102,10 +102,7 @@ def run(envoy: bl.Envoy, mode: str, rnd: int, variant: str, token_file, seconds:
 
 def main() -> None:
     started = time.time()
-    modules = {}
-    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
-                       ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
-        rb.MODULES[name], modules[name] = bl.snapshot(path)
+    modules = rb.snapshot_modules()
     if BASELINE:
         base = bl.WORK / "baseline-src" / "baseline.wasm"
         base.parent.mkdir(parents=True, exist_ok=True)

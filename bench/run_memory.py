@@ -84,10 +84,7 @@ def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
 
 
 def main() -> None:
-    modules = {}
-    for name, path in (("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM),
-                       ("noop-min", bl.NOOP_MIN_WASM), ("micro", bl.MICRO_WASM)):
-        rb.MODULES[name], modules[name] = bl.snapshot(path)
+    modules = rb.snapshot_modules()
     keys = rb.load_keys()
     both = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     rsa_only = json.dumps(jwks([keys["rsa"]]), separators=(",", ":"))
