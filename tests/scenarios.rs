@@ -620,7 +620,7 @@ fn rules_requirements_and_headers() {
     assert_eq!(get("x-jwt-payload"), Some(payload.as_str()));
     assert_eq!(allow.remove_headers, vec!["authorization".to_string()]);
     assert_eq!(allow.identities.len(), 1);
-    assert_eq!(allow.identities[0].sub.as_deref(), Some("svc-payments"));
+    assert_eq!(allow.identities[0].sub(), Some("svc-payments"));
     assert_eq!(
         p.identity_headers
             .iter()

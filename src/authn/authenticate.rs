@@ -134,15 +134,52 @@ pub enum AllowReason {
     ReportOnly,
 }
 
-/// Log-safe facts about a verified token: never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Log-safe facts about a verified token: never the token itself. `iss`, `sub` and `kid`
+/// are read from the verified token (shared with the cache) when they are logged or printed,
+/// not copied on every accepted request.
+#[derive(Debug, Clone)]
 pub struct Identity {
     pub provider_id: ProviderId,
     pub provider: String,
-    pub iss: Option<String>,
-    pub sub: Option<String>,
-    pub kid: Option<String>,
+    token: Rc<VerifiedToken>,
 }
+
+impl Identity {
+    pub fn new(provider_id: ProviderId, provider: String, token: Rc<VerifiedToken>) -> Identity {
+        Identity {
+            provider_id,
+            provider,
+            token,
+        }
+    }
+
+    /// The `iss` claim, if it is a string.
+    pub fn iss(&self) -> Option<&str> {
+        self.token.claims().get("iss").and_then(|v| v.as_str())
+    }
+
+    /// The `sub` claim, if it is a string.
+    pub fn sub(&self) -> Option<&str> {
+        self.token.claims().get("sub").and_then(|v| v.as_str())
+    }
+
+    /// The header's `kid`.
+    pub fn kid(&self) -> Option<&str> {
+        self.token.header().kid.as_deref()
+    }
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Identity) -> bool {
+        self.provider_id == other.provider_id
+            && self.provider == other.provider
+            && self.iss() == other.iss()
+            && self.sub() == other.sub()
+            && self.kid() == other.kid()
+    }
+}
+
+impl Eq for Identity {}
 
 /// A local reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -1013,13 +1050,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             };
             let claims = token.claims();
             allow.proofs.extend(self.proofs.get(id).copied());
-            allow.identities.push(Identity {
-                provider_id: *id,
-                provider: p.name.clone(),
-                iss: string_claim(claims, "iss"),
-                sub: string_claim(claims, "sub"),
-                kid: token.header().kid.clone(),
-            });
+            allow
+                .identities
+                .push(Identity::new(*id, p.name.clone(), token.clone()));
             if !p.publish.is_empty() {
                 allow
                     .published

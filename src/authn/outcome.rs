@@ -442,9 +442,9 @@ impl<'a> Plan<'a> {
                         format_args!(
                             "allowed: provider={} iss={} sub={} kid={}",
                             id.provider,
-                            Safe(id.iss.as_deref()),
-                            Safe(id.sub.as_deref()),
-                            Safe(id.kid.as_deref()),
+                            Safe(id.iss()),
+                            Safe(id.sub()),
+                            Safe(id.kid()),
                         ),
                     );
                 }

@@ -211,13 +211,18 @@ mod tests {
     fn outcomes() {
         use crate::authn::authenticate::{Denial, Identity};
         use crate::authn::error::AuthError;
-        let identity = |name: &str| Identity {
-            provider_id: 0,
-            provider: name.into(),
-            iss: None,
-            sub: Some("alice".into()),
-            kid: None,
-        };
+        let token = std::rc::Rc::new(
+            crate::authn::jws::VerifiedToken::from_cache(
+                std::rc::Rc::new(crate::authn::jws::Header {
+                    alg: "RS256".into(),
+                    kid: None,
+                    typ: None,
+                }),
+                br#"{"sub":"alice"}"#,
+            )
+            .unwrap(),
+        );
+        let identity = |name: &str| Identity::new(0, name.into(), token.clone());
         let denial = |error| Denial {
             error,
             provider: None,

@@ -591,9 +591,9 @@ pub(super) fn print_decision(d: &Decision, payload: Option<&str>, out: &mut Outp
                 out.out(format!(
                     "  identity: provider {}, iss {}, sub {}, kid {}",
                     quoted(&id.provider, 80),
-                    quoted_or_none(id.iss.as_deref(), 200),
-                    quoted_or_none(id.sub.as_deref(), 200),
-                    quoted_or_none(id.kid.as_deref(), 80),
+                    quoted_or_none(id.iss(), 200),
+                    quoted_or_none(id.sub(), 200),
+                    quoted_or_none(id.kid(), 80),
                 ));
             }
             for (name, value) in &allow.set_headers {
