@@ -45,6 +45,7 @@ impl FilterState {
     /// before it serves (the DPoP replay caches: [`crate::sources::dpop_replay::seed`]; the
     /// DPoP nonce secrets: [`crate::sources::dpop_nonce::seed`]).
     pub fn on_configured(&self, host: &dyn Host) {
+        self.sources.seed(host);
         crate::sources::dpop_replay::seed(host, self.auth.policy());
         crate::sources::dpop_nonce::seed(host, self.auth.policy());
     }

@@ -432,6 +432,23 @@ impl Sources {
         }
     }
 
+    /// Creates every source's lifecycle record that does not exist yet, when the VM is
+    /// configured: Envoy's shared data has no create-if-absent, so two VMs whose first ticks
+    /// both found no record could each write one, each read its own back, and both fetch.
+    /// With the record in place before the first tick, starting a fetch is always a
+    /// compare-and-swap on it, which only one VM wins. (Creating it can still race, but only
+    /// with another VM's creation, both writing the same empty record.)
+    pub fn seed(&self, store: &dyn SharedData) {
+        for src in self.remotes.iter().flatten() {
+            if store.read(&src.meta_key).0.is_some() {
+                continue;
+            }
+            let sealed = self.binding.seal(&src.meta_key, &Lease::default().encode());
+            // A host that refuses the write now leaves creation to the first tick.
+            let _ = store.compare_and_swap(&src.meta_key, &sealed, None);
+        }
+    }
+
     /// The shared-data name of source `id`'s lifecycle record.
     pub fn meta_key(&self, id: JwksId) -> Option<&str> {
         self.remote(id).map(|s| s.meta_key.as_str())

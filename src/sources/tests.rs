@@ -435,3 +435,35 @@ fn warn_lines_per_source_are_a_burst_then_one_per_interval() {
     assert!((0..WARN_BURST).all(|i| b.admit(UnixMillis(quiet + i as u64)).is_some()));
     assert_eq!(b.admit(UnixMillis(quiet + 10)), None);
 }
+
+/// Lifecycle records exist before the first tick (no VM ever creates one while starting a
+/// fetch, which cannot be conditional), and seeding never replaces a record that is there.
+#[test]
+fn seeding_creates_missing_lease_records_and_keeps_existing_ones() {
+    let store = Mem::default();
+    let (mut a, b) = (vm(1), vm(2));
+    let key = a.engine.meta_key(0).unwrap().to_owned();
+    assert!(store.read(&key).0.is_none());
+    a.engine.seed(&store);
+    let (seeded, cas) = store.read(&key);
+    assert!(seeded.is_some() && cas.is_some());
+    // The first tick starts a fetch by compare-and-swap on the seeded record.
+    let commands = a.engine.tick(UnixMillis(1_000), &store);
+    assert_eq!(
+        commands
+            .iter()
+            .filter(|c| matches!(c, Command::Dispatch { .. }))
+            .count(),
+        1
+    );
+    let (taken, taken_cas) = store.read(&key);
+    assert_ne!(taken, seeded);
+    // Another VM configured now leaves the fetch in progress as it is, and does not fetch.
+    b.engine.seed(&store);
+    assert_eq!(store.read(&key), (taken, taken_cas));
+    let mut b = b;
+    let commands = b.engine.tick(UnixMillis(1_000), &store);
+    assert!(commands
+        .iter()
+        .all(|c| !matches!(c, Command::Dispatch { .. })));
+}
