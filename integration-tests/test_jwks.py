@@ -18,6 +18,7 @@ from harness.waits import wait_until
 
 IDP_ISS = "https://idp.test/"
 UNAVAILABLE_DEADLINE_S = 20  # the filter holds requests for a few seconds at most
+INSTALL_SETTLE_S = 0.5  # five ticks: every VM has synced from shared data
 CONCURRENCY = 2  # two worker VMs plus the main-thread VM share one key cache
 
 
@@ -127,7 +128,11 @@ def test_key_rotation(envoy_factory, own_idp, keys):
 
     own_idp.rotate(keys["rsa-2"], drop_kid="rsa-1")
     assert poll(lambda: get(envoy, old).status == 401, timeout=25), "retired key still accepted"
-    assert_denied(get(envoy, old), "unknown_kid", authority=envoy.authority, path="/")
+    # One VM fetched and installed the new set; every other VM installs it on its next tick
+    # (100 ms), so a request to another worker may still pass for that long: then none does.
+    time.sleep(INSTALL_SETTLE_S)
+    for _ in range(2 * CONCURRENCY + 2):
+        assert_denied(get(envoy, old), "unknown_kid", authority=envoy.authority, path="/")
     assert_passed(get(envoy, new))
 
 
