@@ -449,6 +449,30 @@ fn every_outcome_code_single_provider() {
             ],
             "401 multiple_tokens",
         ),
+        // Envoy's HTTP/1 codec joins repeated headers with ',': whatever surrounds the
+        // comma, that is more than one credential.
+        (
+            "two headers joined",
+            vec![(
+                "authorization",
+                h(format!(
+                    "Bearer {}, Bearer {}",
+                    token("rs256"),
+                    token("rs256")
+                )),
+            )],
+            "401 multiple_tokens",
+        ),
+        (
+            "token and a comma",
+            vec![("authorization", h(format!("Bearer {},", token("rs256"))))],
+            "401 multiple_tokens",
+        ),
+        (
+            "another scheme joined",
+            vec![("authorization", h("Basic dXNlcg==,Basic eA==".into()))],
+            "401 multiple_tokens",
+        ),
         (
             "too large",
             vec![("authorization", h(format!("Bearer {}", "a".repeat(9000))))],

@@ -46,11 +46,15 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                     });
                 }
                 // Envoy's HTTP/1 codec joins a repeated header into one value with ',';
-                // a JWS never contains one, so a comma means several credentials.
-                if v.contains(',') {
+                // a JWS never contains one, so a comma means several credentials. Looked
+                // for only when no token was read: a token read whole is token68 (no ','),
+                // and so is what surrounds it, unless the configured prefix has one.
+                let token = header_token(v, name, value_prefix, p);
+                if (!matches!(token, Ok(Some(_))) || value_prefix.contains(',')) && v.contains(',')
+                {
                     return Err(AuthError::MultipleTokens);
                 }
-                if let Some((t, dpop)) = header_token(v, name, value_prefix, p)? {
+                if let Some((t, dpop)) = token? {
                     consider(&mut found, p, location, t, dpop)?;
                 }
             }
@@ -199,26 +203,39 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
 
 /// RFC 7235 token68 bytes, plus '.' between JWS segments, as a table: a token is scanned on
 /// every request (one load and test per byte instead of a chain of range checks).
+/// 1 for an allowed byte, 0 otherwise (bytes, not `bool`s, so that the check can AND them).
 #[allow(clippy::indexing_slicing)] // b < 256 = the table's length, in a const block
-const TOKEN68: [bool; 256] = {
-    let mut table = [false; 256];
+const TOKEN68: [u8; 256] = {
+    let mut table = [0; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'-' | b'_' | b'.' | b'=' | b'+' | b'/' | b'~');
+        table[b] = (c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'_' | b'.' | b'=' | b'+' | b'/' | b'~'))
+            as u8;
         b += 1;
     }
     table
 };
 
+/// True when every byte of `bytes` is in [`TOKEN68`]. Branch-free over blocks of 16 (a
+/// token is scanned whole on every request, cache hits included: one load and AND per byte,
+/// no compare and branch per byte); a block with a bad byte ends the scan.
+fn all_token68(bytes: &[u8]) -> bool {
+    // A u8 always indexes the table: the bound checks fold away.
+    let class = |b: &u8| TOKEN68.get(usize::from(*b)).copied().unwrap_or(0);
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(1, |acc, b| acc & class(b)) == 0 {
+            return false;
+        }
+    }
+    blocks.remainder().iter().fold(1, |acc, b| acc & class(b)) == 1
+}
+
 /// A token must be one word of JWS characters; anything else is not ours to guess at.
 fn check_token68(t: &str) -> Result<&str, AuthError> {
-    // A u8 always indexes the table: the bound check folds away.
-    let ok = t
-        .bytes()
-        .all(|b| TOKEN68.get(usize::from(b)).copied().unwrap_or(false));
-    if ok {
+    if all_token68(t.as_bytes()) {
         Ok(t)
     } else {
         Err(AuthError::Malformed(
@@ -242,6 +259,23 @@ mod tests {
             assert_eq!(check_token68(&text).is_ok(), expected, "byte {b:#04x}");
         }
         assert!(check_token68("é").is_err());
+    }
+
+    /// The scan runs in blocks of 16 and a remainder: one bad byte at any position of any
+    /// length up to three blocks is found.
+    #[test]
+    fn token68_bad_byte_at_every_position() {
+        for len in 1..=48 {
+            assert!(all_token68(&vec![b'a'; len]), "len {len}");
+            for at in 0..len {
+                for bad in [b' ', b',', b'\0', 0x80, 0xff] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(!all_token68(&v), "len {len}, bad {bad:#04x} at {at}");
+                }
+            }
+        }
+        assert!(all_token68(b""));
     }
 
     fn provider(locations: Vec<TokenLocation>) -> Provider {
