@@ -699,8 +699,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             .flatten()
         {
             self.rec.step(Step::CacheHit { provider: id });
-            // Same bytes, verified before under the current keys: only the claims, which
-            // depend on `now`, are checked again.
+            // Same bytes, verified before under the current keys, and cached only after the
+            // issuer and subject checks of this provider (whose configuration lives as long
+            // as the cache) passed: what depends on `now` is checked again.
             let claims = hit.claims();
             // Only a refusal logs them: a hit that passes allocates none of them.
             let facts = || Facts {
@@ -709,17 +710,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 sub: string_claim(claims, "sub"),
             };
             let rec = &mut *self.rec;
-            if let Err(e) = checked(rec, id, Check::Issuer, claims::check_issuer(claims, p))
-                .and_then(|()| {
-                    checked(
-                        rec,
-                        id,
-                        Check::Times,
-                        claims::check_times(claims, p, self.now),
-                    )
-                })
-                .and_then(|()| checked(rec, id, Check::Subject, claims::check_subject(claims, p)))
-            {
+            if let Err(e) = checked(rec, id, Check::Times, hit.check_times(p, self.now)) {
                 return ProviderResult::Failed(e, facts(), Some(found.token));
             }
             if let Some(refused) = self.check_revoked(id, claims, p, &facts, &found.token) {

@@ -27,33 +27,56 @@ pub fn check_times(
     p: &Provider,
     now: UnixMillis,
 ) -> Result<(), AuthError> {
-    let exp = numeric_date(claims, "exp")?;
-    let nbf = numeric_date(claims, "nbf")?;
-    let iat = numeric_date(claims, "iat")?;
-    let now = now.as_secs() as f64;
-    let skew = p.clock_skew.as_secs() as f64;
-    match exp {
-        Some(exp) if now > exp + skew => return Err(AuthError::Expired),
-        Some(_) => {}
-        None if p.require_expiration || p.max_lifetime.is_some() => {
-            return Err(AuthError::ExpMissing)
-        }
-        None => {}
+    ClaimTimes::read(claims)?.check(p, now)
+}
+
+/// A token's `exp`, `nbf` and `iat`, read once: a verified token keeps them, so that a
+/// cache hit checks its times without looking the claims up again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClaimTimes {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+}
+
+impl ClaimTimes {
+    /// The time claims of `claims`; a time claim that is not a number is malformed.
+    pub fn read(claims: &Map<String, Value>) -> Result<ClaimTimes, AuthError> {
+        Ok(ClaimTimes {
+            exp: numeric_date(claims, "exp")?,
+            nbf: numeric_date(claims, "nbf")?,
+            iat: numeric_date(claims, "iat")?,
+        })
     }
-    if let Some(nbf) = nbf {
-        if nbf > now + skew {
-            return Err(AuthError::NotYetValid);
+
+    /// [`check_times`] on claims already read.
+    pub fn check(&self, p: &Provider, now: UnixMillis) -> Result<(), AuthError> {
+        let ClaimTimes { exp, nbf, iat } = *self;
+        let now = now.as_secs() as f64;
+        let skew = p.clock_skew.as_secs() as f64;
+        match exp {
+            Some(exp) if now > exp + skew => return Err(AuthError::Expired),
+            Some(_) => {}
+            None if p.require_expiration || p.max_lifetime.is_some() => {
+                return Err(AuthError::ExpMissing)
+            }
+            None => {}
         }
-    }
-    if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
-        // The lifetime counts from `iat`, but never from later than now: a token minted with
-        // a future `iat` would otherwise carry any lifetime it likes.
-        let start = iat.map_or(now, |iat| iat.min(now));
-        if exp - start > max.as_secs() as f64 {
-            return Err(AuthError::LifetimeTooLong);
+        if let Some(nbf) = nbf {
+            if nbf > now + skew {
+                return Err(AuthError::NotYetValid);
+            }
         }
+        if let (Some(max), Some(exp)) = (p.max_lifetime, exp) {
+            // The lifetime counts from `iat`, but never from later than now: a token minted
+            // with a future `iat` would otherwise carry any lifetime it likes.
+            let start = iat.map_or(now, |iat| iat.min(now));
+            if exp - start > max.as_secs() as f64 {
+                return Err(AuthError::LifetimeTooLong);
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Checks `iss` against the provider's issuer (exact match, no normalisation).

@@ -10,9 +10,12 @@ use serde_json::{Map, Value};
 
 use crate::authn::alg::Algorithm;
 use crate::authn::b64;
+use crate::authn::claims::ClaimTimes;
 use crate::authn::error::AuthError;
 use crate::authn::json::{parse_object, StrictJsonError};
 use crate::authn::jwk::{Jwk, KeySet};
+use crate::authn::policy::Provider;
+use crate::time::UnixMillis;
 
 /// The JOSE header members jwt-edge reads. Other members are ignored; `jwk`, `jku`, `x5u`
 /// and `x5c` in particular are never used to find a key.
@@ -41,6 +44,9 @@ pub struct UntrustedToken<'a> {
 pub struct VerifiedToken {
     header: Rc<Header>,
     claims: Map<String, Value>,
+    /// The time claims, read once (`None`: one is malformed, and [`check_times`]
+    /// (VerifiedToken::check_times) reads the claims again to say which).
+    times: Option<ClaimTimes>,
 }
 
 impl<'a> UntrustedToken<'a> {
@@ -136,20 +142,14 @@ impl<'a> UntrustedToken<'a> {
         if verified_by.is_none() {
             return Err(AuthError::BadSignature);
         }
-        Ok(VerifiedToken {
-            header: Rc::new(self.header),
-            claims: self.claims,
-        })
+        Ok(VerifiedToken::new(Rc::new(self.header), self.claims))
     }
 
     /// Verifies the signature with one given key, under an `alg` the caller has already
     /// allowed: a DPoP proof carries its own key (RFC 9449 §4.3), there is no key set.
     pub fn verify_with_key(self, key: &Jwk, alg: Algorithm) -> Result<VerifiedToken, AuthError> {
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
-        Ok(VerifiedToken {
-            header: Rc::new(self.header),
-            claims: self.claims,
-        })
+        Ok(VerifiedToken::new(Rc::new(self.header), self.claims))
     }
 
     /// The token's algorithm, if it is on `allowed`.
@@ -181,7 +181,23 @@ impl VerifiedToken {
     /// calls this, after comparing the request's token with the stored one in full.
     pub(crate) fn from_cache(header: Rc<Header>, payload: &[u8]) -> Option<VerifiedToken> {
         let claims = parse_object(payload).ok()?;
-        Some(VerifiedToken { header, claims })
+        Some(VerifiedToken::new(header, claims))
+    }
+
+    fn new(header: Rc<Header>, claims: Map<String, Value>) -> VerifiedToken {
+        VerifiedToken {
+            times: ClaimTimes::read(&claims).ok(),
+            header,
+            claims,
+        }
+    }
+
+    /// [`claims::check_times`](crate::authn::claims::check_times) on this token's claims.
+    pub fn check_times(&self, p: &Provider, now: UnixMillis) -> Result<(), AuthError> {
+        match &self.times {
+            Some(times) => times.check(p, now),
+            None => crate::authn::claims::check_times(&self.claims, p, now),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use log::Level;
+use log::{Level, LevelFilter};
 
 use crate::authn::authenticate::{
     decide_cached, denial, provider_denial, report_only, select_requirement, Allow, AllowReason,
@@ -431,10 +431,12 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The log lines (never a token, a signature or a whole header): formatted only if the
-    /// adapter's logger prints them.
-    pub fn log_lines(&self, mut line: impl FnMut(Level, fmt::Arguments<'_>)) {
+    /// The log lines (never a token, a signature or a whole header) at `max` or more severe:
+    /// formatted only if the adapter's logger prints them, and a line above `max` is skipped
+    /// before its values are looked up (an accepted request's Debug line reads three claims).
+    pub fn log_lines(&self, max: LevelFilter, mut line: impl FnMut(Level, fmt::Arguments<'_>)) {
         match &self.decision {
+            Decision::Allow(_) if Level::Debug > max => {}
             Decision::Allow(allow) => {
                 for id in &allow.identities {
                     line(
@@ -449,7 +451,9 @@ impl<'a> Plan<'a> {
                     );
                 }
             }
-            Decision::Deny(denial) => self.denial_line(&mut line, Level::Debug, "denied", denial),
+            Decision::Deny(denial) => {
+                self.denial_line(max, &mut line, Level::Debug, "denied", denial)
+            }
             Decision::WaitForKeys(_) => {}
         }
         if let Decision::Allow(Allow {
@@ -458,17 +462,21 @@ impl<'a> Plan<'a> {
         }) = &self.decision
         {
             // Info: the line the switch to enforcing is decided on.
-            self.denial_line(&mut line, Level::Info, "would deny (report_only)", den);
+            self.denial_line(max, &mut line, Level::Info, "would deny (report_only)", den);
         }
     }
 
     fn denial_line(
         &self,
+        max: LevelFilter,
         line: &mut impl FnMut(Level, fmt::Arguments<'_>),
         level: Level,
         what: &str,
         denial: &Denial,
     ) {
+        if level > max {
+            return;
+        }
         line(
             level,
             format_args!(

@@ -190,7 +190,7 @@ fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
         host.set_property(name, value.as_bytes());
     }
     plan.counters(|name, delta| host.increment_counter(name, delta));
-    plan.log_lines(|level, line| log::log!(level, "{line}"));
+    plan.log_lines(log::max_level(), |level, line| log::log!(level, "{line}"));
     if let Some(reply) = plan.reply() {
         host.send_response(reply.status, &reply.headers, reply.body.as_bytes());
     }

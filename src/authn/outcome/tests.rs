@@ -68,6 +68,17 @@ fn run(profile: HostProfile, path: &str, extra: &[(&str, &str)]) -> Seen {
 
 /// `give_up`: the plan as it is once waiting for keys is over ([`Plan::unavailable`]).
 fn run_plan(profile: HostProfile, path: &str, extra: &[(&str, &str)], give_up: bool) -> Seen {
+    run_logged(profile, path, extra, give_up, log::LevelFilter::Trace)
+}
+
+/// [`run_plan`] with the logger printing `max` and more severe.
+fn run_logged(
+    profile: HostProfile,
+    path: &str,
+    extra: &[(&str, &str)],
+    give_up: bool,
+    max: log::LevelFilter,
+) -> Seen {
     let cfg = config_text();
     let policy = config::parse(&cfg).unwrap();
     let sources = Sources::new(&policy, cfg.as_bytes(), 1);
@@ -94,7 +105,7 @@ fn run_plan(profile: HostProfile, path: &str, extra: &[(&str, &str)], give_up: b
     let mut counters = Vec::new();
     plan.counters(|n, d| counters.push((n.to_owned(), d)));
     let mut logs = Vec::new();
-    plan.log_lines(|level, line| logs.push(format!("{level} {line}")));
+    plan.log_lines(max, |level, line| logs.push(format!("{level} {line}")));
     let reply = plan.reply().map(|d| {
         let www = d
             .headers
@@ -257,6 +268,29 @@ fn a_repeated_header_to_remove_is_refused_on_ngx_only() {
         (one.ops, one.allowed),
         (vec![set("x-token", ""), remove("x-token")], true)
     );
+}
+
+/// Lines the logger would not print are not made: at Info, neither an accepted request's
+/// nor a denial's Debug line (nothing else of the plan changes).
+#[test]
+fn log_lines_above_the_logger_level_are_skipped() {
+    let good = format!("Bearer {}", token("rs256"));
+    let bad = format!("Bearer {}", token("forged_kid"));
+    for bearer in [&good, &bad] {
+        let h = [("authorization", bearer.as_str())];
+        let debug = run_logged(HostProfile::ENVOY, "/a", &h, false, log::LevelFilter::Debug);
+        let info = run_logged(HostProfile::ENVOY, "/a", &h, false, log::LevelFilter::Info);
+        assert_eq!(debug.logs.len(), 1);
+        assert!(debug.logs[0].starts_with("DEBUG "), "{:?}", debug.logs);
+        assert_eq!(info.logs, Vec::<String>::new());
+        assert_eq!(
+            Seen {
+                logs: vec![],
+                ..debug
+            },
+            info
+        );
+    }
 }
 
 #[test]
