@@ -498,7 +498,7 @@ pub fn check_case(case: &Case) {
                     .expect("identity names a configured provider");
                 let found = extract(&req, provider);
                 let token = match &found {
-                    Ok(Some(found)) => found.token.as_str(),
+                    Ok(Some(found)) => found.token.as_ref(),
                     other => panic!(
                         "identity for {} but its extraction gives {other:?}",
                         provider.name

@@ -6,7 +6,7 @@
 //! ([`Decision::WaitForKeys`]) and the adapter asks again later. [`decide_recorded`] is the
 //! same decision reporting its steps to a [`Recorder`] (`jwt-edge explain` prints them).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::authn::b64;
@@ -261,8 +261,8 @@ fn decide_steps<R: Recorder>(
         keys,
         cache,
         now,
-        results: BTreeMap::new(),
-        proofs: BTreeMap::new(),
+        results: ById::default(),
+        proofs: ById::default(),
         rec,
     };
     let scope = Scope::of(requirement, policy.providers.len());
@@ -425,15 +425,15 @@ enum Fail {
 }
 
 /// One provider's outcome on this request, computed at most once.
-enum ProviderResult {
+enum ProviderResult<'a> {
     Missing,
     Verified {
         token: Rc<VerifiedToken>,
-        found: Found,
+        found: Found<'a>,
     },
     /// The error, log-safe facts, and the token when one was found (a location that held
     /// something unusable, e.g. two tokens, has none).
-    Failed(AuthError, Facts, Option<String>),
+    Failed(AuthError, Facts, Option<Cow<'a, str>>),
     Pending(JwksId),
 }
 
@@ -450,10 +450,43 @@ struct Evaluation<'a, 'r, R> {
     keys: &'a dyn KeyLookup,
     cache: &'a TokenCache,
     now: UnixMillis,
-    results: BTreeMap<ProviderId, ProviderResult>,
+    results: ById<ProviderResult<'a>>,
     /// Extension: the DPoP proofs that passed, by provider, for the replay cache.
-    proofs: BTreeMap<ProviderId, Proof>,
+    proofs: ById<Proof>,
     rec: &'a mut R,
+}
+
+/// A decision's values by provider: a request names one or a few providers, so a list
+/// searched in order (one small allocation on first insert) serves better than a map (a
+/// B-tree's first node is eleven slots of results).
+struct ById<T>(Vec<(ProviderId, T)>);
+
+impl<T> Default for ById<T> {
+    fn default() -> Self {
+        ById(Vec::new())
+    }
+}
+
+impl<T> ById<T> {
+    fn get(&self, id: &ProviderId) -> Option<&T> {
+        self.0.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+    }
+
+    fn contains_key(&self, id: &ProviderId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets `id`'s value, replacing one it had.
+    fn insert(&mut self, id: ProviderId, value: T) {
+        match self.0.iter_mut().find(|(k, _)| *k == id) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((id, value)),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|(_, v)| v)
+    }
 }
 
 /// Reports check `check` of provider `id` and hands its result back.
@@ -472,7 +505,7 @@ fn checked<R: Recorder>(
     result
 }
 
-impl<R: Recorder> Evaluation<'_, '_, R> {
+impl<'a, R: Recorder> Evaluation<'a, '_, R> {
     /// Whether the request meets `r`, and through which providers' tokens. `siblings` are
     /// the providers named next to `r` when `r` is a child of a `requires_any`.
     fn check(&mut self, r: &Requirement, siblings: Option<&[ProviderId]>) -> Result<Passed, Fail> {
@@ -675,7 +708,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         }
     }
 
-    fn compute(&mut self, id: ProviderId) -> ProviderResult {
+    fn compute(&mut self, id: ProviderId) -> ProviderResult<'a> {
         let policy = self.policy;
         let lookup = self.keys;
         let Some(p) = policy.providers.get(id) else {
@@ -864,7 +897,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         &mut self,
         id: ProviderId,
         p: &Provider,
-        found: &Found,
+        found: &Found<'_>,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), AuthError> {
         let cnf = claims.get("cnf");
@@ -883,7 +916,7 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         &mut self,
         id: ProviderId,
         p: &Provider,
-        found: &Found,
+        found: &Found<'_>,
         cnf: Option<&serde_json::Value>,
     ) -> Result<(), AuthError> {
         let result = match (p.sender.dpop, found.dpop) {
@@ -940,9 +973,9 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         claims: &serde_json::Map<String, serde_json::Value>,
         p: &Provider,
         facts: &dyn Fn() -> Facts,
-        token: &str,
-    ) -> Option<ProviderResult> {
-        let failed = |e| ProviderResult::Failed(e, facts(), Some(token.to_owned()));
+        token: &Cow<'a, str>,
+    ) -> Option<ProviderResult<'a>> {
+        let failed = |e| ProviderResult::Failed(e, facts(), Some(token.clone()));
         let revoked = |revokes: bool| match revokes {
             true => Err(AuthError::TokenRevoked),
             false => Ok(()),
@@ -1030,10 +1063,16 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
             ..Allow::default()
         };
         let mut removed_params: Vec<&str> = Vec::new();
-        let mut vouching = passed.providers.clone();
-        vouching.sort_unstable();
-        vouching.dedup();
-        for id in &vouching {
+        // In provider order, each once (one provider needs no copy to sort).
+        let vouching: Cow<'_, [ProviderId]> = if passed.providers.len() < 2 {
+            Cow::Borrowed(&passed.providers)
+        } else {
+            let mut sorted = passed.providers.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            Cow::Owned(sorted)
+        };
+        for id in vouching.iter() {
             let (Some(ProviderResult::Verified { token, found }), Some(p)) =
                 (self.results.get(id), self.policy.providers.get(*id))
             else {
@@ -1070,8 +1109,8 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
                 for at in &found.at {
                     match at {
                         FoundAt::Header(h) => {
-                            if !allow.remove_headers.contains(h) {
-                                allow.remove_headers.push(h.clone());
+                            if !allow.remove_headers.iter().any(|r| r == h) {
+                                allow.remove_headers.push((*h).to_owned());
                             }
                         }
                         FoundAt::Param(name) => removed_params.push(name),
@@ -1098,8 +1137,8 @@ impl<R: Recorder> Evaluation<'_, '_, R> {
         for at in &unused {
             match at {
                 FoundAt::Header(h) => {
-                    if !allow.remove_headers.contains(h) {
-                        allow.remove_headers.push(h.clone());
+                    if !allow.remove_headers.iter().any(|r| r == h) {
+                        allow.remove_headers.push((*h).to_owned());
                     }
                 }
                 // A repeat is harmless to `remove_query_params`; no sort for `&str` in the

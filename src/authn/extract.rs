@@ -4,31 +4,35 @@
 //! `token_missing`; finding two different tokens, or a repeated header, is `multiple_tokens`
 //! (a request must not be able to present one token to the filter and another upstream).
 
+use std::borrow::Cow;
+
 use crate::authn::error::AuthError;
 use crate::authn::policy::{DpopMode, Provider, TokenLocation};
 use crate::authn::request::RequestView;
 
-/// Where a token was found, so that it can be removed before forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FoundAt {
-    Header(String),
-    Param(String),
-    Cookie(String),
+/// Where a token was found, so that it can be removed before forwarding (the provider's
+/// own names for its locations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundAt<'a> {
+    Header(&'a str),
+    Param(&'a str),
+    Cookie(&'a str),
 }
 
-/// The token a provider found, and every place it was found.
+/// The token a provider found, and every place it was found. The token is the request's
+/// own bytes (a query parameter's, percent-decoded, is a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub token: String,
-    pub at: Vec<FoundAt>,
+pub struct Found<'a> {
+    pub token: Cow<'a, str>,
+    pub at: Vec<FoundAt<'a>>,
     /// Extension: the token came as `Authorization: DPoP <token>` (RFC 9449 §7.1), accepted
     /// only from providers with `sender_constraint.dpop` on.
     pub dpop: bool,
 }
 
 /// Finds the provider's token. `Ok(None)` when there is none.
-pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, AuthError> {
-    let mut found: Option<Found> = None;
+pub fn extract<'a>(req: &RequestView<'a>, p: &'a Provider) -> Result<Option<Found<'a>>, AuthError> {
+    let mut found: Option<Found<'a>> = None;
     for location in &p.locations {
         match location {
             TokenLocation::Header { name, value_prefix } => {
@@ -55,17 +59,17 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
                     return Err(AuthError::MultipleTokens);
                 }
                 if let Some((t, dpop)) = token? {
-                    consider(&mut found, p, location, t, dpop)?;
+                    consider(&mut found, p, location, Cow::Borrowed(t), dpop)?;
                 }
             }
             TokenLocation::Param(name) => {
                 for t in req.query_values(name) {
-                    consider(&mut found, p, location, &t, false)?;
+                    consider(&mut found, p, location, Cow::Owned(t), false)?;
                 }
             }
             TokenLocation::Cookie(name) => {
                 for t in req.cookie_values(name) {
-                    consider(&mut found, p, location, t, false)?;
+                    consider(&mut found, p, location, Cow::Borrowed(t), false)?;
                 }
             }
         }
@@ -75,12 +79,11 @@ pub fn extract(req: &RequestView<'_>, p: &Provider) -> Result<Option<Found>, Aut
 
 /// One candidate `token` at `location`: the first one found, the same one again (another
 /// place to clear), or a second, different one (`multiple_tokens`). Empty ones are skipped.
-/// Nothing is copied until a token is kept.
-fn consider(
-    found: &mut Option<Found>,
+fn consider<'a>(
+    found: &mut Option<Found<'a>>,
     p: &Provider,
-    location: &TokenLocation,
-    token: &str,
+    location: &'a TokenLocation,
+    token: Cow<'a, str>,
     dpop: bool,
 ) -> Result<(), AuthError> {
     if token.is_empty() {
@@ -102,7 +105,7 @@ fn consider(
         }
         None => {
             *found = Some(Found {
-                token: token.to_owned(),
+                token,
                 at: vec![found_at(location)],
                 dpop,
             });
@@ -112,18 +115,18 @@ fn consider(
 }
 
 /// Where a location's token is found (to be removed before forwarding).
-fn found_at(location: &TokenLocation) -> FoundAt {
+fn found_at(location: &TokenLocation) -> FoundAt<'_> {
     match location {
-        TokenLocation::Header { name, .. } => FoundAt::Header(name.clone()),
-        TokenLocation::Param(name) => FoundAt::Param(name.clone()),
-        TokenLocation::Cookie(name) => FoundAt::Cookie(name.clone()),
+        TokenLocation::Header { name, .. } => FoundAt::Header(name),
+        TokenLocation::Param(name) => FoundAt::Param(name),
+        TokenLocation::Cookie(name) => FoundAt::Cookie(name),
     }
 }
 
 /// Every location of `p` that holds something the provider would read as its credential
 /// (a token, or a value it refuses such as two tokens or a malformed `Bearer` value): the
 /// places to clear when such a credential must not reach the upstream.
-pub fn present_at(req: &RequestView<'_>, p: &Provider) -> Vec<FoundAt> {
+pub fn present_at<'a>(req: &RequestView<'_>, p: &'a Provider) -> Vec<FoundAt<'a>> {
     let mut at = Vec::new();
     for location in &p.locations {
         let present = match location {
@@ -326,7 +329,7 @@ mod tests {
         }
         let req = RequestView::new(&hs, None);
         extract(&req, &provider(locations))
-            .map(|f| f.map(|f| f.token))
+            .map(|f| f.map(|f| f.token.into_owned()))
             .map_err(|e| e.code())
     }
 

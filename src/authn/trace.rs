@@ -121,7 +121,7 @@ pub enum Step<'a> {
     /// unusable (two tokens, a bad prefix).
     Token {
         provider: ProviderId,
-        found: Result<Option<&'a Found>, &'a AuthError>,
+        found: Result<Option<&'a Found<'a>>, &'a AuthError>,
     },
     /// The verified-token cache holds this token: parsing and signature are skipped, the
     /// claims that depend on `now` are checked again.
