@@ -30,8 +30,8 @@
 //! microseconds in V8 (issue #13's ablation ladder, `make bench-ladder`). A token that hits
 //! once usually hits again (a client reuses its token until it expires), so each provider also
 //! keeps a small memo of tokens that hit: [`HOT_SLOTS`] slots (at most the cache's capacity),
-//! indexed by the same keyed hash, each holding the token text and its parsed, verified form.
-//! A token found there is compared in full as text (a `memcmp`, no decoding) and its claims
+//! in sets of [`HOT_WAYS`] by the same keyed hash, each holding the token text and its parsed,
+//! verified form. A token found there is compared in full as text (no decoding) and its claims
 //! are not parsed again; they are still checked on every hit by the caller. Only a token that
 //! hit in the compact table enters the memo (one-off tokens never do), tokens over
 //! [`HOT_MAX_TOKEN_BYTES`] never do, and the memo is cleared with the cache. Its memory is
@@ -56,12 +56,18 @@ const MAX_SHARED_HEADERS: usize = 16;
 /// Slots of a provider's memo of hot tokens (fewer when the cache's capacity is smaller).
 pub const HOT_SLOTS: usize = 64;
 
+/// Ways of a set of the memo: a token may sit in any slot of its set, least recently used
+/// out. With two ways, 16 hot tokens in 64 slots put three in one set for about one VM in
+/// two (their per-VM hash keys decide which), and those three then missed on every turn.
+const HOT_WAYS: usize = 8;
+
 /// Longer tokens never enter the memo: with [`HOT_SLOTS`] this bounds its memory.
 pub const HOT_MAX_TOKEN_BYTES: usize = 2048;
 
 /// A token that hit, kept whole with its parsed form.
 #[derive(Debug)]
 struct Hot {
+    hash: u64,
     token: Box<str>,
     verified: Rc<VerifiedToken>,
 }
@@ -167,38 +173,36 @@ impl Generations {
         self.capacity.min(HOT_SLOTS)
     }
 
-    /// The memo's slots for `hash`: a set of two (one when the memo has a single slot), so
-    /// that two hot tokens whose hashes meet do not evict each other on every request
-    /// (direct-mapped, 16 tokens in 64 slots collide about one time in five).
+    /// The memo's slots for `hash`: a set of [`HOT_WAYS`] (all slots when there are fewer),
+    /// most recently used first, so that hot tokens whose hashes meet do not evict each
+    /// other on every request.
     fn hot_set(&self, hash: u64) -> std::ops::Range<usize> {
         let slots = self.hot.len();
-        if slots < 2 {
-            return 0..slots;
+        let ways = HOT_WAYS.min(slots);
+        if ways == 0 {
+            return 0..0;
         }
-        let first = (hash as usize % (slots / 2)) * 2;
-        first..first + 2
+        let first = (hash as usize % (slots / ways)) * ways;
+        first..first + ways
     }
 
-    /// The memo's answer for exactly `token`, if it holds it. A hit in the second way of
-    /// its set moves it to the first (the second is the one evicted next).
+    /// The memo's answer for exactly `token`, if it holds it; a hit moves to the front of
+    /// its set (the last is the one evicted next). Only a slot with the same hash is
+    /// compared, in full.
     fn hot_get(&mut self, hash: u64, token: &str) -> Option<Rc<VerifiedToken>> {
-        let set = self.hot_set(hash);
-        let first = set.start;
-        let way = self.hot.get(set)?.iter().position(|slot| {
-            slot.as_ref()
-                .is_some_and(|hot| same_bytes(hot.token.as_bytes(), token.as_bytes()))
+        let range = self.hot_set(hash);
+        let set = self.hot.get_mut(range)?;
+        let way = set.iter().position(|slot| {
+            slot.as_ref().is_some_and(|hot| {
+                hot.hash == hash && same_bytes(hot.token.as_bytes(), token.as_bytes())
+            })
         })?;
-        if way == 1 {
-            self.hot.swap(first, first + 1);
-        }
-        self.hot
-            .get(first)?
-            .as_ref()
-            .map(|hot| hot.verified.clone())
+        set.get_mut(..=way)?.rotate_right(1);
+        set.first()?.as_ref().map(|hot| hot.verified.clone())
     }
 
-    /// Keeps `token`, which just hit, in the memo: first in its set, the set's other token
-    /// (the more recently used of the two it held) second, the least recently used gone.
+    /// Keeps `token`, which just hit, in the memo: first in its set, the others one place
+    /// down, the least recently used gone.
     fn hot_put(&mut self, hash: u64, token: &str, verified: &Rc<VerifiedToken>) {
         let slots = self.hot_slots();
         if slots == 0 || token.len() > HOT_MAX_TOKEN_BYTES {
@@ -207,13 +211,14 @@ impl Generations {
         if self.hot.len() != slots {
             self.hot = std::iter::repeat_with(|| None).take(slots).collect();
         }
-        let set = self.hot_set(hash);
-        let first = set.start;
-        if set.len() == 2 {
-            self.hot.swap(first, first + 1);
-        }
-        if let Some(slot) = self.hot.get_mut(first) {
+        let range = self.hot_set(hash);
+        let Some(set) = self.hot.get_mut(range) else {
+            return;
+        };
+        set.rotate_right(1);
+        if let Some(slot) = set.first_mut() {
             *slot = Some(Hot {
+                hash,
                 token: token.into(),
                 verified: verified.clone(),
             });
@@ -554,41 +559,49 @@ mod tests {
     }
 
     #[test]
-    fn hot_memo_keeps_two_tokens_per_set_least_recently_used_out() {
+    fn hot_memo_keeps_a_set_of_ways_least_recently_used_out() {
         let mut g = Generations {
             capacity: 100,
             ..Generations::default()
         };
-        let tokens: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|sub| {
-                let (t, v) = token(sub, &[9; 64]);
+        let tokens: Vec<_> = (0..=HOT_WAYS)
+            .map(|i| {
+                let (t, v) = token(&format!("u{i}"), &[9; 64]);
                 (t, Rc::new(v))
             })
             .collect();
         let sub = |r: Option<Rc<VerifiedToken>>| r.map(|v| v.claims()["sub"].clone());
-        // Same hash, same set: both stay.
-        g.hot_put(7, &tokens[0].0, &tokens[0].1);
-        g.hot_put(7, &tokens[1].0, &tokens[1].1);
-        assert_eq!(sub(g.hot_get(7, &tokens[0].0)), Some("a".into()));
-        assert_eq!(sub(g.hot_get(7, &tokens[1].0)), Some("b".into()));
-        // `a` is used again, so `b` is the least recently used and makes way for `c`.
-        assert_eq!(sub(g.hot_get(7, &tokens[0].0)), Some("a".into()));
-        g.hot_put(7, &tokens[2].0, &tokens[2].1);
+        let want = |i: usize| Some(serde_json::Value::from(format!("u{i}")));
+        // Same hash, same set: a whole set's worth stay.
+        for (t, v) in &tokens[..HOT_WAYS] {
+            g.hot_put(7, t, v);
+        }
+        for (i, (t, _)) in tokens[..HOT_WAYS].iter().enumerate() {
+            assert_eq!(sub(g.hot_get(7, t)), want(i), "way {i}");
+        }
+        // `u0` is used again, so `u1` is the least recently used and makes way for the next.
+        assert_eq!(sub(g.hot_get(7, &tokens[0].0)), want(0));
+        let (t, v) = &tokens[HOT_WAYS];
+        g.hot_put(7, t, v);
         assert_eq!(sub(g.hot_get(7, &tokens[1].0)), None);
-        assert_eq!(sub(g.hot_get(7, &tokens[0].0)), Some("a".into()));
-        assert_eq!(sub(g.hot_get(7, &tokens[2].0)), Some("c".into()));
+        assert_eq!(sub(g.hot_get(7, &tokens[0].0)), want(0));
+        assert_eq!(sub(g.hot_get(7, t)), want(HOT_WAYS));
+        for (i, (t, _)) in tokens.iter().enumerate().take(HOT_WAYS).skip(2) {
+            assert_eq!(sub(g.hot_get(7, t)), want(i), "way {i}");
+        }
+        // The same token under another hash is another slot's question: no answer.
+        assert_eq!(sub(g.hot_get(8, t)), None);
         // Another set is untouched, and a single-slot memo still works.
-        assert_eq!(g.hot.iter().flatten().count(), 2);
+        assert_eq!(g.hot.iter().flatten().count(), HOT_WAYS);
         let mut one = Generations {
             capacity: 1,
             ..Generations::default()
         };
         one.hot_put(7, &tokens[0].0, &tokens[0].1);
-        assert_eq!(sub(one.hot_get(7, &tokens[0].0)), Some("a".into()));
+        assert_eq!(sub(one.hot_get(7, &tokens[0].0)), want(0));
         one.hot_put(8, &tokens[1].0, &tokens[1].1);
         assert_eq!(sub(one.hot_get(7, &tokens[0].0)), None);
-        assert_eq!(sub(one.hot_get(8, &tokens[1].0)), Some("b".into()));
+        assert_eq!(sub(one.hot_get(8, &tokens[1].0)), want(1));
     }
 
     #[test]
