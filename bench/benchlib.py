@@ -329,7 +329,9 @@ class Envoy:
         return client.request(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10)
 
     def stats(self) -> dict[str, float]:
-        """Counters and gauges by name (admin `/stats?format=json`)."""
+        """Counters and gauges by name (admin `/stats?format=json`), after three ticks of
+        jwt-edge's VMs (they hand their counters to Envoy on each 100 ms tick)."""
+        time.sleep(0.3)
         return {s["name"]: s["value"] for s in self.admin("/stats?format=json").json()["stats"]
                 if "value" in s and isinstance(s["value"], (int, float))}
 

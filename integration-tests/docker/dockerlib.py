@@ -241,6 +241,8 @@ def wait_ready(admin_port: int, timeout: float) -> bool:
 
 
 def envoy_stats(admin_port: int, filter_re: str) -> dict[str, int]:
+    # jwt-edge hands its counters to Envoy on each VM's 100 ms tick: wait out a few.
+    time.sleep(0.3)
     reply = request("GET", admin_port, f"/stats?filter={filter_re}", timeout=5)
     out = {}
     for line in reply.body.decode().splitlines():

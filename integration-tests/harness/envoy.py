@@ -25,6 +25,8 @@ from . import client
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "envoy.yaml.tmpl"
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.05
+# Three ticks of jwt-edge's counters (src/filter/proxy.rs `flush_counters`) before a stats read.
+STATS_SETTLE_S = 0.3
 
 _LIVE: "weakref.WeakSet[EnvoyProcess]" = weakref.WeakSet()
 # Every Envoy started in this session, for dumping logs of failed tests (even stopped ones).
@@ -202,6 +204,10 @@ class EnvoyProcess:
         return f"http://127.0.0.1:{self.admin_port}{path}"
 
     def admin(self, path: str, method: str = "GET") -> client.Response:
+        if path.startswith("/stats"):
+            # jwt-edge counts in each VM and hands its counters to Envoy on the VM's tick
+            # (every 100 ms): a read waits out a few ticks so it sees every request before it.
+            time.sleep(STATS_SETTLE_S)
         return client.request(self.admin_url(path), method=method, timeout=10)
 
     def stats(self) -> dict[str, int | float | str]:
