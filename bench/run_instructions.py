@@ -28,7 +28,11 @@ rungs remove, set, get) with 16 repeated RS256 tokens and `jwt_cache_size` 100, 
 jwt-edge and jwt_authn on distinct RS256 and distinct ES256 tokens with caches off.
 
 Environment: BENCH_INSTR_N (300 requests per variant), BENCH_INSTR_WARM (100),
-BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50).
+BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50),
+BENCH_BASELINE_WASM (another jwt-edge module: the `baseline` variant, as in run_ladder.py),
+BENCH_INSTR_VALGRIND_ARGS (more callgrind options, e.g. `--cache-sim=yes`: the dumps in
+target/bench/instructions/ then also hold simulated cache misses; the table counts only
+instructions).
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def kind(obj: str, fn: str) -> str:
 
 def by_kind(dump: Path) -> dict[str, int]:
     """Instructions of a callgrind dump, summed by `kind` (callgrind_annotate's flat list)."""
-    out = subprocess.run(["callgrind_annotate", "--threshold=100", str(dump)],
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--show=Ir", str(dump)],
                          capture_output=True, text=True, check=True).stdout
     totals = dict.fromkeys(KINDS, 0)
     for line in out.splitlines():
@@ -132,6 +136,7 @@ def send(port: int, tokens: list[str], count: int, start: int) -> None:
 def main() -> None:
     started = time.time()
     modules = rb.snapshot_modules()
+    rl.snapshot_baseline(modules)
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     # Distinct workloads: every request of a variant carries a token it has not seen.
@@ -154,6 +159,7 @@ def main() -> None:
     for old in workdir.glob("callgrind.out*"):
         old.unlink()
     wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all", "--instr-atstart=no",
+               *os.environ.get("BENCH_INSTR_VALGRIND_ARGS", "").split(),
                f"--callgrind-out-file={workdir}/callgrind.out.%p")
     rows = {}
     for group in groups(VARIANTS):

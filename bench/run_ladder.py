@@ -100,14 +100,19 @@ def run(envoy: bl.Envoy, mode: str, rnd: int, variant: str, token_file, seconds:
             "invalid": problems}
 
 
-def main() -> None:
-    started = time.time()
-    modules = rb.snapshot_modules()
+def snapshot_baseline(modules: dict) -> None:
+    """With BENCH_BASELINE_WASM, a copy of that module for the `baseline` variant."""
     if BASELINE:
         base = bl.WORK / "baseline-src" / "baseline.wasm"
         base.parent.mkdir(parents=True, exist_ok=True)
         base.write_bytes(Path(BASELINE).read_bytes())
         rb.MODULES["baseline"], modules["baseline"] = bl.snapshot(base)
+
+
+def main() -> None:
+    started = time.time()
+    modules = rb.snapshot_modules()
+    snapshot_baseline(modules)
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     rb.ensure_pool(keys, "RS256", rb.REPEATED_TOKENS)
