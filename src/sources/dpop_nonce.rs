@@ -13,8 +13,6 @@
 //!
 //! The secret is never logged, and neither is a nonce a client sent.
 
-use std::hash::{BuildHasher, Hasher};
-
 use sha2::{Digest, Sha256};
 
 use crate::authn::authenticate::Proof;
@@ -106,17 +104,13 @@ fn decode(record: &[u8]) -> Option<NonceSecret> {
     }
 }
 
-/// 32 bytes from the host's random source: std's `RandomState` keys (128 bits from the
-/// host's `random_get` on wasm32-wasip1, the OS elsewhere; the same source as
-/// [`crate::sources::random_id`]), read through SipHash (a PRF under those keys) and hashed
-/// together. 128 bits of entropy: as strong as the MAC it keys.
+/// 32 bytes from the host's random source ([`crate::sources::random_u64`], eight draws)
+/// hashed together: 128 bits of entropy, as strong as the MAC it keys.
 fn random_secret() -> NonceSecret {
     let mut h = Sha256::new();
     h.update(b"jwt-edge dpop nonce secret");
-    for i in 0u8..8 {
-        let mut s = std::collections::hash_map::RandomState::new().build_hasher();
-        s.write_u8(i);
-        h.update(s.finish().to_be_bytes());
+    for _ in 0..8 {
+        h.update(crate::sources::random_u64().to_be_bytes());
     }
     h.finalize().into()
 }

@@ -1185,12 +1185,19 @@ fn jitter(now: UnixMillis) -> f64 {
     (now.as_millis().wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0
 }
 
-/// A random VM identity (std's hasher seeds come from the host's random source).
+/// A random VM identity, never 0 (0 is "no holder" in a lease).
 pub fn random_id() -> u64 {
+    random_u64().max(1)
+}
+
+/// 64 random bits: std's `RandomState` keys (128 bits from the host's `random_get` on
+/// wasm32-wasip1, the OS elsewhere; each new `RandomState` of a thread steps the key) read
+/// through SipHash, a PRF under those keys.
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u8(0);
-    h.finish().max(1)
+    h.finish()
 }
 
 /// Log text for an attacker-controlled value: printable ASCII only, at most 64 characters.
