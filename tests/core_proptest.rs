@@ -27,17 +27,22 @@ impl KeyLookup for Keys {
     }
 }
 
-fn keys() -> Keys {
-    Keys(
-        parse_jwks(
-            include_bytes!("fixtures/jwks.json"),
-            JwksOptions {
-                allow_symmetric: false,
-            },
+/// The fixture's key set, loaded once: loading builds each EC key's verification table, which
+/// in a debug build costs a noticeable fraction of a second per P-384 key.
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        Keys(
+            parse_jwks(
+                include_bytes!("fixtures/jwks.json"),
+                JwksOptions {
+                    allow_symmetric: false,
+                },
+            )
+            .unwrap()
+            .keys,
         )
-        .unwrap()
-        .keys,
-    )
+    })
 }
 
 fn policy() -> jwt_edge::authn::policy::Policy {
@@ -88,7 +93,7 @@ proptest! {
         let p = policy();
         let mut hs: Vec<(String, String)> = vec![(":method".into(), "GET".into()), (":path".into(), path.clone())];
         hs.extend(headers);
-        let d = decide(&p, &RequestView::new(&hs, None), &keys(), UnixMillis::from_secs(1_800_000_000));
+        let d = decide(&p, &RequestView::new(&hs, None), keys(), UnixMillis::from_secs(1_800_000_000));
         if let Decision::Allow(a) = &d {
             // Random input can only pass where no valid token is needed.
             prop_assert!(a.identities.is_empty());

@@ -39,6 +39,14 @@ ecdsa_curve!(P256, p256, U256, p256_tables, P256VerifyKey, ec_p256, {
     const CASES: (&'static str, u64) = ("P256_DIFFERENTIAL_CASES", 10_000);
     const SEED: (&'static str, u64) = ("P256_DIFFERENTIAL_SEED", 0x5eed_e525_6000_0001);
     const TIMING_CALLS: u32 = 2000;
+
+    fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
+        jwt_edge::crypto::p256_tables::P256VerifyKey::new(vk)
+    }
+
+    fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
+        ours.verify_prehash(z, sig)
+    }
 });
 
 #[test]

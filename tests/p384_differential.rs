@@ -1,5 +1,6 @@
-//! Differential tests of jwt-edge's table-based ES384 verifier (`crypto::p384_tables`) against
-//! the RustCrypto verifier it replaced (`p384` 0.13), through the harness shared with ES256
+//! Differential tests of jwt-edge's table-based ES384 verifier (`crypto::p384_tables`, on its
+//! own field arithmetic) against the RustCrypto verifier it replaced (`p384` 0.13, no longer in
+//! the module), through the harness shared with ES256
 //! (`tests/support/ecdsa.rs`, which describes every test).
 //!
 //! - `verify_agrees_with_p384`: `P384_DIFFERENTIAL_CASES` random cases (default 2,000, what
@@ -41,6 +42,19 @@ ecdsa_curve!(P384, p384, U384, p384_tables, P384VerifyKey, ec_p384, {
     const CASES: (&'static str, u64) = ("P384_DIFFERENTIAL_CASES", 2_000);
     const SEED: (&'static str, u64) = ("P384_DIFFERENTIAL_SEED", 0x5eed_e538_4000_0001);
     const TIMING_CALLS: u32 = 200;
+
+    // jwt-edge's verifier takes the point's coordinates and `r || s` as bytes (no p384 type
+    // in the module).
+    fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
+        let point = vk.to_encoded_point(false);
+        let x: [u8; 48] = (*point.x().unwrap()).into();
+        let y: [u8; 48] = (*point.y().unwrap()).into();
+        jwt_edge::crypto::p384_tables::P384VerifyKey::from_coordinates(&x, &y).unwrap()
+    }
+
+    fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
+        ours.verify_prehash(z, &sig.to_bytes())
+    }
 });
 
 #[test]

@@ -12,6 +12,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use p256::elliptic_curve::ff::Field;
 
+/// Accepted window sizes. Above 8 the tables grow past a megabyte per point.
+pub const MIN_WINDOW: u32 = 2;
+pub const MAX_WINDOW: u32 = 8;
+
+/// `window` within [`MIN_WINDOW`]..=[`MAX_WINDOW`].
+pub fn clamp_window(window: u32) -> u32 {
+    window.clamp(MIN_WINDOW, MAX_WINDOW)
+}
+
+/// The entries of each row of a `window`-bit table for `scalar_bits`-bit scalars.
+pub fn row_lengths(scalar_bits: u32, window: u32) -> impl Iterator<Item = usize> + Clone {
+    (0..row_count(scalar_bits, window)).map(move |row| row_length(scalar_bits, window, row))
+}
+
 /// Rows of a `window`-bit signed-digit table for `scalar_bits`-bit scalars.
 pub fn row_count(scalar_bits: u32, window: u32) -> u32 {
     (scalar_bits + 1).div_ceil(window)

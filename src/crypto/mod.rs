@@ -7,5 +7,7 @@ pub mod bigmod_f64;
 pub mod fixed_window;
 pub mod p256_field;
 pub mod p256_tables;
+pub mod p384_field;
 pub mod p384_tables;
 pub mod verify;
+pub mod weierstrass;

@@ -58,14 +58,13 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::fixed_window::{self, Reservation, TableBudget};
 use crate::crypto::p256_field::Fe;
+use crate::crypto::weierstrass;
 
 /// Window of G's table: 32 rows of 128 points and one of 1, ~288 KiB, once per VM.
 pub const G_WINDOW: u32 = 8;
 /// Window of each public key's table: 42 rows of 32 points and one of 16, ~96 KiB.
 pub const Q_WINDOW: u32 = 6;
-/// Accepted window sizes. Above 8 the tables grow past a megabyte per point.
-pub const MIN_WINDOW: u32 = 2;
-pub const MAX_WINDOW: u32 = 8;
+pub use fixed_window::{MAX_WINDOW, MIN_WINDOW};
 
 /// The group order n, big-endian.
 const ORDER: [u8; 32] = [
@@ -75,131 +74,34 @@ const ORDER: [u8; 32] = [
 
 /// Bits in a P-256 scalar.
 const SCALAR_BITS: u32 = 256;
-/// Jacobian points normalised per field inversion while building a table.
-const NORMALIZE_BATCH: usize = 1024;
 
-/// The precomputed multiples of one point, for fixed-window scalar multiplication.
-pub struct FixedBaseTable {
-    window: u32,
-    /// Points per full row, `2^(window-1)`.
-    row_len: usize,
-    /// Rows concatenated; row `i` holds `j · 2^(window·i) · P` for `j = 1..=row_len`, except
-    /// the last row, which only holds the multiples its digit can reach.
-    points: Box<[curve::Affine]>,
+/// A table of P-256 multiples.
+pub type FixedBaseTable = weierstrass::FixedBaseTable<Fe>;
+
+/// The table of `point` with `window`-bit signed digits (clamped to
+/// [`MIN_WINDOW`]..=[`MAX_WINDOW`]), if it passes its checks: every entry on the curve
+/// ([`weierstrass::FixedBaseTable::build`]), and the entries' sum equal to the point p256's own
+/// arithmetic gives for the same sum (see [`fixed_window::table_sum_scalar`]). If either check
+/// fails there is no table (`None`) and callers verify without one.
+pub fn checked_table(point: &AffinePoint, window: u32) -> Option<FixedBaseTable> {
+    let table = FixedBaseTable::build(&curve::from_p256(point)?, window, SCALAR_BITS)?;
+    let window = table.window();
+    let lengths = fixed_window::row_lengths(SCALAR_BITS, window);
+    // The entries' sum, by the mixed additions verification uses, against p256's own scalar
+    // multiplication (the identity, with negligible probability, on both sides).
+    let sum = table.entry_sum();
+    let expected =
+        ProjectivePoint::from(*point) * fixed_window::table_sum_scalar::<Scalar>(window, lengths);
+    let sum_matches = match curve::from_p256(&expected.to_affine()) {
+        Some(expected) => sum.to_affine() == Some(expected),
+        None => sum.is_identity(),
+    };
+    sum_matches.then_some(table)
 }
 
-impl FixedBaseTable {
-    /// Builds the table of `point` with `window`-bit signed digits (clamped to
-    /// [`MIN_WINDOW`]..=[`MAX_WINDOW`]).
-    ///
-    /// The multiples are computed in Jacobian coordinates ([`curve`]) and normalised in
-    /// batches with one shared field inversion each. Each entry is checked to be on the curve,
-    /// and the entries' sum is checked against the point p256's own arithmetic gives for the
-    /// same sum (see [`table_sum_scalar`]); if either check fails there is no table (`None`)
-    /// and callers verify without one. For a valid public key that
-    /// never happens: no multiple `j · 2^(w·i)` with `j <= 2^(w-1)` is a multiple of the prime
-    /// group order, so no intermediate sum is ever the identity.
-    pub fn new(point: &AffinePoint, window: u32) -> Option<FixedBaseTable> {
-        let window = window.clamp(MIN_WINDOW, MAX_WINDOW);
-        let row_len = 1usize << (window - 1);
-        let lengths = (0..row_count(window)).map(|row| row_length(window, row));
-        let mut points = Vec::with_capacity(lengths.clone().sum());
-        // Rows are normalised in batches of about NORMALIZE_BATCH points: one inversion per
-        // batch, and a bounded scratch buffer (G's table would otherwise need ~400 KiB of
-        // Jacobian points at once, and wasm memory never shrinks).
-        let mut pending = Vec::with_capacity(NORMALIZE_BATCH + row_len);
-        let mut base = curve::Jacobian::from(&curve::Affine::from_p256(point)?);
-        for len in lengths.clone() {
-            let mut multiple = base;
-            pending.push(multiple);
-            for _ in 1..len {
-                multiple = multiple.add(&base);
-                pending.push(multiple);
-            }
-            // The next row's base, 2^window · base, doubles this row's top, 2^(window-1) · base
-            // (only the last row is shorter, and nothing follows it).
-            base = multiple.double();
-            if pending.len() >= NORMALIZE_BATCH {
-                curve::normalize_into(&pending, &mut points)?;
-                pending.clear();
-            }
-        }
-        curve::normalize_into(&pending, &mut points)?;
-        // The entries' sum, by the mixed additions verification uses, against p256's own
-        // scalar multiplication (the identity, with negligible probability, on both sides).
-        let sum = points.iter().fold(curve::Jacobian::IDENTITY, |sum, point| {
-            sum.add_affine(point)
-        });
-        let expected = ProjectivePoint::from(*point)
-            * fixed_window::table_sum_scalar::<Scalar>(window, lengths);
-        let sum_matches = match curve::Affine::from_p256(&expected.to_affine()) {
-            Some(expected) => sum.to_affine() == Some(expected),
-            None => sum.is_identity(),
-        };
-        sum_matches.then(|| FixedBaseTable {
-            window,
-            row_len,
-            points: points.into_boxed_slice(),
-        })
-    }
-
-    /// Heap bytes a table with `window` would hold.
-    pub fn size_for(window: u32) -> usize {
-        let window = window.clamp(MIN_WINDOW, MAX_WINDOW);
-        let points: usize = (0..row_count(window))
-            .map(|row| row_length(window, row))
-            .sum();
-        points * std::mem::size_of::<curve::Affine>()
-    }
-
-    /// The window size in bits.
-    pub fn window(&self) -> u32 {
-        self.window
-    }
-
-    /// Heap bytes held by the table.
-    pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val::<[curve::Affine]>(&self.points)
-    }
-
-    /// Adds `scalar · P` to `acc`.
-    fn add_multiple(&self, scalar: &Scalar, mut acc: curve::Jacobian) -> curve::Jacobian {
-        let limbs = le_limbs(scalar);
-        let half = 1i32 << (self.window - 1);
-        let mut carry = 0i32;
-        for (row, points) in self.points.chunks(self.row_len).enumerate() {
-            // Signed recoding: a digit above 2^(w-1) becomes digit - 2^w, carrying 1 upwards.
-            let mut digit =
-                fixed_window::window_bits(&limbs, row as u32 * self.window, self.window) + carry;
-            if digit > half {
-                digit -= 1 << self.window;
-                carry = 1;
-            } else {
-                carry = 0;
-            }
-            if digit == 0 {
-                continue;
-            }
-            // A missing entry cannot happen (see `new`); it would make the result wrong, and a
-            // wrong result only ever rejects, because x(R) is then unrelated to r.
-            if let Some(multiple) = points.get(digit.unsigned_abs() as usize - 1) {
-                acc = if digit > 0 {
-                    acc.add_affine(multiple)
-                } else {
-                    acc.sub_affine(multiple)
-                };
-            }
-        }
-        acc
-    }
-}
-
+#[cfg(test)]
 fn row_count(window: u32) -> u32 {
     fixed_window::row_count(SCALAR_BITS, window)
-}
-
-fn row_length(window: u32, row: u32) -> usize {
-    fixed_window::row_length(SCALAR_BITS, window, row)
 }
 
 /// The scalar as little-endian 64-bit limbs.
@@ -214,7 +116,11 @@ fn le_limbs(scalar: &Scalar) -> [u64; 4] {
 /// with every exceptional case (identity, P + P, P + (−P)) handled by an explicit branch.
 mod curve {
     use crate::crypto::p256_field::Fe;
+    use crate::crypto::weierstrass;
     use p256::elliptic_curve::sec1::ToEncodedPoint;
+
+    pub(super) type Affine = weierstrass::Affine<Fe>;
+    pub(super) type Jacobian = weierstrass::Jacobian<Fe>;
 
     /// The curve's b, big-endian (y² = x³ − 3x + b).
     const B: [u8; 32] = [
@@ -223,209 +129,58 @@ mod curve {
         0x60, 0x4b,
     ];
 
-    /// A point other than the identity, `(x, y)`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(super) struct Affine {
-        pub(super) x: Fe,
-        pub(super) y: Fe,
-    }
+    impl weierstrass::Field for Fe {
+        const ZERO: Fe = Fe::ZERO;
+        const ONE: Fe = Fe::ONE;
 
-    impl Affine {
-        /// `None` for the identity, which has no affine coordinates.
-        pub(super) fn from_p256(point: &p256::AffinePoint) -> Option<Affine> {
-            let encoded = point.to_encoded_point(false);
-            let coordinate = |bytes: Option<&p256::FieldBytes>| -> Option<Fe> {
-                Fe::from_be_bytes(&(*bytes?).into())
-            };
-            Some(Affine {
-                x: coordinate(encoded.x())?,
-                y: coordinate(encoded.y())?,
-            })
+        fn curve_b() -> Fe {
+            // A constant below p: never the fallback.
+            Fe::from_be_bytes(&B).unwrap_or(Fe::ZERO)
         }
 
-        /// Whether y² = x³ − 3x + b.
-        pub(super) fn is_on_curve(&self) -> bool {
-            let Some(b) = Fe::from_be_bytes(&B) else {
-                return false;
-            };
-            let x3 = self.x.square().mul(&self.x);
-            let three_x = self.x.double().add(&self.x);
-            self.y.square() == x3.sub(&three_x).add(&b)
+        fn add(&self, other: &Fe) -> Fe {
+            Fe::add(self, other)
         }
 
-        fn neg(&self) -> Affine {
-            Affine {
-                x: self.x,
-                y: self.y.neg(),
-            }
+        fn sub(&self, other: &Fe) -> Fe {
+            Fe::sub(self, other)
         }
-    }
 
-    /// `(X, Y, Z)` standing for `(X/Z², Y/Z³)`; `Z = 0` is the identity.
-    #[derive(Clone, Copy, Debug)]
-    pub(super) struct Jacobian {
-        pub(super) x: Fe,
-        pub(super) y: Fe,
-        pub(super) z: Fe,
-    }
+        fn double(&self) -> Fe {
+            Fe::double(self)
+        }
 
-    impl From<&Affine> for Jacobian {
-        fn from(point: &Affine) -> Jacobian {
-            Jacobian {
-                x: point.x,
-                y: point.y,
-                z: Fe::ONE,
-            }
+        fn neg(&self) -> Fe {
+            Fe::neg(self)
+        }
+
+        fn mul(&self, other: &Fe) -> Fe {
+            Fe::mul(self, other)
+        }
+
+        fn square(&self) -> Fe {
+            Fe::square(self)
+        }
+
+        fn is_zero(&self) -> bool {
+            Fe::is_zero(self)
+        }
+
+        fn invert(&self) -> Option<Fe> {
+            Fe::invert(self)
         }
     }
 
-    impl Jacobian {
-        pub(super) const IDENTITY: Jacobian = Jacobian {
-            x: Fe::ONE,
-            y: Fe::ONE,
-            z: Fe::ZERO,
+    /// `None` for the identity, which has no affine coordinates.
+    pub(super) fn from_p256(point: &p256::AffinePoint) -> Option<Affine> {
+        let encoded = point.to_encoded_point(false);
+        let coordinate = |bytes: Option<&p256::FieldBytes>| -> Option<Fe> {
+            Fe::from_be_bytes(&(*bytes?).into())
         };
-
-        pub(super) fn is_identity(&self) -> bool {
-            self.z.is_zero()
-        }
-
-        /// "dbl-2001-b" (a = −3), hyperelliptic.org/EFD/g1p/auto-shortw-jacobian-3.html.
-        /// The identity doubles to Z = 2·Y·Z = 0, the identity (P-256 has no point of order 2).
-        pub(super) fn double(&self) -> Jacobian {
-            let delta = self.z.square();
-            let gamma = self.y.square();
-            let beta = self.x.mul(&gamma);
-            let alpha = self.x.sub(&delta).mul(&self.x.add(&delta));
-            let alpha = alpha.double().add(&alpha);
-            let beta4 = beta.double().double();
-            let x = alpha.square().sub(&beta4.double());
-            let z = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
-            let gamma2x8 = gamma.square().double().double().double();
-            let y = alpha.mul(&beta4.sub(&x)).sub(&gamma2x8);
-            Jacobian { x, y, z }
-        }
-
-        /// `self + other`, "madd-2004-hmv" (8M + 3S) with the identity, doubling and inverse
-        /// cases handled: the formula itself is only valid for `self ≠ ±other`, `self ≠ 0`.
-        pub(super) fn add_affine(&self, other: &Affine) -> Jacobian {
-            if self.is_identity() {
-                return Jacobian::from(other);
-            }
-            let z1z1 = self.z.square();
-            let u2 = other.x.mul(&z1z1);
-            let s2 = other.y.mul(&z1z1.mul(&self.z));
-            let h = u2.sub(&self.x);
-            let r = s2.sub(&self.y);
-            if h.is_zero() {
-                // Same x: self = other (double) or self = −other (identity).
-                return if r.is_zero() {
-                    self.double()
-                } else {
-                    Jacobian::IDENTITY
-                };
-            }
-            let hh = h.square();
-            let hhh = hh.mul(&h);
-            let v = self.x.mul(&hh);
-            let x = r.square().sub(&hhh).sub(&v.double());
-            let y = r.mul(&v.sub(&x)).sub(&self.y.mul(&hhh));
-            let z = self.z.mul(&h);
-            Jacobian { x, y, z }
-        }
-
-        /// `self − other`.
-        pub(super) fn sub_affine(&self, other: &Affine) -> Jacobian {
-            self.add_affine(&other.neg())
-        }
-
-        /// `self + other`, "add-1998-cmo-2" (12M + 4S) with the identity, doubling and
-        /// inverse cases handled. For building tables.
-        pub(super) fn add(&self, other: &Jacobian) -> Jacobian {
-            if self.is_identity() {
-                return *other;
-            }
-            if other.is_identity() {
-                return *self;
-            }
-            let z1z1 = self.z.square();
-            let z2z2 = other.z.square();
-            let u1 = self.x.mul(&z2z2);
-            let u2 = other.x.mul(&z1z1);
-            let s1 = self.y.mul(&other.z).mul(&z2z2);
-            let s2 = other.y.mul(&self.z).mul(&z1z1);
-            let h = u2.sub(&u1);
-            let r = s2.sub(&s1);
-            if h.is_zero() {
-                return if r.is_zero() {
-                    self.double()
-                } else {
-                    Jacobian::IDENTITY
-                };
-            }
-            let hh = h.square();
-            let hhh = hh.mul(&h);
-            let v = u1.mul(&hh);
-            let x = r.square().sub(&hhh).sub(&v.double());
-            let y = r.mul(&v.sub(&x)).sub(&s1.mul(&hhh));
-            let z = self.z.mul(&other.z).mul(&h);
-            Jacobian { x, y, z }
-        }
-
-        /// The affine form (one inversion); `None` for the identity.
-        pub(super) fn to_affine(self) -> Option<Affine> {
-            let mut out = Vec::with_capacity(1);
-            normalize_into(std::slice::from_ref(&self), &mut out)?;
-            out.pop()
-        }
-
-        /// Whether the affine x coordinate X/Z² equals `x` (false for the identity), without
-        /// an inversion: X = x·Z².
-        pub(super) fn has_x(&self, x: &Fe) -> bool {
-            !self.is_identity() && self.x == x.mul(&self.z.square())
-        }
-    }
-
-    /// Appends the affine forms of `points` to `out`, with one field inversion in all
-    /// (Montgomery's trick), each checked to be on the curve. `None` if any point is the
-    /// identity or off the curve.
-    pub(super) fn normalize_into(points: &[Jacobian], out: &mut Vec<Affine>) -> Option<()> {
-        // prefix[i] = z_0 · … · z_i
-        let mut prefix = Vec::with_capacity(points.len());
-        let mut product = Fe::ONE;
-        for point in points {
-            if point.is_identity() {
-                return None;
-            }
-            product = product.mul(&point.z);
-            prefix.push(product);
-        }
-        let mut inverse = product.invert()?;
-        let start = out.len();
-        let placeholder = Affine {
-            x: Fe::ZERO,
-            y: Fe::ZERO,
-        };
-        out.resize(start + points.len(), placeholder);
-        let slots = out.get_mut(start..)?;
-        // Walking back, `inverse` is (z_0 · … · z_i)⁻¹, so z_i⁻¹ = inverse · prefix[i-1].
-        for (i, (point, slot)) in points.iter().zip(slots.iter_mut()).enumerate().rev() {
-            let z_inv = match i.checked_sub(1) {
-                Some(before) => inverse.mul(prefix.get(before)?),
-                None => inverse,
-            };
-            inverse = inverse.mul(&point.z);
-            let z_inv2 = z_inv.square();
-            let affine = Affine {
-                x: point.x.mul(&z_inv2),
-                y: point.y.mul(&z_inv2.mul(&z_inv)),
-            };
-            if !affine.is_on_curve() {
-                return None;
-            }
-            *slot = affine;
-        }
-        Some(())
+        Some(Affine {
+            x: coordinate(encoded.x())?,
+            y: coordinate(encoded.y())?,
+        })
     }
 
     #[cfg(test)]
@@ -438,14 +193,17 @@ mod curve {
         }
 
         fn multiple(k: u64) -> Affine {
-            Affine::from_p256(&(ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine()).unwrap()
+            from_p256(&(ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine()).unwrap()
         }
 
         #[test]
         fn exceptional_additions() {
             let g_affine = multiple(1);
             let g = Jacobian::from(&g_affine);
-            let minus_g = g_affine.neg();
+            let minus_g = Affine {
+                x: g_affine.x,
+                y: g_affine.y.neg(),
+            };
             let two_g = multiple(2);
             assert!(g_affine.is_on_curve() && minus_g.is_on_curve());
             assert!(!Affine {
@@ -479,7 +237,12 @@ mod curve {
             let three = multiple(3);
             assert_eq!(affine(&three_g.add_affine(&three)), Some(multiple(6)));
             assert!(three_g.sub_affine(&three).is_identity());
-            assert!(three_g.add_affine(&three.neg()).is_identity());
+            assert!(three_g
+                .add_affine(&Affine {
+                    x: three.x,
+                    y: three.y.neg()
+                })
+                .is_identity());
             assert_eq!(affine(&g.add_affine(&g_affine)), Some(two_g));
             assert!(g.sub_affine(&g_affine).is_identity());
             // And on after the identity.
@@ -500,7 +263,7 @@ mod curve {
             let point = (ProjectivePoint::GENERATOR * Scalar::from(0x1234_5678u64)).to_affine();
             let mut step = ProjectivePoint::from(point);
             for i in 0..300u64 {
-                let entry = Affine::from_p256(&step.to_affine()).unwrap();
+                let entry = from_p256(&step.to_affine()).unwrap();
                 if i % 3 == 2 {
                     ours = ours.sub_affine(&entry);
                     theirs -= step;
@@ -509,11 +272,11 @@ mod curve {
                     theirs += step;
                 }
                 step = step + step + ProjectivePoint::from(point) * Scalar::from(i);
-                let expected = Affine::from_p256(&theirs.to_affine());
+                let expected = from_p256(&theirs.to_affine());
                 assert_eq!(affine(&ours), expected, "step {i}");
             }
             assert_eq!(
-                Affine::from_p256(&AffinePoint::IDENTITY),
+                from_p256(&AffinePoint::IDENTITY),
                 None,
                 "the identity has no affine form"
             );
@@ -838,7 +601,7 @@ mod scalar_inverse {
 pub fn generator_table() -> Option<&'static FixedBaseTable> {
     static TABLE: OnceLock<Option<FixedBaseTable>> = OnceLock::new();
     TABLE
-        .get_or_init(|| FixedBaseTable::new(&AffinePoint::GENERATOR, G_WINDOW))
+        .get_or_init(|| checked_table(&AffinePoint::GENERATOR, G_WINDOW))
         .as_ref()
 }
 
@@ -883,9 +646,9 @@ impl P256VerifyKey {
     pub fn with_window(key: &p256::ecdsa::VerifyingKey, window: u32) -> P256VerifyKey {
         // A table that fails its checks gives its reservation back as it drops.
         let table = generator_table()
-            .and_then(|_| BUDGET.reserve(FixedBaseTable::size_for(window)))
+            .and_then(|_| BUDGET.reserve(FixedBaseTable::size_for(window, SCALAR_BITS)))
             .and_then(|reserved| {
-                FixedBaseTable::new(key.as_affine(), window).map(|table| {
+                checked_table(key.as_affine(), window).map(|table| {
                     Arc::new(KeyTable {
                         table,
                         _reserved: reserved,
@@ -932,8 +695,8 @@ impl P256VerifyKey {
         };
         let u1 = z * s_inv;
         let u2 = *r * s_inv;
-        let sum = g_table.add_multiple(&u1, curve::Jacobian::IDENTITY);
-        let sum = q_table.add_multiple(&u2, sum);
+        let sum = g_table.add_multiple(&le_limbs(&u1), curve::Jacobian::IDENTITY);
+        let sum = q_table.add_multiple(&le_limbs(&u2), sum);
         x_matches(&sum, &r.to_bytes().into())
     }
 }
@@ -992,13 +755,13 @@ mod tests {
             scalar([0x5a; 32]),
         ];
         for window in MIN_WINDOW..=MAX_WINDOW {
-            let table = FixedBaseTable::new(&point, window).unwrap();
+            let table = checked_table(&point, window).unwrap();
             for k in &scalars {
-                let got = table.add_multiple(k, curve::Jacobian::IDENTITY);
+                let got = table.add_multiple(&le_limbs(k), curve::Jacobian::IDENTITY);
                 let expected = (ProjectivePoint::from(point) * k).to_affine();
                 assert_eq!(
                     got.to_affine(),
-                    curve::Affine::from_p256(&expected),
+                    curve::from_p256(&expected),
                     "window {window}"
                 );
             }
@@ -1010,12 +773,9 @@ mod tests {
         assert_eq!(row_count(4), 65);
         assert_eq!(row_count(8), 33);
         let g = AffinePoint::GENERATOR;
-        assert_eq!(FixedBaseTable::new(&g, 4).unwrap().points.len(), 64 * 8 + 1);
-        assert_eq!(generator_table().unwrap().points.len(), 32 * 128 + 1);
-        assert_eq!(
-            FixedBaseTable::new(&g, 5).unwrap().points.len(),
-            51 * 16 + 2
-        );
+        assert_eq!(checked_table(&g, 4).unwrap().len(), 64 * 8 + 1);
+        assert_eq!(generator_table().unwrap().len(), 32 * 128 + 1);
+        assert_eq!(checked_table(&g, 5).unwrap().len(), 51 * 16 + 2);
     }
 
     #[test]
@@ -1025,7 +785,7 @@ mod tests {
         assert!(verify_key.table().is_some());
         let copy = verify_key.clone();
         // Other tests build keys concurrently: only a lower bound holds.
-        assert!(key_table_bytes() >= FixedBaseTable::size_for(Q_WINDOW));
+        assert!(key_table_bytes() >= FixedBaseTable::size_for(Q_WINDOW, SCALAR_BITS));
         drop(verify_key);
         assert!(copy.table().is_some());
         drop(copy);
@@ -1068,8 +828,11 @@ mod tests {
         let (g_table, q_table) = (generator_table().unwrap(), key.table().unwrap());
         let started = Instant::now();
         for _ in 0..rounds {
-            let sum = g_table.add_multiple(std::hint::black_box(&s), curve::Jacobian::IDENTITY);
-            std::hint::black_box(q_table.add_multiple(&r, sum));
+            let sum = g_table.add_multiple(
+                &le_limbs(std::hint::black_box(&s)),
+                curve::Jacobian::IDENTITY,
+            );
+            std::hint::black_box(q_table.add_multiple(&le_limbs(&r), sum));
         }
         let points_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
         println!("s⁻¹ {invert_us:.1} µs, u1·G + u2·Q {points_us:.1} µs");

@@ -95,7 +95,9 @@ pub trait Curve {
 }
 
 /// Implements [`Curve`] for a RustCrypto curve crate and jwt-edge's table module for it:
-/// `ecdsa_curve!(Type, crate, Uint, tables_module, OursType, token_constructor, { consts })`.
+/// `ecdsa_curve!(Type, crate, Uint, tables_module, OursType, token_constructor, { items })`,
+/// where the items are the curve's constants and its `ours` and `ours_prehash` (how jwt-edge's
+/// verifier for the curve is built from and called with the reference crate's types).
 #[allow(unused_macros)]
 macro_rules! ecdsa_curve {
     ($curve:ident, $krate:ident, $uint:ident, $tables:ident, $ours:ident, $token_key:ident,
@@ -117,10 +119,6 @@ macro_rules! ecdsa_curve {
 
             fn verifying_key(sk: &Self::SigningKey) -> Self::VerifyingKey {
                 *sk.verifying_key()
-            }
-
-            fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
-                jwt_edge::crypto::$tables::$ours::new(vk)
             }
 
             fn key_table_bytes(ours: &Self::Ours) -> Option<usize> {
@@ -154,10 +152,6 @@ macro_rules! ecdsa_curve {
             ) -> bool {
                 use $krate::ecdsa::signature::hazmat::PrehashVerifier;
                 vk.verify_prehash(z, sig).is_ok()
-            }
-
-            fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
-                ours.verify_prehash(z, sig)
             }
 
             fn reference_message(
