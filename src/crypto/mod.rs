@@ -5,6 +5,7 @@
 pub mod bigmod;
 pub mod bigmod_f64;
 pub mod fixed_window;
+pub mod limbs;
 pub mod p256_field;
 pub mod p256_tables;
 pub mod p384_field;

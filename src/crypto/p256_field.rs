@@ -21,6 +21,8 @@
 //! verification is public (key, signature, digest), so that leaks nothing; this module must
 //! never be used with a secret (signing, ECDH).
 
+use crate::crypto::limbs::{self, narrow, widen};
+
 /// Bits per limb.
 const LIMB_BITS: u32 = 29;
 const MASK: u64 = (1 << LIMB_BITS) - 1;
@@ -87,18 +89,7 @@ impl Fe {
     /// The element whose canonical encoding is `bytes` (32 bytes, big-endian); `None` if the
     /// number is not below p.
     pub fn from_be_bytes(bytes: &[u8; 32]) -> Option<Fe> {
-        let mut limbs = [0u64; LIMBS];
-        for (i, byte) in bytes.iter().rev().enumerate() {
-            let bit = i * 8;
-            let (index, shift) = (bit / LIMB_BITS as usize, bit % LIMB_BITS as usize);
-            let value = u64::from(*byte) << shift;
-            if let Some(limb) = limbs.get_mut(index) {
-                *limb |= value & MASK;
-            }
-            if let Some(limb) = limbs.get_mut(index + 1) {
-                *limb |= value >> LIMB_BITS;
-            }
-        }
+        let limbs = limbs::from_be::<LIMBS, 32, LIMB_BITS>(bytes);
         if !less_than(&limbs, &P) {
             return None;
         }
@@ -110,18 +101,7 @@ impl Fe {
         // Multiplying by plain 1 leaves the Montgomery domain.
         let mut one = [0u32; LIMBS];
         one[0] = 1;
-        let limbs = self.mul(&Fe(one)).canonical();
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().rev().enumerate() {
-            let bit = i * 8;
-            let (index, shift) = (bit / LIMB_BITS as usize, bit % LIMB_BITS as usize);
-            let low = limbs.get(index).map_or(0, |l| u64::from(*l) >> shift);
-            let high = limbs
-                .get(index + 1)
-                .map_or(0, |l| u64::from(*l) << (LIMB_BITS as usize - shift));
-            *byte = (low | high) as u8;
-        }
-        bytes
+        limbs::to_be::<LIMBS, 32, LIMB_BITS>(&self.mul(&Fe(one)).canonical())
     }
 
     /// The limbs of the value reduced to [0, p).
@@ -141,7 +121,8 @@ impl Fe {
     /// `self + other`.
     pub fn add(&self, other: &Fe) -> Fe {
         // The sum is below 4p: the sum − 2p unless that is negative.
-        let (sum, _, reduced, reduced_negative) = candidates(&self.0, &other.0, 1, -1);
+        let (sum, _, reduced, reduced_negative) =
+            limbs::candidates::<LIMBS, LIMB_BITS>(&self.0, &other.0, &TWO_P, 1, -1);
         Fe(if reduced_negative { sum } else { reduced })
     }
 
@@ -153,7 +134,8 @@ impl Fe {
     /// `self − other`.
     pub fn sub(&self, other: &Fe) -> Fe {
         // The difference is above −2p: the difference, or + 2p if it is negative.
-        let (difference, negative, lifted, _) = candidates(&self.0, &other.0, -1, 1);
+        let (difference, negative, lifted, _) =
+            limbs::candidates::<LIMBS, LIMB_BITS>(&self.0, &other.0, &TWO_P, -1, 1);
         Fe(if negative { lifted } else { difference })
     }
 
@@ -314,55 +296,12 @@ fn montgomery_reduce(t: [u64; 2 * LIMBS - 1]) -> Fe {
     Fe(narrow(&[r0, r1, r2, r3, r4, r5, r6, r7, acc]))
 }
 
-/// `x = a + sign·b` and `y = a + sign·b + shift·2p`, as carried limbs, each with whether it
-/// is negative (then its limbs are meaningless). One pass with two independent carry chains;
-/// every value involved is within ±2^261, so the last carry is exactly the sign.
-#[inline(always)]
-fn candidates(
-    a: &[u32; LIMBS],
-    b: &[u32; LIMBS],
-    sign: i64,
-    shift: i64,
-) -> ([u32; LIMBS], bool, [u32; LIMBS], bool) {
-    let mut x = [0u32; LIMBS];
-    let mut y = [0u32; LIMBS];
-    let (mut carry_x, mut carry_y) = (0i64, 0i64);
-    let inputs = a.iter().zip(b).zip(&TWO_P);
-    for ((x_out, y_out), ((a, b), two_p)) in x.iter_mut().zip(y.iter_mut()).zip(inputs) {
-        let base = i64::from(*a) + sign * i64::from(*b);
-        let value_x = base + carry_x;
-        let value_y = base + shift * *two_p as i64 + carry_y;
-        *x_out = (value_x as u64 & MASK) as u32;
-        *y_out = (value_y as u64 & MASK) as u32;
-        carry_x = value_x >> LIMB_BITS;
-        carry_y = value_y >> LIMB_BITS;
-    }
-    (x, carry_x < 0, y, carry_y < 0)
-}
-
-/// `a − b` for carried limbs, or `None` if b > a.
 fn sub_limbs(a: &[u64; LIMBS], b: &[u64; LIMBS]) -> Option<[u64; LIMBS]> {
-    let mut out = [0u64; LIMBS];
-    let mut borrow = 0i64;
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        let value = *x as i64 - *y as i64 + borrow;
-        *o = (value as u64) & MASK;
-        borrow = value >> LIMB_BITS;
-    }
-    (borrow == 0).then_some(out)
+    limbs::sub::<LIMBS, LIMB_BITS>(a, b)
 }
 
-/// Whether `a < b` for carried limbs.
 fn less_than(a: &[u64; LIMBS], b: &[u64; LIMBS]) -> bool {
-    sub_limbs(a, b).is_none()
-}
-
-fn widen(limbs: &[u32; LIMBS]) -> [u64; LIMBS] {
-    limbs.map(u64::from)
-}
-
-fn narrow(limbs: &[u64; LIMBS]) -> [u32; LIMBS] {
-    limbs.map(|l| l as u32)
+    limbs::less_than::<LIMBS, LIMB_BITS>(a, b)
 }
 
 #[cfg(test)]

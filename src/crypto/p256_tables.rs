@@ -129,47 +129,7 @@ mod curve {
         0x60, 0x4b,
     ];
 
-    impl weierstrass::Field for Fe {
-        const ZERO: Fe = Fe::ZERO;
-        const ONE: Fe = Fe::ONE;
-
-        fn curve_b() -> Fe {
-            // A constant below p: never the fallback.
-            Fe::from_be_bytes(&B).unwrap_or(Fe::ZERO)
-        }
-
-        fn add(&self, other: &Fe) -> Fe {
-            Fe::add(self, other)
-        }
-
-        fn sub(&self, other: &Fe) -> Fe {
-            Fe::sub(self, other)
-        }
-
-        fn double(&self) -> Fe {
-            Fe::double(self)
-        }
-
-        fn neg(&self) -> Fe {
-            Fe::neg(self)
-        }
-
-        fn mul(&self, other: &Fe) -> Fe {
-            Fe::mul(self, other)
-        }
-
-        fn square(&self) -> Fe {
-            Fe::square(self)
-        }
-
-        fn is_zero(&self) -> bool {
-            Fe::is_zero(self)
-        }
-
-        fn invert(&self) -> Option<Fe> {
-            Fe::invert(self)
-        }
-    }
+    weierstrass::delegate_field!(Fe, B);
 
     /// `None` for the identity, which has no affine coordinates.
     pub(super) fn from_p256(point: &p256::AffinePoint) -> Option<Affine> {

@@ -28,6 +28,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::crypto::fixed_window;
+use crate::crypto::limbs::{self, narrow, widen};
 
 /// Bits per limb.
 const LIMB_BITS: u32 = 28;
@@ -130,18 +131,7 @@ impl<M: Modulus> Elem<M> {
         // Multiplying by plain 1 leaves the Montgomery domain.
         let mut one = [0u32; LIMBS];
         one[0] = 1;
-        let limbs = self.mul(&Elem(one, PhantomData)).canonical();
-        let mut bytes = [0u8; BYTES];
-        for (i, byte) in bytes.iter_mut().rev().enumerate() {
-            let bit = i * 8;
-            let (index, shift) = (bit / LIMB_BITS as usize, bit % LIMB_BITS as usize);
-            let low = limbs.get(index).map_or(0, |l| u64::from(*l) >> shift);
-            let high = limbs
-                .get(index + 1)
-                .map_or(0, |l| u64::from(*l) << (LIMB_BITS as usize - shift));
-            *byte = (low | high) as u8;
-        }
-        bytes
+        limbs::to_be::<LIMBS, BYTES, LIMB_BITS>(&self.mul(&Elem(one, PhantomData)).canonical())
     }
 
     /// The limbs of the value reduced to [0, m).
@@ -160,7 +150,8 @@ impl<M: Modulus> Elem<M> {
     /// `self + other`.
     pub fn add(&self, other: &Self) -> Self {
         // The sum is below 4m: the sum − 2m unless that is negative.
-        let (sum, _, reduced, reduced_negative) = candidates::<M>(&self.0, &other.0, 1, -1);
+        let (sum, _, reduced, reduced_negative) =
+            limbs::candidates::<LIMBS, LIMB_BITS>(&self.0, &other.0, &M::TWO_M, 1, -1);
         Elem(if reduced_negative { sum } else { reduced }, PhantomData)
     }
 
@@ -172,7 +163,8 @@ impl<M: Modulus> Elem<M> {
     /// `self − other`.
     pub fn sub(&self, other: &Self) -> Self {
         // The difference is above −2m: the difference, or + 2m if it is negative.
-        let (difference, negative, lifted, _) = candidates::<M>(&self.0, &other.0, -1, 1);
+        let (difference, negative, lifted, _) =
+            limbs::candidates::<LIMBS, LIMB_BITS>(&self.0, &other.0, &M::TWO_M, -1, 1);
         Elem(if negative { lifted } else { difference }, PhantomData)
     }
 
@@ -388,32 +380,6 @@ fn montgomery_reduce<M: Modulus>(t: [u64; 2 * LIMBS - 1]) -> [u32; LIMBS] {
     narrow(&[r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, acc])
 }
 
-/// `x = a + sign·b` and `y = a + sign·b + shift·2m`, as carried limbs, each with whether it
-/// is negative (then its limbs are meaningless). Every value involved is within ±2^392, so
-/// the last carry is exactly the sign.
-#[inline(always)]
-fn candidates<M: Modulus>(
-    a: &[u32; LIMBS],
-    b: &[u32; LIMBS],
-    sign: i64,
-    shift: i64,
-) -> ([u32; LIMBS], bool, [u32; LIMBS], bool) {
-    let mut x = [0u32; LIMBS];
-    let mut y = [0u32; LIMBS];
-    let (mut carry_x, mut carry_y) = (0i64, 0i64);
-    let inputs = a.iter().zip(b).zip(&M::TWO_M);
-    for ((x_out, y_out), ((a, b), two_m)) in x.iter_mut().zip(y.iter_mut()).zip(inputs) {
-        let base = i64::from(*a) + sign * i64::from(*b);
-        let value_x = base + carry_x;
-        let value_y = base + shift * *two_m as i64 + carry_y;
-        *x_out = (value_x as u64 & MASK) as u32;
-        *y_out = (value_y as u64 & MASK) as u32;
-        carry_x = value_x >> LIMB_BITS;
-        carry_y = value_y >> LIMB_BITS;
-    }
-    (x, carry_x < 0, y, carry_y < 0)
-}
-
 /// A 384-bit number as six 64-bit words, little-endian (what the inversion works on: fewer
 /// and wider words than the 28-bit limbs of a multiplication).
 type Words = [u64; 6];
@@ -535,55 +501,17 @@ fn words_sub(a: &Words, b: &Words) -> Option<Words> {
     (!borrow).then_some(out)
 }
 
-/// `a − b` for carried limbs, or `None` if b > a.
 fn sub_limbs(a: &[u64; LIMBS], b: &[u64; LIMBS]) -> Option<[u64; LIMBS]> {
-    let mut out = [0u64; LIMBS];
-    let mut borrow = 0i64;
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        let value = *x as i64 - *y as i64 + borrow;
-        *o = (value as u64) & MASK;
-        borrow = value >> LIMB_BITS;
-    }
-    (borrow == 0).then_some(out)
+    limbs::sub::<LIMBS, LIMB_BITS>(a, b)
 }
 
-/// Whether `a < b` for carried limbs.
 fn less_than(a: &[u64; LIMBS], b: &[u64; LIMBS]) -> bool {
-    sub_limbs(a, b).is_none()
-}
-
-fn widen(limbs: &[u32; LIMBS]) -> [u64; LIMBS] {
-    limbs.map(u64::from)
-}
-
-#[allow(clippy::indexing_slicing)] // constant bounds below LIMBS and BYTES (const fn: no `get`)
-const fn narrow(limbs: &[u64; LIMBS]) -> [u32; LIMBS] {
-    let mut out = [0u32; LIMBS];
-    let mut i = 0;
-    while i < LIMBS {
-        out[i] = limbs[i] as u32;
-        i += 1;
-    }
-    out
+    limbs::less_than::<LIMBS, LIMB_BITS>(a, b)
 }
 
 /// A 48-byte big-endian number in 28-bit limbs.
-#[allow(clippy::indexing_slicing)] // constant bounds below LIMBS and BYTES (const fn: no `get`)
 const fn limbs_of(bytes: &[u8; BYTES]) -> [u64; LIMBS] {
-    let mut limbs = [0u64; LIMBS];
-    let mut i = 0;
-    while i < BYTES {
-        let byte = bytes[BYTES - 1 - i] as u64;
-        let bit = i * 8;
-        let (index, shift) = (bit / LIMB_BITS as usize, bit % LIMB_BITS as usize);
-        let value = byte << shift;
-        limbs[index] |= value & MASK;
-        if index + 1 < LIMBS {
-            limbs[index + 1] |= value >> LIMB_BITS;
-        }
-        i += 1;
-    }
-    limbs
+    limbs::from_be::<LIMBS, BYTES, LIMB_BITS>(bytes)
 }
 
 /// 2x for carried limbs (x below 2^390).

@@ -76,47 +76,7 @@ const CURVE_B: [u8; BYTES] = [
     0xc6, 0x56, 0x39, 0x8d, 0x8a, 0x2e, 0xd1, 0x9d, 0x2a, 0x85, 0xc8, 0xed, 0xd3, 0xec, 0x2a, 0xef,
 ];
 
-impl weierstrass::Field for Fe {
-    const ZERO: Fe = Fe::ZERO;
-    const ONE: Fe = Fe::ONE;
-
-    fn curve_b() -> Fe {
-        // A constant below p: never the fallback.
-        Fe::from_be_bytes(&CURVE_B).unwrap_or(Fe::ZERO)
-    }
-
-    fn add(&self, other: &Fe) -> Fe {
-        Fe::add(self, other)
-    }
-
-    fn sub(&self, other: &Fe) -> Fe {
-        Fe::sub(self, other)
-    }
-
-    fn double(&self) -> Fe {
-        Fe::double(self)
-    }
-
-    fn neg(&self) -> Fe {
-        Fe::neg(self)
-    }
-
-    fn mul(&self, other: &Fe) -> Fe {
-        Fe::mul(self, other)
-    }
-
-    fn square(&self) -> Fe {
-        Fe::square(self)
-    }
-
-    fn is_zero(&self) -> bool {
-        Fe::is_zero(self)
-    }
-
-    fn invert(&self) -> Option<Fe> {
-        Fe::invert(self)
-    }
-}
+weierstrass::delegate_field!(Fe, CURVE_B);
 
 /// A table of P-384 multiples.
 pub type FixedBaseTable = weierstrass::FixedBaseTable<Fe>;

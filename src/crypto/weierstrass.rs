@@ -35,6 +35,55 @@ pub trait Field: Copy + Eq + std::fmt::Debug {
     fn invert(&self) -> Option<Self>;
 }
 
+/// Implements [`Field`] for a field element type by its inherent methods of the same names:
+/// `delegate_field!(Fe, B)` with `B` the curve's b, big-endian.
+macro_rules! delegate_field {
+    ($fe:ty, $b:expr) => {
+        impl $crate::crypto::weierstrass::Field for $fe {
+            const ZERO: $fe = <$fe>::ZERO;
+            const ONE: $fe = <$fe>::ONE;
+
+            fn curve_b() -> $fe {
+                // A constant below p: never the fallback.
+                <$fe>::from_be_bytes(&$b).unwrap_or(<$fe>::ZERO)
+            }
+
+            fn add(&self, other: &$fe) -> $fe {
+                <$fe>::add(self, other)
+            }
+
+            fn sub(&self, other: &$fe) -> $fe {
+                <$fe>::sub(self, other)
+            }
+
+            fn double(&self) -> $fe {
+                <$fe>::double(self)
+            }
+
+            fn neg(&self) -> $fe {
+                <$fe>::neg(self)
+            }
+
+            fn mul(&self, other: &$fe) -> $fe {
+                <$fe>::mul(self, other)
+            }
+
+            fn square(&self) -> $fe {
+                <$fe>::square(self)
+            }
+
+            fn is_zero(&self) -> bool {
+                <$fe>::is_zero(self)
+            }
+
+            fn invert(&self) -> Option<$fe> {
+                <$fe>::invert(self)
+            }
+        }
+    };
+}
+pub(crate) use delegate_field;
+
 /// A point other than the identity, `(x, y)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Affine<F> {
