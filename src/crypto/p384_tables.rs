@@ -215,7 +215,9 @@ impl P384VerifyKey {
         let Some(field) = fixed_window::bits2field::<BYTES>(prehash) else {
             return false;
         };
-        let z = reduce(&field);
+        let Some(z) = reduce(&field) else {
+            return false;
+        };
         // s is in [1, n − 1] and n is prime: the inverse exists (and is checked inside).
         let Some(s_inv) = s.invert() else {
             return false;
@@ -245,11 +247,10 @@ fn split_signature(signature: &[u8]) -> Option<([u8; BYTES], Scalar, Scalar)> {
 }
 
 /// A 48-byte big-endian number reduced mod n: it is below 2^384 < 2n, so it is the number or
-/// the number − n.
-fn reduce(bytes: &[u8; BYTES]) -> Scalar {
+/// the number − n (`None` cannot happen; the caller rejects if it did).
+fn reduce(bytes: &[u8; BYTES]) -> Option<Scalar> {
     Scalar::from_be_bytes(bytes)
         .or_else(|| Scalar::from_be_bytes(&be_add(bytes, &OrderN::BE, true).0))
-        .unwrap_or(Scalar::ZERO)
 }
 
 /// `a + b` (or `a − b` with `subtract`) on 48-byte big-endian numbers, and the carry (or
@@ -468,11 +469,11 @@ mod tests {
     #[test]
     fn reduce_and_x_matches_edges() {
         // reduce: below n unchanged, n .. 2^384 − 1 minus n.
-        assert_eq!(reduce(&OrderN::BE), Scalar::ZERO);
+        assert_eq!(reduce(&OrderN::BE), Some(Scalar::ZERO));
         let max = [0xffu8; BYTES];
         let expected = be_add(&max, &OrderN::BE, true).0;
-        assert_eq!(reduce(&max).to_be_bytes(), expected);
-        assert_eq!(reduce(&[1; BYTES]).to_be_bytes(), [1; BYTES]);
+        assert_eq!(reduce(&max).unwrap().to_be_bytes(), expected);
+        assert_eq!(reduce(&[1; BYTES]).unwrap().to_be_bytes(), [1; BYTES]);
         // x_matches: a point whose x is above n matches r = x − n.
         let g = ours(&p384::AffinePoint::GENERATOR);
         let mut k = 1u64;

@@ -135,7 +135,8 @@ impl VerifyKey {
     /// A P-256 key from the affine coordinates (JWK `x`, `y`, each exactly 32 bytes), with its
     /// verification table precomputed (~96 KiB, see [`p256_tables`](crate::crypto::p256_tables)).
     pub fn ec_p256(x: &[u8], y: &[u8]) -> Result<VerifyKey, KeyError> {
-        let point = sec1_uncompressed(x, y, 32, "P-256")?;
+        let (x, y) = coordinates::<32>(x, y, "P-256")?;
+        let point = [&[0x04][..], x, y].concat();
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(|key| VerifyKey::EcP256(crate::crypto::p256_tables::P256VerifyKey::new(&key)))
             .map_err(|_| KeyError("EC point is not on the curve P-256".into()))
@@ -144,12 +145,7 @@ impl VerifyKey {
     /// A P-384 key from the affine coordinates (JWK `x`, `y`, each exactly 48 bytes), with its
     /// verification table precomputed (~200 KiB, see [`p384_tables`](crate::crypto::p384_tables)).
     pub fn ec_p384(x: &[u8], y: &[u8]) -> Result<VerifyKey, KeyError> {
-        // The same length checks and messages as P-256 (the SEC 1 encoding itself is not
-        // needed: the coordinates go to our own arithmetic).
-        sec1_uncompressed(x, y, 48, "P-384")?;
-        let (Ok(x), Ok(y)) = (<&[u8; 48]>::try_from(x), <&[u8; 48]>::try_from(y)) else {
-            return Err(KeyError("EC point is not on the curve P-384".into()));
-        };
+        let (x, y) = coordinates::<48>(x, y, "P-384")?;
         crate::crypto::p384_tables::P384VerifyKey::from_coordinates(x, y)
             .map(VerifyKey::EcP384)
             .ok_or_else(|| KeyError("EC point is not on the curve P-384".into()))
@@ -456,22 +452,22 @@ fn hash_len(alg: Algorithm) -> usize {
     }
 }
 
-/// `0x04 || x || y`, after checking each coordinate is exactly the field size
-/// (RFC 7518 §6.2.1.2: "MUST be the full size of a coordinate", leading zeros kept).
-fn sec1_uncompressed(x: &[u8], y: &[u8], size: usize, crv: &str) -> Result<Vec<u8>, KeyError> {
-    for (name, coord) in [("x", x), ("y", y)] {
-        if coord.len() != size {
-            return Err(KeyError(format!(
-                "EC {name} is {} bytes; {crv} needs {size}",
+/// The two coordinates, each checked to be exactly the field size `N` (RFC 7518 §6.2.1.2:
+/// "MUST be the full size of a coordinate", leading zeros kept).
+fn coordinates<'a, const N: usize>(
+    x: &'a [u8],
+    y: &'a [u8],
+    crv: &str,
+) -> Result<(&'a [u8; N], &'a [u8; N]), KeyError> {
+    let exact = |name: &str, coord: &'a [u8]| {
+        <&[u8; N]>::try_from(coord).map_err(|_| {
+            KeyError(format!(
+                "EC {name} is {} bytes; {crv} needs {N}",
                 coord.len()
-            )));
-        }
-    }
-    let mut point = Vec::with_capacity(1 + 2 * size);
-    point.push(0x04);
-    point.extend_from_slice(x);
-    point.extend_from_slice(y);
-    Ok(point)
+            ))
+        })
+    };
+    Ok((exact("x", x)?, exact("y", y)?))
 }
 
 // Never print key material: a modulus is noise in a log, and an HMAC key is a secret.

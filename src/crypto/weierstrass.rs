@@ -172,13 +172,7 @@ impl<F: Field> Jacobian<F> {
                 Jacobian::IDENTITY
             };
         }
-        let hh = h.square();
-        let hhh = hh.mul(&h);
-        let v = self.x.mul(&hh);
-        let x = r.square().sub(&hhh).sub(&v.double());
-        let y = r.mul(&v.sub(&x)).sub(&self.y.mul(&hhh));
-        let z = self.z.mul(&h);
-        Jacobian { x, y, z }
+        Jacobian::add_tail(&self.x, &self.y, &self.z, &h, &r)
     }
 
     /// `self − other`.
@@ -210,13 +204,19 @@ impl<F: Field> Jacobian<F> {
                 Jacobian::IDENTITY
             };
         }
+        Jacobian::add_tail(&u1, &s1, &self.z.mul(&other.z), &h, &r)
+    }
+
+    /// What both addition formulas end with, from U1 = X1·Z2², S1 = Y1·Z2³, the product of
+    /// the z coordinates, H = U2 − U1 and r = S2 − S1 (H ≠ 0): X3 = r² − H³ − 2·U1·H²,
+    /// Y3 = r·(U1·H² − X3) − S1·H³, Z3 = z·H.
+    fn add_tail(u1: &F, s1: &F, z: &F, h: &F, r: &F) -> Jacobian<F> {
         let hh = h.square();
-        let hhh = hh.mul(&h);
+        let hhh = hh.mul(h);
         let v = u1.mul(&hh);
         let x = r.square().sub(&hhh).sub(&v.double());
         let y = r.mul(&v.sub(&x)).sub(&s1.mul(&hhh));
-        let z = self.z.mul(&other.z).mul(&h);
-        Jacobian { x, y, z }
+        Jacobian { x, y, z: z.mul(h) }
     }
 
     /// The affine form (one inversion); `None` for the identity.
