@@ -1,5 +1,6 @@
-//! Differential tests of jwt-edge's table-based ES256 verifier (`crypto::p256_tables`) against
-//! the RustCrypto verifier it replaced (`p256` 0.13), through the harness shared with ES384
+//! Differential tests of jwt-edge's table-based ES256 verifier (`crypto::p256_tables`, on its
+//! own field and scalar arithmetic) against the RustCrypto verifier it replaced (`p256` 0.13, no
+//! longer in the module), through the harness shared with ES384
 //! (`tests/support/ecdsa.rs`, which describes every test).
 //!
 //! - `verify_agrees_with_p256`: `P256_DIFFERENTIAL_CASES` random cases (default 10,000, what
@@ -39,14 +40,6 @@ ecdsa_curve!(P256, p256, U256, p256_tables, P256VerifyKey, ec_p256, {
     const CASES: (&'static str, u64) = ("P256_DIFFERENTIAL_CASES", 10_000);
     const SEED: (&'static str, u64) = ("P256_DIFFERENTIAL_SEED", 0x5eed_e525_6000_0001);
     const TIMING_CALLS: u32 = 2000;
-
-    fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
-        jwt_edge::crypto::p256_tables::P256VerifyKey::new(vk)
-    }
-
-    fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
-        ours.verify_prehash(z, sig)
-    }
 });
 
 #[test]

@@ -42,19 +42,6 @@ ecdsa_curve!(P384, p384, U384, p384_tables, P384VerifyKey, ec_p384, {
     const CASES: (&'static str, u64) = ("P384_DIFFERENTIAL_CASES", 2_000);
     const SEED: (&'static str, u64) = ("P384_DIFFERENTIAL_SEED", 0x5eed_e538_4000_0001);
     const TIMING_CALLS: u32 = 200;
-
-    // jwt-edge's verifier takes the point's coordinates and `r || s` as bytes (no p384 type
-    // in the module).
-    fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
-        let point = vk.to_encoded_point(false);
-        let x: [u8; 48] = (*point.x().unwrap()).into();
-        let y: [u8; 48] = (*point.y().unwrap()).into();
-        jwt_edge::crypto::p384_tables::P384VerifyKey::from_coordinates(&x, &y).unwrap()
-    }
-
-    fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
-        ours.verify_prehash(z, &sig.to_bytes())
-    }
 });
 
 #[test]

@@ -1,6 +1,6 @@
 //! What the ECDSA table verifiers ([`p256_tables`](crate::crypto::p256_tables),
 //! [`p384_tables`](crate::crypto::p384_tables)) share, whatever the curve: the layout of a
-//! signed fixed-window table, reading a scalar's digits, ecdsa's `bits2field`, and the per-VM
+//! signed fixed-window table, reading a scalar's digits, and the per-VM
 //! budget that bounds the memory key tables take.
 //!
 //! A table for a point P and window w holds `row[i][j-1] = j · 2^(w·i) · P` for `j` in
@@ -9,8 +9,6 @@
 //! last row only holds the multiples its digit can reach.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use p256::elliptic_curve::ff::Field;
 
 /// Accepted window sizes. Above 8 the tables grow past a megabyte per point.
 pub const MIN_WINDOW: u32 = 2;
@@ -43,23 +41,6 @@ pub fn row_length(scalar_bits: u32, window: u32, row: u32) -> usize {
     row_len.min(1usize << top_bits)
 }
 
-/// `Σ_i (1 + 2 + … + len_i) · 2^(window·i) mod n`: the scalar whose multiple of P is the sum
-/// of every entry of P's table (checked against the curve crate when a table is built).
-pub fn table_sum_scalar<S: Field + From<u64>>(
-    window: u32,
-    lengths: impl Iterator<Item = usize>,
-) -> S {
-    let step = S::from(1u64 << window);
-    let mut weight = S::ONE;
-    let mut total = S::ZERO;
-    for len in lengths {
-        let len = len as u64;
-        total += S::from(len * (len + 1) / 2) * weight;
-        weight *= step;
-    }
-    total
-}
-
 /// A big-endian scalar encoding as `N` little-endian 64-bit limbs (`be` is `8 · N` bytes).
 pub fn le_limbs<const N: usize>(be: &[u8]) -> [u64; N] {
     let mut limbs = [0u64; N];
@@ -82,19 +63,6 @@ pub fn window_bits(limbs: &[u64], pos: u32, width: u32) -> i32 {
         0
     };
     ((low | high) & ((1u64 << width) - 1)) as i32
-}
-
-/// ecdsa 0.16's `bits2field` for an `N`-byte field: at least `N / 2` bytes, a shorter digest
-/// is left-padded with zeros and a longer one truncated to its leading `N` bytes.
-pub fn bits2field<const N: usize>(prehash: &[u8]) -> Option<[u8; N]> {
-    if prehash.len() < N / 2 {
-        return None;
-    }
-    let mut field = [0u8; N];
-    let len = prehash.len().min(N);
-    let (dst, src) = (field.get_mut(N - len..)?, prehash.get(..len)?);
-    dst.copy_from_slice(src);
-    Some(field)
 }
 
 /// Heap bytes that key tables of one curve may hold at once in this VM.
@@ -183,17 +151,5 @@ mod tests {
         assert_eq!(window_bits(&limbs, 60, 8), 0x1f);
         assert_eq!(window_bits(&limbs, 124, 8), 0x8);
         assert_eq!(window_bits(&limbs, 128, 8), 0);
-    }
-
-    #[test]
-    fn bits2field_pads_and_truncates() {
-        assert!(bits2field::<32>(&[1; 15]).is_none());
-        let short = bits2field::<32>(&[1; 16]).unwrap();
-        assert_eq!(&short[..16], &[0; 16]);
-        assert_eq!(&short[16..], &[1; 16]);
-        let long: Vec<u8> = (0..64).collect();
-        assert_eq!(&bits2field::<32>(&long).unwrap()[..], &long[..32]);
-        assert!(bits2field::<48>(&[1; 23]).is_none());
-        assert_eq!(&bits2field::<48>(&long).unwrap()[..], &long[..48]);
     }
 }

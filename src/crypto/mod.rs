@@ -4,11 +4,13 @@
 
 pub mod bigmod;
 pub mod bigmod_f64;
+pub mod ecdsa;
 pub mod fixed_window;
 pub mod limbs;
 pub mod p256_field;
 pub mod p256_tables;
 pub mod p384_field;
 pub mod p384_tables;
+pub mod safegcd;
 pub mod verify;
 pub mod weierstrass;

@@ -27,8 +27,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::crypto::fixed_window;
 use crate::crypto::limbs::{self, narrow, widen};
+use crate::crypto::safegcd;
 
 /// Bits per limb.
 const LIMB_BITS: u32 = 28;
@@ -52,6 +52,8 @@ pub trait Modulus: Copy + 'static {
     const R1: [u64; LIMBS] = pow2_mod(LIMB_BITS * LIMBS as u32, &Self::M);
     /// R² mod m.
     const R2: [u64; LIMBS] = pow2_mod(2 * LIMB_BITS * LIMBS as u32, &Self::M);
+    /// m for [`safegcd`]'s inversion.
+    const SAFEGCD: safegcd::Constants = safegcd::Constants::new(&Self::BE);
 }
 
 /// The P-384 field prime p = 2^384 − 2^128 − 2^96 + 2^32 − 1.
@@ -136,10 +138,7 @@ impl<M: Modulus> Elem<M> {
 
     /// The limbs of the value reduced to [0, m).
     fn canonical(&self) -> [u32; LIMBS] {
-        match sub_limbs(&widen(&self.0), &M::M) {
-            Some(reduced) => narrow(&reduced),
-            None => self.0,
-        }
+        canonical::<M>(&self.0)
     }
 
     /// Whether the element is 0 mod m.
@@ -186,15 +185,78 @@ impl<M: Modulus> Elem<M> {
         Elem(montgomery_square::<M>(&self.0), PhantomData)
     }
 
-    /// `self⁻¹`; `None` for 0. Variable time: a binary extended Euclid on the canonical value
-    /// (m is prime for both moduli here), then back into Montgomery form; the answer is
-    /// checked by one multiplication before it is returned.
+    /// `self⁻¹`; `None` for 0 (see [`Plain::invert`]).
     pub fn invert(&self) -> Option<Self> {
-        // The plain value a (out of the domain), inverted, is a⁻¹; a⁻¹ · R² · R⁻¹ = a⁻¹ · R.
-        let inverse = binary_inverse(&words_of(&self.to_be_bytes()), &words_of(&M::BE))?;
-        let limbs = limbs_of(&bytes_of(&inverse));
-        let result = Elem::<M>(narrow(&limbs), PhantomData).mul(&Elem(narrow(&M::R2), PhantomData));
-        (result.mul(self) == Self::ONE).then_some(result)
+        Plain::from_be_bytes(&self.to_be_bytes())?.invert()
+    }
+}
+
+/// A number below m as it is, not in Montgomery form: what a signature's r and s, a digest
+/// and the scalars u1, u2 of ECDSA are. Times an [`Elem`] it gives a plain product without any
+/// conversion (a · bR · R⁻¹ = ab), so ECDSA verification spends 4 multiplications on its
+/// scalars ([`Plain::invert`] and the check inside it, u1, u2) where it spent 10 on elements.
+pub struct Plain<M: Modulus>([u32; LIMBS], PhantomData<M>);
+
+impl<M: Modulus> Clone for Plain<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: Modulus> Copy for Plain<M> {}
+
+impl<M: Modulus> fmt::Debug for Plain<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Plain").field(&self.to_be_bytes()).finish()
+    }
+}
+
+impl<M: Modulus> PartialEq for Plain<M> {
+    fn eq(&self, other: &Self) -> bool {
+        canonical::<M>(&self.0) == canonical::<M>(&other.0)
+    }
+}
+
+impl<M: Modulus> Eq for Plain<M> {}
+
+impl<M: Modulus> Plain<M> {
+    /// The number `bytes` (48 bytes, big-endian); `None` if it is not below m.
+    pub fn from_be_bytes(bytes: &[u8; BYTES]) -> Option<Self> {
+        let limbs = limbs_of(bytes);
+        less_than(&limbs, &M::M).then(|| Plain(narrow(&limbs), PhantomData))
+    }
+
+    /// The canonical encoding (48 bytes, big-endian, below m).
+    pub fn to_be_bytes(&self) -> [u8; BYTES] {
+        limbs::to_be::<LIMBS, BYTES, LIMB_BITS>(&canonical::<M>(&self.0))
+    }
+
+    /// Whether the number is 0 mod m.
+    pub fn is_zero(&self) -> bool {
+        canonical::<M>(&self.0) == [0; LIMBS]
+    }
+
+    /// `self · other mod m`, plain (by [`Elem::mul`]: one copy of the multiplication).
+    pub fn mul(&self, other: &Elem<M>) -> Self {
+        Plain(Elem::<M>(self.0, PhantomData).mul(other).0, PhantomData)
+    }
+
+    /// `self⁻¹` as an element; `None` for 0. Variable time: [`safegcd`] (every modulus here is
+    /// prime), brought into Montgomery form by one multiplication and checked by another
+    /// (self · self⁻¹ = 1) before it is returned.
+    pub fn invert(&self) -> Option<Elem<M>> {
+        let inverse = Elem::from_be_bytes(&safegcd::invert(&self.to_be_bytes(), &M::SAFEGCD)?)?;
+        let mut one = [0u32; LIMBS];
+        one[0] = 1;
+        (canonical::<M>(&self.mul(&inverse).0) == one).then_some(inverse)
+    }
+}
+
+/// The limbs of a value in [0, 2m) reduced to [0, m).
+fn canonical<M: Modulus>(value: &[u32; LIMBS]) -> [u32; LIMBS] {
+    match sub_limbs(&widen(value), &M::M) {
+        Some(reduced) => narrow(&reduced),
+        None => *value,
     }
 }
 
@@ -380,127 +442,6 @@ fn montgomery_reduce<M: Modulus>(t: [u64; 2 * LIMBS - 1]) -> [u32; LIMBS] {
     narrow(&[r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, acc])
 }
 
-/// A 384-bit number as six 64-bit words, little-endian (what the inversion works on: fewer
-/// and wider words than the 28-bit limbs of a multiplication).
-type Words = [u64; 6];
-
-fn words_of(bytes: &[u8; BYTES]) -> Words {
-    fixed_window::le_limbs(bytes)
-}
-
-fn bytes_of(words: &Words) -> [u8; BYTES] {
-    let mut bytes = [0u8; BYTES];
-    for (chunk, word) in bytes.rchunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    bytes
-}
-
-/// x⁻¹ mod m for 0 < x < m and gcd(x, m) = 1; `None` otherwise. The binary extended Euclid:
-/// invariants u ≡ x1·x and v ≡ x2·x (mod m), with x1, x2 in [0, m). Every step halves u or
-/// v, or subtracts the smaller (odd) one from the larger, which makes it even: at most
-/// 2 × 768 steps, and a bound on the steps makes a hang impossible whatever the input.
-fn binary_inverse(x: &Words, m: &Words) -> Option<Words> {
-    let zero: Words = [0; 6];
-    let one: Words = [1, 0, 0, 0, 0, 0];
-    if *x == zero || words_sub(x, m).is_some() {
-        return None;
-    }
-    let (mut u, mut v, mut x1, mut x2) = (*x, *m, one, zero);
-    for _ in 0..4 * 384 + 8 {
-        if u == one {
-            return Some(x1);
-        }
-        if v == one {
-            return Some(x2);
-        }
-        if u == zero || v == zero {
-            return None;
-        }
-        if is_even(&u) {
-            u = words_shr1(&u, 0);
-            x1 = half_mod(&x1, m);
-        } else if is_even(&v) {
-            v = words_shr1(&v, 0);
-            x2 = half_mod(&x2, m);
-        } else if let Some(d) = words_sub(&u, &v) {
-            u = d;
-            x1 = sub_mod(&x1, &x2, m);
-        } else {
-            v = words_sub(&v, &u)?;
-            x2 = sub_mod(&x2, &x1, m);
-        }
-    }
-    None
-}
-
-fn is_even(x: &Words) -> bool {
-    x.first().is_some_and(|low| low & 1 == 0)
-}
-
-/// x/2 mod m for x in [0, m), m odd.
-fn half_mod(x: &Words, m: &Words) -> Words {
-    if is_even(x) {
-        return words_shr1(x, 0);
-    }
-    // x + m is even and below 2^385: the carry becomes the top bit after the shift.
-    let (sum, carry) = words_add(x, m);
-    words_shr1(&sum, u64::from(carry))
-}
-
-/// a − b mod m for a, b in [0, m).
-fn sub_mod(a: &Words, b: &Words, m: &Words) -> Words {
-    let (difference, borrow) = words_sub_borrow(a, b);
-    if borrow {
-        // a − b + m: the wrapped difference plus m wraps back into [0, m).
-        words_add(&difference, m).0
-    } else {
-        difference
-    }
-}
-
-/// (x >> 1) with `top` as the new top bit.
-fn words_shr1(x: &Words, top: u64) -> Words {
-    let mut out = [0u64; 6];
-    for (i, (o, word)) in out.iter_mut().zip(x).enumerate() {
-        let high = x.get(i + 1).copied().unwrap_or(top);
-        *o = (word >> 1) | (high << 63);
-    }
-    out
-}
-
-/// a + b modulo 2^384, and the carry out.
-fn words_add(a: &Words, b: &Words) -> (Words, bool) {
-    let mut out = [0u64; 6];
-    let mut carry = false;
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        let (s1, c1) = x.overflowing_add(*y);
-        let (s2, c2) = s1.overflowing_add(u64::from(carry));
-        *o = s2;
-        carry = c1 || c2;
-    }
-    (out, carry)
-}
-
-/// a − b modulo 2^384, and whether it borrowed.
-fn words_sub_borrow(a: &Words, b: &Words) -> (Words, bool) {
-    let mut out = [0u64; 6];
-    let mut borrow = false;
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        let (d1, b1) = x.overflowing_sub(*y);
-        let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-        *o = d2;
-        borrow = b1 || b2;
-    }
-    (out, borrow)
-}
-
-/// a − b, or `None` if b > a.
-fn words_sub(a: &Words, b: &Words) -> Option<Words> {
-    let (out, borrow) = words_sub_borrow(a, b);
-    (!borrow).then_some(out)
-}
-
 fn sub_limbs(a: &[u64; LIMBS], b: &[u64; LIMBS]) -> Option<[u64; LIMBS]> {
     limbs::sub::<LIMBS, LIMB_BITS>(a, b)
 }
@@ -591,6 +532,9 @@ mod tests {
         loop {
             let mut bytes = [0u8; BYTES];
             rng.fill(&mut bytes);
+            // As wide as m (P-256's order has 16 leading zero bytes).
+            let lead = M::BE.iter().take_while(|byte| **byte == 0).count();
+            bytes[..lead].fill(0);
             // Mostly full-size values, sometimes short ones and values just below m.
             match rng.below(8) {
                 0 => bytes[..40].fill(0),
@@ -627,7 +571,18 @@ mod tests {
                 assert_eq!(inverse.to_be_bytes(), value(&ra.invert().0));
             }
             assert_eq!(Elem::<M>::from_be_bytes(&a.to_be_bytes()), Some(a));
+            // The same numbers plain: products without conversion, the same inverse.
+            let plain = Plain::<M>::from_be_bytes(&a.to_be_bytes()).unwrap();
+            assert_eq!(plain.to_be_bytes(), a.to_be_bytes());
+            assert_eq!(plain.mul(&b).to_be_bytes(), value(&(ra * rb)));
+            assert_eq!(plain.invert(), a.invert());
+            assert_eq!(plain.is_zero(), a.is_zero());
         }
+        assert!(Plain::<M>::from_be_bytes(&M::BE).is_none());
+        assert!(Plain::<M>::from_be_bytes(&[0; BYTES])
+            .unwrap()
+            .invert()
+            .is_none());
     }
 
     #[test]
@@ -638,6 +593,11 @@ mod tests {
     #[test]
     fn scalar_ops_match_reference() {
         check::<OrderN>(&mut TestRng(0x384e));
+    }
+
+    #[test]
+    fn p256_scalar_ops_match_reference() {
+        check::<crate::crypto::p256_tables::OrderN>(&mut TestRng(0x256e));
     }
 
     #[test]

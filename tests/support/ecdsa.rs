@@ -96,8 +96,8 @@ pub trait Curve {
 
 /// Implements [`Curve`] for a RustCrypto curve crate and jwt-edge's table module for it:
 /// `ecdsa_curve!(Type, crate, Uint, tables_module, OursType, token_constructor, { items })`,
-/// where the items are the curve's constants and its `ours` and `ours_prehash` (how jwt-edge's
-/// verifier for the curve is built from and called with the reference crate's types).
+/// where the items are the curve's constants. jwt-edge's verifiers take the point's
+/// coordinates and `r || s` as bytes (no RustCrypto type in the module).
 #[allow(unused_macros)]
 macro_rules! ecdsa_curve {
     ($curve:ident, $krate:ident, $uint:ident, $tables:ident, $ours:ident, $token_key:ident,
@@ -119,6 +119,19 @@ macro_rules! ecdsa_curve {
 
             fn verifying_key(sk: &Self::SigningKey) -> Self::VerifyingKey {
                 *sk.verifying_key()
+            }
+
+            fn ours(vk: &Self::VerifyingKey) -> Self::Ours {
+                let point = vk.to_encoded_point(false);
+                jwt_edge::crypto::$tables::$ours::from_coordinates(
+                    point.x().unwrap(),
+                    point.y().unwrap(),
+                )
+                .unwrap()
+            }
+
+            fn ours_prehash(ours: &Self::Ours, z: &[u8], sig: &Self::Signature) -> bool {
+                ours.verify_prehash(z, &sig.to_bytes())
             }
 
             fn key_table_bytes(ours: &Self::Ours) -> Option<usize> {
