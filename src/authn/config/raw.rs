@@ -455,11 +455,13 @@ impl<V: FromJson> FromJson for UniqueMap<V> {
         let Value::Object(members) = v else {
             return Err(at.invalid_type(v, "an object"));
         };
-        members
-            .iter()
-            .map(|(key, value)| Ok((key.clone(), V::from_json(value, Path::Key(&at, key))?)))
-            .collect::<Result<_, _>>()
-            .map(UniqueMap)
+        // One insert at a time: collecting into a BTreeMap sorts a Vec first, and each value
+        // type's copy of that sort was ~7 KB of the module (issue #13).
+        let mut map = BTreeMap::new();
+        for (key, value) in members {
+            map.insert(key.clone(), V::from_json(value, Path::Key(&at, key))?);
+        }
+        Ok(UniqueMap(map))
     }
     fn absent(_: Path<'_>) -> Result<Self, ConfigError> {
         Ok(UniqueMap::default())

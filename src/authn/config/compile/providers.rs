@@ -15,7 +15,7 @@ use crate::authn::policy::{
     ClaimFormat, ClaimToHeader, Provider, Revocation, TokenLocation, DEFAULT_CLOCK_SKEW_SECONDS,
     DEFAULT_MAX_TOKEN_BYTES,
 };
-use crate::authn::revocation::MAX_REVOKED_ENTRIES;
+use crate::authn::revocation::{string_set, MAX_REVOKED_ENTRIES};
 use crate::time::Millis;
 
 /// Headers jwt-edge never writes from a token: routing, framing and credential headers.
@@ -245,8 +245,8 @@ pub(super) fn compile_revoked(r: Option<&raw::Revoked>, path: &str) -> Result<Re
         }
     }
     Ok(Revocation {
-        jti: r.jti.iter().cloned().collect(),
-        sub: r.sub.iter().cloned().collect(),
+        jti: string_set(r.jti.iter().cloned()),
+        sub: string_set(r.sub.iter().cloned()),
     })
 }
 
