@@ -16,7 +16,9 @@ Variants: passthrough; noop and noop-min (the do-nothing filter, 110 KB and 81 K
 configured with an RSA-only key set: the cost of the module's size and compilation); jwt-edge
 with an RSA-only key set; jwt-edge with the bench's RSA + P-256 key set (per-VM P-256 tables).
 
-Environment: BENCH_MEMORY_REPEAT (3: rounds, medians).
+Environment: BENCH_MEMORY_REPEAT (3: rounds, medians); BENCH_MEMORY_BASELINE_WASM (another build
+of jwt-edge, e.g. an earlier commit's, measured as the variant `baseline` with jwt-edge's key set
+and printed against jwt-edge: a module change's effect within one run).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import run_bench as rb
 from harness.keys import jwks
 
 REPEAT = int(os.environ.get("BENCH_MEMORY_REPEAT", 3))
+BASELINE = os.environ.get("BENCH_MEMORY_BASELINE_WASM")
 MiB = 1024 * 1024
 
 
@@ -104,6 +107,9 @@ def main() -> None:
         "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
                              RELEASE),
     }
+    if BASELINE:
+        variants["baseline"] = [bl.jwt_edge_filter(rb.filter_json(both, None), Path(BASELINE))]
+        print(f"baseline: {BASELINE} ({Path(BASELINE).stat().st_size} bytes)", flush=True)
     print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for rnd in range(REPEAT):
@@ -121,7 +127,10 @@ def main() -> None:
     print(f"{'variant':<29} | " + " | ".join(f"{c.replace('alloc_', ''):>12}" for c in cols))
     for v, m in med.items():
         print(f"{v:<29} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
-    for a, b in (("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")):
+    pairs = [("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")]
+    if BASELINE:
+        pairs += [("baseline", "noop"), ("jwt-edge", "baseline")]
+    for a, b in pairs:
         print(f"{a + ' - ' + b:<29} | "
               + " | ".join(f"{med[a][c] - med[b][c]:+12.1f}" for c in cols))
     bl.RESULTS.mkdir(exist_ok=True)

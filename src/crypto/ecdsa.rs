@@ -282,7 +282,9 @@ impl<C: Curve> EcdsaKey<C> {
 
     /// Verifies `signature` (`r || s`, each in [1, n − 1]) over a message digest, exactly as
     /// ecdsa 0.16's `verify_prehash` does (including its handling of digests of other lengths
-    /// than the field's).
+    /// than the field's). Never inlined: one function per curve, not both curves inside
+    /// `VerifyKey::verify` (a 30 KB function, whose compilation alone took TurboFan 5 MB).
+    #[inline(never)]
     pub fn verify_prehash(&self, prehash: &[u8], signature: &[u8]) -> bool {
         let Some(g_table) = generator_table::<C>() else {
             return false;
