@@ -16,9 +16,10 @@ Variants: passthrough; noop and noop-min (the do-nothing filter, 110 KB and 81 K
 configured with an RSA-only key set: the cost of the module's size and compilation); jwt-edge
 with an RSA-only key set; jwt-edge with the bench's RSA + P-256 key set (per-VM P-256 tables).
 
-Environment: BENCH_MEMORY_REPEAT (3: rounds, medians); BENCH_MEMORY_BASELINE_WASM (another build
-of jwt-edge, e.g. an earlier commit's, measured as the variant `baseline` with jwt-edge's key set
-and printed against jwt-edge: a module change's effect within one run).
+Environment: BENCH_MEMORY_REPEAT (3: rounds, medians); BENCH_MEMORY_BASELINE_WASM (other builds
+of jwt-edge, comma-separated, e.g. an earlier commit's: each measured as a variant `baseline`
+(`baseline-1`, `baseline-2`, ... for several) with jwt-edge's key set and printed against
+jwt-edge: a module change's effect within one run).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import run_bench as rb
 from harness.keys import jwks
 
 REPEAT = int(os.environ.get("BENCH_MEMORY_REPEAT", 3))
-BASELINE = os.environ.get("BENCH_MEMORY_BASELINE_WASM")
+BASELINES = [p for p in os.environ.get("BENCH_MEMORY_BASELINE_WASM", "").split(",") if p]
 MiB = 1024 * 1024
 
 
@@ -107,9 +108,11 @@ def main() -> None:
         "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
                              RELEASE),
     }
-    if BASELINE:
-        variants["baseline"] = [bl.jwt_edge_filter(rb.filter_json(both, None), Path(BASELINE))]
-        print(f"baseline: {BASELINE} ({Path(BASELINE).stat().st_size} bytes)", flush=True)
+    baselines = {("baseline" if len(BASELINES) == 1 else f"baseline-{i + 1}"): Path(p)
+                 for i, p in enumerate(BASELINES)}
+    for name, path in baselines.items():
+        variants[name] = [bl.jwt_edge_filter(rb.filter_json(both, None), path)]
+        print(f"{name}: {path} ({path.stat().st_size} bytes)", flush=True)
     print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for rnd in range(REPEAT):
@@ -128,8 +131,8 @@ def main() -> None:
     for v, m in med.items():
         print(f"{v:<29} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
     pairs = [("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")]
-    if BASELINE:
-        pairs += [("baseline", "noop"), ("jwt-edge", "baseline")]
+    for name in baselines:
+        pairs += [(name, "noop"), ("jwt-edge", name)]
     for a, b in pairs:
         print(f"{a + ' - ' + b:<29} | "
               + " | ".join(f"{med[a][c] - med[b][c]:+12.1f}" for c in cols))
