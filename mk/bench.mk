@@ -15,7 +15,8 @@
 # Options, read by the scripts from the environment (make exports command-line variables):
 # BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_QUICK=1, BENCH_QUIET_WAIT (600 s), BENCH_TOKENS
 # (token pool per algorithm, 160000), BENCH_FILL (10000), BENCH_MEMORY=0 (skip memory part),
-# BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants).
+# BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants);
+# bench-memory: BENCH_MEMORY_REPEAT (3), BENCH_MEMORY_BASELINE_WASM (other modules, same run).
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory \
