@@ -49,6 +49,8 @@ pub type PlainScalar<C> = Plain<<C as Curve>::Order>;
 
 /// One short Weierstrass curve y² = x³ − 3x + b of prime order (cofactor 1) and its settings.
 pub trait Curve: Sized + 'static {
+    /// "P-256", for error messages.
+    const NAME: &'static str;
     /// Bytes of a coordinate and of each half of a signature.
     const BYTES: usize;
     /// Bits of the group order.
@@ -85,6 +87,7 @@ macro_rules! declare_curve {
         pub struct $curve;
 
         impl $crate::crypto::ecdsa::Curve for $curve {
+            const NAME: &'static str = $name;
             const BYTES: usize = BYTES;
             const SCALAR_BITS: u32 = SCALAR_BITS;
             const G_WINDOW: u32 = G_WINDOW;
@@ -261,8 +264,9 @@ impl<C: Curve> EcdsaKey<C> {
         Some(EcdsaKey { point, table })
     }
 
-    /// The same key without its table (u2·Q by double-and-add), for tests and measurement.
-    pub fn without_table(&self) -> EcdsaKey<C> {
+    /// The same key without its table (u2·Q by double-and-add, as past the budget).
+    #[cfg(test)]
+    pub(crate) fn without_table(&self) -> EcdsaKey<C> {
         EcdsaKey {
             point: self.point,
             table: None,
@@ -394,14 +398,28 @@ pub fn x_matches<C: Curve>(sum: &Jacobian<C::Fe>, r: &[u8; WIDE]) -> bool {
     !overflow && field_element_wide::<C>(&r_plus_n).is_some_and(|x| sum.has_x(&x))
 }
 
-/// What both curves' unit tests check of a key against RustCrypto's verifier.
+/// What both curves' unit tests check of a key against RustCrypto's signer and verifier for
+/// the same curve (`p256`/`p384` 0.13, which share the `signature` crate's traits).
 #[cfg(test)]
-pub(crate) fn check_key_against_reference<C: Curve>(
+pub(crate) fn check_key_against_reference<C, Sig, Sk, Vk>(
     ours: &EcdsaKey<C>,
-    sign_prehash: impl Fn(&[u8]) -> Vec<u8>,
-    reference: impl Fn(&[u8], &[u8]) -> bool,
+    signer: &Sk,
+    reference: &Vk,
     digest_lengths: &[usize],
-) {
+) where
+    C: Curve,
+    Sig: p256::ecdsa::signature::SignatureEncoding + for<'a> TryFrom<&'a [u8]>,
+    Sk: p256::ecdsa::signature::hazmat::PrehashSigner<Sig>,
+    Vk: p256::ecdsa::signature::hazmat::PrehashVerifier<Sig>,
+{
+    let sign_prehash = |z: &[u8]| -> Vec<u8> {
+        let sig = signer.sign_prehash(z).expect("signs");
+        sig.to_bytes().as_ref().to_vec()
+    };
+    let reference = |z: &[u8], sig: &[u8]| match Sig::try_from(sig) {
+        Ok(sig) => reference.verify_prehash(z, &sig).is_ok(),
+        Err(_) => false,
+    };
     assert!(ours.table().is_some());
     // Without a table: double-and-add for u2·Q.
     let plain = ours.without_table();

@@ -1,7 +1,6 @@
-//! What the ECDSA table verifiers ([`p256_tables`](crate::crypto::p256_tables),
-//! [`p384_tables`](crate::crypto::p384_tables)) share, whatever the curve: the layout of a
-//! signed fixed-window table, reading a scalar's digits, and the per-VM
-//! budget that bounds the memory key tables take.
+//! The layout of a signed fixed-window table, reading a scalar's digits, and the per-VM budget
+//! that bounds the memory key tables take: what the ECDSA table verifier
+//! ([`ecdsa`](crate::crypto::ecdsa)) needs whatever the curve.
 //!
 //! A table for a point P and window w holds `row[i][j-1] = j · 2^(w·i) · P` for `j` in
 //! `1..=2^(w-1)`. A scalar is recoded into signed base-2^w digits (`|d_i| <= 2^(w-1)`), which

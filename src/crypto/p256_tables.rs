@@ -86,7 +86,7 @@ ecdsa::declare_curve!(P256, P256VerifyKey, "P-256", Sha256);
 mod tests {
     use super::*;
     use crate::crypto::fixed_window;
-    use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::ecdsa::{Signature, SigningKey};
     use p256::elliptic_curve::ops::Reduce;
     use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -390,15 +390,12 @@ mod tests {
         let sk = SigningKey::from_slice(&[0x42; 32]).unwrap();
         let vk = *sk.verifying_key();
         let ours = verify_key(&sk);
-        let sign = |z: &[u8]| {
-            let sig: Signature = sk.sign_prehash(z).unwrap();
-            sig.to_bytes().to_vec()
-        };
-        let reference = |z: &[u8], sig: &[u8]| {
-            vk.verify_prehash(z, &Signature::from_slice(sig).unwrap())
-                .is_ok()
-        };
-        ecdsa::check_key_against_reference(&ours, sign, reference, &[16, 20, 32, 48, 64]);
+        ecdsa::check_key_against_reference::<_, Signature, _, _>(
+            &ours,
+            &sk,
+            &vk,
+            &[16, 20, 32, 48, 64],
+        );
         // The message path hashes with SHA-256.
         let sig: Signature = p256::ecdsa::signature::Signer::sign(&sk, b"message");
         assert!(ours.verify(b"message", &sig.to_bytes()));

@@ -1,5 +1,6 @@
-//! Arithmetic modulo the P-384 field prime p and the P-384 group order n, for ES384
-//! verification in wasm ([`p384_tables`](crate::crypto::p384_tables)).
+//! Arithmetic modulo any odd modulus below 2^384: the P-384 field prime p and group order n,
+//! and the P-256 group order ([`p256_tables::OrderN`](crate::crypto::p256_tables::OrderN)),
+//! for ECDSA verification in wasm ([`ecdsa`](crate::crypto::ecdsa)).
 //!
 //! Design (the reasoning of [`p256_field`](crate::crypto::p256_field), for 384 bits):
 //! - wasm has no 64×64→128-bit multiply, so the `p384` crate's 64-bit fiat-crypto code pays

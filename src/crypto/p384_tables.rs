@@ -69,7 +69,7 @@ mod tests {
     use crate::crypto::fixed_window;
     use crate::crypto::p384_field::{Modulus, Scalar};
     use crate::crypto::weierstrass::{Affine, Jacobian};
-    use p384::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+    use p384::ecdsa::signature::hazmat::PrehashSigner;
     use p384::ecdsa::{Signature, SigningKey};
     use p384::elliptic_curve::ops::Reduce;
     use p384::elliptic_curve::sec1::ToEncodedPoint;
@@ -235,15 +235,12 @@ mod tests {
         let vk = *sk.verifying_key();
         let (x, y) = coordinates(vk.as_affine());
         let ours = P384VerifyKey::from_coordinates(&x, &y).unwrap();
-        let sign = |z: &[u8]| {
-            let sig: Signature = sk.sign_prehash(z).unwrap();
-            sig.to_bytes().to_vec()
-        };
-        let reference = |z: &[u8], sig: &[u8]| {
-            vk.verify_prehash(z, &Signature::from_slice(sig).unwrap())
-                .is_ok()
-        };
-        ecdsa::check_key_against_reference(&ours, sign, reference, &[24, 32, 48, 64]);
+        ecdsa::check_key_against_reference::<_, Signature, _, _>(
+            &ours,
+            &sk,
+            &vk,
+            &[24, 32, 48, 64],
+        );
     }
 
     #[test]
