@@ -291,22 +291,22 @@ unsafe fn dot(acc: &mut Acc, x: *const f64, y: *const f64, pairs: usize) {
 }
 
 /// (k, lo) with a·b = k·2^52 + lo, for limbs a, b < 2^52 (|lo| ≤ 2^51): the steps of
-/// [`mul_acc`] on lane 0.
-#[inline]
-#[cfg_attr(
-    target_arch = "wasm32",
-    target_feature(enable = "simd128,relaxed-simd")
-)]
-fn split_product(a: f64, b: f64) -> (i64, i64) {
-    let (c_hi, c_lo) = (lanes::splat_bits(C_HI_BITS), lanes::splat_bits(C_LO_BITS));
-    let (va, vb) = (lanes::splat(a), lanes::splat(b));
-    let hi = lanes::madd(va, vb, c_hi);
-    let t = lanes::fsub(c_hi, hi);
-    let lo = lanes::fadd(lanes::madd(va, vb, t), c_lo);
-    (
-        lanes::lane0(hi).to_bits().wrapping_sub(C_HI_BITS) as i64,
-        lanes::lane0(lo).to_bits().wrapping_sub(C_LO_BITS) as i64,
-    )
+/// [`mul_acc`] on lane 0. A macro, not a function: the callers run once per column and
+/// need it inline at any LLVM inlining threshold, which `#[inline(always)]` cannot promise
+/// for a `#[target_feature]` function (it must be expanded inside one, for the lane
+/// operations to inline).
+macro_rules! split_product {
+    ($a:expr, $b:expr) => {{
+        let (c_hi, c_lo) = (lanes::splat_bits(C_HI_BITS), lanes::splat_bits(C_LO_BITS));
+        let (va, vb) = (lanes::splat($a), lanes::splat($b));
+        let hi = lanes::madd(va, vb, c_hi);
+        let t = lanes::fsub(c_hi, hi);
+        let lo = lanes::fadd(lanes::madd(va, vb, t), c_lo);
+        (
+            lanes::lane0(hi).to_bits().wrapping_sub(C_HI_BITS) as i64,
+            lanes::lane0(lo).to_bits().wrapping_sub(C_LO_BITS) as i64,
+        )
+    }};
 }
 
 /// A number in the Montgomery code's form: forward and reversed limbs, both padded.
@@ -534,7 +534,7 @@ impl RsaPublicF64 {
             let (mut k, mut lo) = acc.finish();
             if square && c % 2 == 0 {
                 if let Some(&limb) = a.fwd.get(PAD + c / 2) {
-                    let (dk, dl) = split_product(limb, limb);
+                    let (dk, dl) = split_product!(limb, limb);
                     k += dk;
                     lo += dl;
                 }
@@ -563,7 +563,7 @@ impl RsaPublicF64 {
         if let Some(slot) = q.get_mut(PAD + c) {
             *slot = digit_f;
         }
-        let (k, lo) = split_product(digit_f, self.n0);
+        let (k, lo) = split_product!(digit_f, self.n0);
         // column + lo ≡ 0 mod 2^52: the shift is exact.
         (column.wrapping_add(lo) >> LIMB_BITS).wrapping_add(k)
     }
@@ -571,12 +571,9 @@ impl RsaPublicF64 {
 
 /// Adds Σ x_j·y_(c-j) for j in [low, end) to `acc`, where `x` is stored forward and `y`
 /// reversed (both padded, L = `limbs`). An odd count gets one more product at j = low - 1,
-/// which reads a zero pad limb: x_-1 when low = 0, else y_L (low = c + 1 - L).
-#[inline]
-#[cfg_attr(
-    target_arch = "wasm32",
-    target_feature(enable = "simd128,relaxed-simd")
-)]
+/// which reads a zero pad limb: x_-1 when low = 0, else y_L (low = c + 1 - L). Inline at any
+/// threshold (twice per column); only [`dot`] needs the SIMD features.
+#[inline(always)]
 fn column_dot(acc: &mut Acc, x: &[f64], y: &[f64], low: usize, end: usize, c: usize, limbs: usize) {
     if end <= low {
         return;
@@ -597,6 +594,7 @@ fn column_dot(acc: &mut Acc, x: &[f64], y: &[f64], low: usize, end: usize, c: us
 }
 
 /// Whether `2·pairs` limbs from index `start` fit in a buffer of `len` limbs.
+#[inline(always)]
 fn in_bounds(start: usize, pairs: usize, len: usize) -> bool {
     start < len && start + 2 * pairs <= len
 }
@@ -745,6 +743,14 @@ mod tests {
         fn bytes(&mut self, len: usize) -> Vec<u8> {
             (0..len).map(|_| self.next() as u8).collect()
         }
+    }
+
+    #[cfg_attr(
+        target_arch = "wasm32",
+        target_feature(enable = "simd128,relaxed-simd")
+    )]
+    fn split_product(a: f64, b: f64) -> (i64, i64) {
+        split_product!(a, b)
     }
 
     /// The exact split of every limb product, on the values where rounding decides: ties

@@ -92,8 +92,13 @@ pub fn less_than<const N: usize, const BITS: u32>(a: &[u64; N], b: &[u64; N]) ->
     sub::<N, BITS>(a, b).is_none()
 }
 
+#[inline(always)]
 pub fn widen<const N: usize>(limbs: &[u32; N]) -> [u64; N] {
-    limbs.map(u64::from)
+    let mut out = [0u64; N];
+    for (o, l) in out.iter_mut().zip(limbs) {
+        *o = u64::from(*l);
+    }
+    out
 }
 
 #[allow(clippy::indexing_slicing)] // i < N; const fn: no `get`

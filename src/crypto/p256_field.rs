@@ -173,7 +173,8 @@ impl Fe {
     /// `self²`, each cross product computed once with one factor doubled.
     pub fn square(&self) -> Fe {
         let [a0, a1, a2, a3, a4, a5, a6, a7, a8] = widen(&self.0);
-        let [d0, d1, d2, d3, d4, d5, d6, d7, _] = widen(&self.0).map(|a| 2 * a);
+        let [d0, d1, d2, d3] = [2 * a0, 2 * a1, 2 * a2, 2 * a3];
+        let [d4, d5, d6, d7] = [2 * a4, 2 * a5, 2 * a6, 2 * a7];
         // At most 4 products below 2^59 and one square below 2^58 per column.
         montgomery_reduce([
             a0 * a0,

@@ -315,7 +315,8 @@ fn montgomery_mul<M: Modulus>(a: &[u32; LIMBS], b: &[u32; LIMBS]) -> [u32; LIMBS
 #[rustfmt::skip]
 fn montgomery_square<M: Modulus>(a: &[u32; LIMBS]) -> [u32; LIMBS] {
     let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13] = widen(a);
-    let [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, _] = widen(a).map(|a| 2 * a);
+    let [d0, d1, d2, d3, d4, d5, d6] = [2 * a0, 2 * a1, 2 * a2, 2 * a3, 2 * a4, 2 * a5, 2 * a6];
+    let [d7, d8, d9, d10, d11, d12] = [2 * a7, 2 * a8, 2 * a9, 2 * a10, 2 * a11, 2 * a12];
     montgomery_reduce::<M>([
         a0 * a0,
         d0 * a1,

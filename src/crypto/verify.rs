@@ -525,6 +525,73 @@ mod tests {
         assert!(VerifyKey::ed25519(&[0; 31]).is_err());
     }
 
+    /// µs per `VerifyKey::verify` for RS256, PS256, ES256, ES384 and EdDSA in whatever runtime runs
+    /// the test (natively, or wasm under Node's V8: `make unit-wasm` with
+    /// `-- --ignored --nocapture verify_key_timing`). The RSA signature does not verify (a
+    /// 2048-bit all-ones modulus, no private key needed): RSAVP1 and the padding check cost
+    /// the same either way.
+    #[test]
+    #[ignore = "timing: run with --release --ignored --nocapture"]
+    fn verify_key_timing() {
+        use ed25519_dalek::Signer;
+        use std::time::Instant;
+        let time = |name: &str, rounds: u32, f: &dyn Fn() -> bool| {
+            let mut medians = Vec::new();
+            for _ in 0..7 {
+                let started = Instant::now();
+                for _ in 0..rounds {
+                    std::hint::black_box(f());
+                }
+                medians.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
+            }
+            medians.sort_by(f64::total_cmp);
+            println!(
+                "{name}: median {:.1} µs (min {:.1})",
+                medians[3], medians[0]
+            );
+        };
+        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9";
+        let rsa = VerifyKey::rsa(&[0xff; 256], &[1, 0, 1]).unwrap();
+        let mut s = vec![0x5a; 256];
+        s[0] = 0x3c;
+        for alg in [Algorithm::Rs256, Algorithm::Ps256] {
+            time(&format!("{alg:?}"), 1000, &|| {
+                rsa.verify(alg, std::hint::black_box(message), &s).is_ok()
+            });
+        }
+        let sk = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+        let point = sk.verifying_key().to_encoded_point(false);
+        let es256 = VerifyKey::ec_p256(point.x().unwrap(), point.y().unwrap()).unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign(message);
+        let sig = sig.to_bytes();
+        assert!(es256.verify(Algorithm::Es256, message, &sig).is_ok());
+        time("ES256", 1000, &|| {
+            es256
+                .verify(Algorithm::Es256, std::hint::black_box(message), &sig)
+                .is_ok()
+        });
+        let sk = p384::ecdsa::SigningKey::from_slice(&[0x42; 48]).unwrap();
+        let point = sk.verifying_key().to_encoded_point(false);
+        let es384 = VerifyKey::ec_p384(point.x().unwrap(), point.y().unwrap()).unwrap();
+        let sig: p384::ecdsa::Signature = sk.sign(message);
+        let sig = sig.to_bytes();
+        assert!(es384.verify(Algorithm::Es384, message, &sig).is_ok());
+        time("ES384", 300, &|| {
+            es384
+                .verify(Algorithm::Es384, std::hint::black_box(message), &sig)
+                .is_ok()
+        });
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let eddsa = VerifyKey::ed25519(sk.verifying_key().as_bytes()).unwrap();
+        let sig = sk.sign(message).to_bytes();
+        assert!(eddsa.verify(Algorithm::EdDsa, message, &sig).is_ok());
+        time("EdDSA", 500, &|| {
+            eddsa
+                .verify(Algorithm::EdDsa, std::hint::black_box(message), &sig)
+                .is_ok()
+        });
+    }
+
     #[test]
     fn rsa_size_rules() {
         let mut n = vec![0xff; 128];

@@ -48,30 +48,37 @@ macro_rules! delegate_field {
                 <$fe>::from_be_bytes(&$b).unwrap_or(<$fe>::ZERO)
             }
 
+            #[inline(always)]
             fn add(&self, other: &$fe) -> $fe {
                 <$fe>::add(self, other)
             }
 
+            #[inline(always)]
             fn sub(&self, other: &$fe) -> $fe {
                 <$fe>::sub(self, other)
             }
 
+            #[inline(always)]
             fn double(&self) -> $fe {
                 <$fe>::double(self)
             }
 
+            #[inline(always)]
             fn neg(&self) -> $fe {
                 <$fe>::neg(self)
             }
 
+            #[inline(always)]
             fn mul(&self, other: &$fe) -> $fe {
                 <$fe>::mul(self, other)
             }
 
+            #[inline(always)]
             fn square(&self) -> $fe {
                 <$fe>::square(self)
             }
 
+            #[inline(always)]
             fn is_zero(&self) -> bool {
                 <$fe>::is_zero(self)
             }
