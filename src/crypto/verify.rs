@@ -356,26 +356,25 @@ fn pss_verify<D: Digest>(em_full: &[u8], mod_bits: usize, message: &[u8]) -> boo
     if ps.iter().any(|b| *b != 0) || *separator != 0x01 || salt.len() != s_len {
         return false;
     }
-    // Steps 11-14.
-    let m_hash = D::digest(message);
-    let h_prime = D::new()
-        .chain_update([0u8; 8])
-        .chain_update(m_hash)
-        .chain_update(salt)
-        .finalize();
-    h_prime.iter().eq(h)
+    // Steps 11-14: H' = Hash(0x00 × 8 || Hash(M) || salt). Each hash input is built in one
+    // buffer and hashed by one `D::digest` (one call into the hash's update per hash).
+    let mut m_prime = vec![0u8; 8];
+    m_prime.extend_from_slice(&D::digest(message));
+    m_prime.extend_from_slice(salt);
+    D::digest(m_prime.as_slice()).iter().eq(h)
 }
 
 /// MGF1 (RFC 8017 §B.2.1): `len` bytes of Hash(seed || counter) blocks.
 fn mgf1<D: Digest>(seed: &[u8], len: usize) -> Vec<u8> {
     let mut mask = Vec::with_capacity(len + <D as Digest>::output_size());
+    let mut input = seed.to_vec();
+    input.extend_from_slice(&[0; 4]);
     let mut counter: u32 = 0;
     while mask.len() < len {
-        let block = D::new()
-            .chain_update(seed)
-            .chain_update(counter.to_be_bytes())
-            .finalize();
-        mask.extend_from_slice(&block);
+        if let Some(tail) = input.get_mut(seed.len()..) {
+            tail.copy_from_slice(&counter.to_be_bytes());
+        }
+        mask.extend_from_slice(&D::digest(input.as_slice()));
         counter = counter.wrapping_add(1);
     }
     mask.truncate(len);
