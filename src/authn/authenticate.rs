@@ -154,11 +154,13 @@ impl Identity {
     }
 
     /// The `iss` claim, if it is a string.
+    #[inline]
     pub fn iss(&self) -> Option<&str> {
         self.token.claims().get("iss").and_then(|v| v.as_str())
     }
 
     /// The `sub` claim, if it is a string.
+    #[inline]
     pub fn sub(&self) -> Option<&str> {
         self.token.claims().get("sub").and_then(|v| v.as_str())
     }
@@ -307,6 +309,7 @@ struct Scope {
 }
 
 impl Scope {
+    #[inline]
     fn of(r: &Requirement, provider_count: usize) -> Scope {
         let mut scope = Scope::default();
         scope.walk(r, None, provider_count);
@@ -468,6 +471,7 @@ impl<T> Default for ById<T> {
 }
 
 impl<T> ById<T> {
+    #[inline]
     fn get(&self, id: &ProviderId) -> Option<&T> {
         self.0.iter().find(|(k, _)| k == id).map(|(_, v)| v)
     }

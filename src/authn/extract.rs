@@ -115,6 +115,7 @@ fn consider<'a>(
 }
 
 /// Where a location's token is found (to be removed before forwarding).
+#[inline]
 fn found_at(location: &TokenLocation) -> FoundAt<'_> {
     match location {
         TokenLocation::Header { name, .. } => FoundAt::Header(name),

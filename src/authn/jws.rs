@@ -193,6 +193,7 @@ impl VerifiedToken {
     }
 
     /// [`claims::check_times`](crate::authn::claims::check_times) on this token's claims.
+    #[inline]
     pub fn check_times(&self, p: &Provider, now: UnixMillis) -> Result<(), AuthError> {
         match &self.times {
             Some(times) => times.check(p, now),

@@ -168,6 +168,16 @@ struct Generations {
     hot: Vec<Option<Hot>>,
 }
 
+/// Moves `set[way]` to the front, the slots before it one place down: `rotate_right(1)` on
+/// `set[..=way]` for a set of at most [`HOT_WAYS`], by swaps (core's rotation is generic
+/// code the wasm build, at LLVM inline threshold 0, calls rather than inlines).
+#[inline]
+fn to_front<T>(set: &mut [T], way: usize) {
+    for i in (1..=way.min(set.len().saturating_sub(1))).rev() {
+        set.swap(i, i - 1);
+    }
+}
+
 impl Generations {
     fn hot_slots(&self) -> usize {
         self.capacity.min(HOT_SLOTS)
@@ -176,6 +186,7 @@ impl Generations {
     /// The memo's slots for `hash`: a set of [`HOT_WAYS`] (all slots when there are fewer),
     /// most recently used first, so that hot tokens whose hashes meet do not evict each
     /// other on every request.
+    #[inline]
     fn hot_set(&self, hash: u64) -> std::ops::Range<usize> {
         let slots = self.hot.len();
         let ways = HOT_WAYS.min(slots);
@@ -197,7 +208,7 @@ impl Generations {
                 hot.hash == hash && same_bytes(hot.token.as_bytes(), token.as_bytes())
             })
         })?;
-        set.get_mut(..=way)?.rotate_right(1);
+        to_front(set, way);
         set.first()?.as_ref().map(|hot| hot.verified.clone())
     }
 
@@ -215,7 +226,7 @@ impl Generations {
         let Some(set) = self.hot.get_mut(range) else {
             return;
         };
-        set.rotate_right(1);
+        to_front(set, set.len().saturating_sub(1));
         if let Some(slot) = set.first_mut() {
             *slot = Some(Hot {
                 hash,
