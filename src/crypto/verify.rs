@@ -558,37 +558,36 @@ mod tests {
                 rsa.verify(alg, std::hint::black_box(message), &s).is_ok()
             });
         }
-        let sk = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
-        let point = sk.verifying_key().to_encoded_point(false);
-        let es256 = VerifyKey::ec_p256(point.x().unwrap(), point.y().unwrap()).unwrap();
-        let sig: p256::ecdsa::Signature = sk.sign(message);
-        let sig = sig.to_bytes();
-        assert!(es256.verify(Algorithm::Es256, message, &sig).is_ok());
-        time("ES256", 1000, &|| {
-            es256
-                .verify(Algorithm::Es256, std::hint::black_box(message), &sig)
-                .is_ok()
-        });
-        let sk = p384::ecdsa::SigningKey::from_slice(&[0x42; 48]).unwrap();
-        let point = sk.verifying_key().to_encoded_point(false);
-        let es384 = VerifyKey::ec_p384(point.x().unwrap(), point.y().unwrap()).unwrap();
-        let sig: p384::ecdsa::Signature = sk.sign(message);
-        let sig = sig.to_bytes();
-        assert!(es384.verify(Algorithm::Es384, message, &sig).is_ok());
-        time("ES384", 300, &|| {
-            es384
-                .verify(Algorithm::Es384, std::hint::black_box(message), &sig)
-                .is_ok()
-        });
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let eddsa = VerifyKey::ed25519(sk.verifying_key().as_bytes()).unwrap();
-        let sig = sk.sign(message).to_bytes();
-        assert!(eddsa.verify(Algorithm::EdDsa, message, &sig).is_ok());
-        time("EdDSA", 500, &|| {
-            eddsa
-                .verify(Algorithm::EdDsa, std::hint::black_box(message), &sig)
-                .is_ok()
-        });
+        // (key, signature) for a RustCrypto curve crate and the matching constructor.
+        macro_rules! ec_case {
+            ($curve:ident, $size:expr, $make:ident) => {{
+                let sk = $curve::ecdsa::SigningKey::from_slice(&[0x42; $size]).unwrap();
+                let point = sk.verifying_key().to_encoded_point(false);
+                let key = VerifyKey::$make(point.x().unwrap(), point.y().unwrap()).unwrap();
+                let sig: $curve::ecdsa::Signature = sk.sign(message);
+                (key, sig.to_bytes().to_vec())
+            }};
+        }
+        let ed = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let cases = [
+            ("ES256", Algorithm::Es256, 1000, ec_case!(p256, 32, ec_p256)),
+            ("ES384", Algorithm::Es384, 300, ec_case!(p384, 48, ec_p384)),
+            (
+                "EdDSA",
+                Algorithm::EdDsa,
+                500,
+                (
+                    VerifyKey::ed25519(ed.verifying_key().as_bytes()).unwrap(),
+                    ed.sign(message).to_bytes().to_vec(),
+                ),
+            ),
+        ];
+        for (name, alg, rounds, (key, sig)) in &cases {
+            assert!(key.verify(*alg, message, sig).is_ok());
+            time(name, *rounds, &|| {
+                key.verify(*alg, std::hint::black_box(message), sig).is_ok()
+            });
+        }
     }
 
     #[test]
