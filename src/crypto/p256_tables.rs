@@ -342,19 +342,7 @@ mod tests {
         let z = [0x17u8; 32];
         let sig: Signature = sk.sign_prehash(&z).unwrap();
         let bytes = sig.to_bytes();
-        let rounds = 500;
-        let time = |f: &dyn Fn()| {
-            let mut medians = Vec::new();
-            for _ in 0..7 {
-                let started = Instant::now();
-                for _ in 0..rounds {
-                    f();
-                }
-                medians.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
-            }
-            medians.sort_by(f64::total_cmp);
-            (medians[3], medians[0])
-        };
+        let time = |f: &dyn Fn()| crate::crypto::us_per_call(500, f);
         let (median, min) = time(&|| {
             assert!(key.verify_prehash(std::hint::black_box(&z), &bytes));
         });

@@ -300,16 +300,7 @@ mod tests {
         let sig: Signature = sk.sign_prehash(&z).unwrap();
         let bytes = sig.to_bytes();
         let time = |rounds: u32, f: &dyn Fn() -> bool| {
-            let mut medians = Vec::new();
-            for _ in 0..5 {
-                let started = Instant::now();
-                for _ in 0..rounds {
-                    assert!(f());
-                }
-                medians.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
-            }
-            medians.sort_by(f64::total_cmp);
-            medians[2]
+            crate::crypto::us_per_call(rounds, &|| assert!(f())).0
         };
         let started = Instant::now();
         let g = generator_table().unwrap();

@@ -533,21 +533,11 @@ mod tests {
     #[ignore = "timing: run with --release --ignored --nocapture"]
     fn verify_key_timing() {
         use ed25519_dalek::Signer;
-        use std::time::Instant;
         let time = |name: &str, rounds: u32, f: &dyn Fn() -> bool| {
-            let mut medians = Vec::new();
-            for _ in 0..7 {
-                let started = Instant::now();
-                for _ in 0..rounds {
-                    std::hint::black_box(f());
-                }
-                medians.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
-            }
-            medians.sort_by(f64::total_cmp);
-            println!(
-                "{name}: median {:.1} µs (min {:.1})",
-                medians[3], medians[0]
-            );
+            let (median, min) = crate::crypto::us_per_call(rounds, &|| {
+                std::hint::black_box(f());
+            });
+            println!("{name}: median {median:.1} µs (min {min:.1})");
         };
         let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9";
         let rsa = VerifyKey::rsa(&[0xff; 256], &[1, 0, 1]).unwrap();
