@@ -1207,11 +1207,10 @@ pub fn provider_denial(
         if let Some(v) = error.challenge(&realm(req), scheme) {
             headers.push(("www-authenticate".to_owned(), v));
         }
-        let body = serde_json::json!({
+        let body = crate::authn::json::to_compact(&serde_json::json!({
             "error": error.code(),
             "error_description": error.to_string(),
-        })
-        .to_string();
+        }));
         (headers, body)
     };
     Denial {

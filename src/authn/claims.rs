@@ -232,10 +232,8 @@ fn jwt_authn_value(v: &Value) -> Option<String> {
         Value::String(s) => s.clone(),
         Value::Number(n) => jwt_authn_number(n.as_f64()?),
         Value::Bool(b) => b.to_string(),
-        // `Value`'s Display is its compact JSON (and reuses the serializer the module
-        // already carries for error bodies).
         Value::Array(_) | Value::Object(_) => {
-            base64::engine::general_purpose::STANDARD.encode(v.to_string())
+            base64::engine::general_purpose::STANDARD.encode(crate::authn::json::to_compact(v))
         }
         Value::Null => return None,
     })

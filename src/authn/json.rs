@@ -22,6 +22,15 @@ pub enum StrictJsonError {
 }
 
 /// Parses `bytes` as one JSON object with unique member names.
+/// `value` as compact JSON (serde_json's escaping: only what JSON requires). Everything in the
+/// module that writes JSON goes through this one serializer: `Value`'s `Display` would compile
+/// two more copies of serde_json's `Value` serializer into the module (compact and pretty,
+/// over `fmt::Write`), each ~5 KB of Wasm and ~2 MB of V8 compile memory (issue #13).
+pub fn to_compact<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // Serializing a `Value` or a map with string keys cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Seed { depth: 0 }.deserialize(&mut de).map_err(|e| {

@@ -110,7 +110,7 @@ fn header_json(token: &str) -> Option<String> {
 
 /// Compact JSON: one line, control characters escaped (fit for a log line).
 fn compact(map: &Map<String, Value>) -> String {
-    serde_json::to_string(map).unwrap_or_default()
+    crate::authn::json::to_compact(map)
 }
 
 /// Whether `name` may name a published entry: 1 to [`MAX_NAME_LEN`] characters of ASCII

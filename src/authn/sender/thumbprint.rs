@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::authn::b64;
+use crate::authn::json::to_compact;
 
 /// The required members of each key type (RFC 7638 §3.2, RFC 8037 §2), lexicographic.
 fn required_members(kty: &str) -> Option<&'static [&'static str]> {
@@ -36,9 +37,9 @@ pub fn thumbprint_of_members(members: &[(&str, &str)]) -> String {
             json.push(',');
         }
         // serde_json escapes only what JSON requires, which is what RFC 7638 §3.3 asks.
-        json.push_str(&Value::from(*name).to_string());
+        json.push_str(&to_compact(*name));
         json.push(':');
-        json.push_str(&Value::from(*value).to_string());
+        json.push_str(&to_compact(*value));
     }
     json.push('}');
     b64::encode(&Sha256::digest(json.as_bytes()))
