@@ -23,152 +23,32 @@ from __future__ import annotations
 
 import sys
 
+from wasmbin import RELAXED_SIMD, bodies, instructions, sections, CODE
+
 # final opcode -> legacy (binaryen <= 108) opcode, both after the 0xfd prefix.
 FINAL_TO_LEGACY = {263: 207, 264: 208}  # f64x2.relaxed_madd / relaxed_nmadd
 LEGACY_TO_FINAL = {v: k for k, v in FINAL_TO_LEGACY.items()}
-RELAXED_FINAL = range(0x100, 0x114)  # every final relaxed-SIMD opcode
-
-
-class Reader:
-    def __init__(self, data: bytes | bytearray, pos: int = 0) -> None:
-        self.data, self.pos = data, pos
-
-    def byte(self) -> int:
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def uleb(self) -> int:
-        result, shift = 0, 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return result
-
-    def sleb(self) -> int:
-        result, shift = 0, 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                if b & 0x40:
-                    result -= 1 << shift
-                return result
-
-    def skip(self, n: int) -> None:
-        self.pos += n
-
-    def memarg(self) -> None:
-        align = self.uleb()
-        if align & 0x40:  # multi-memory: a memory index follows
-            self.uleb()
-        self.uleb()  # offset
-
-
-# SIMD (0xfd) opcodes with immediates; all others have none.
-SIMD_MEMARG = set(range(0x00, 0x0C)) | {0x5C, 0x5D}
-SIMD_LANE = set(range(0x15, 0x23))
-SIMD_MEMARG_LANE = set(range(0x54, 0x5C))
-
-
-def swap_in_body(r: Reader, end: int, table: dict[int, int], out: bytearray) -> int:
-    """Walks one function body's instructions; rewrites the opcodes in `table`. Returns how
-    many it rewrote."""
-    swapped = 0
-    while r.pos < end:
-        at = r.pos
-        op = r.byte()
-        if op in (0x02, 0x03, 0x04):  # block, loop, if: block type
-            r.sleb()
-        elif op in (0x0C, 0x0D, 0x10, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0xD2):
-            r.uleb()
-        elif op == 0x0E:  # br_table
-            for _ in range(r.uleb() + 1):
-                r.uleb()
-        elif op == 0x11:  # call_indirect
-            r.uleb()
-            r.uleb()
-        elif op == 0x1C:  # select t*
-            r.skip(r.uleb())
-        elif 0x28 <= op <= 0x3E:
-            r.memarg()
-        elif op in (0x3F, 0x40):  # memory.size, memory.grow
-            r.uleb()
-        elif op in (0x41, 0x42):
-            r.sleb()
-        elif op == 0x43:
-            r.skip(4)
-        elif op == 0x44:
-            r.skip(8)
-        elif op == 0xD0:  # ref.null
-            r.sleb()
-        elif op == 0xFC:
-            sub = r.uleb()
-            if sub <= 7:
-                pass
-            elif sub in (9, 11, 13, 15, 16, 17):
-                r.uleb()
-            elif sub in (8, 10, 12, 14):
-                r.uleb()
-                r.uleb()
-            else:
-                raise ValueError(f"unknown 0xfc opcode {sub} at byte {at}")
-        elif op == 0xFD:
-            code_at = r.pos
-            sub = r.uleb()
-            if sub in table:
-                new = table[sub]
-                encoded = bytes([(new & 0x7F) | 0x80, new >> 7])
-                if r.pos - code_at != 2 or new >> 14:
-                    raise ValueError(f"SIMD opcode {sub} at byte {at} is not a 2-byte LEB128")
-                out[code_at:code_at + 2] = encoded
-                swapped += 1
-            elif sub in RELAXED_FINAL or sub in LEGACY_TO_FINAL or sub in FINAL_TO_LEGACY:
-                raise ValueError(f"relaxed SIMD opcode {sub} at byte {at} is not handled here")
-            elif sub in SIMD_MEMARG:
-                r.memarg()
-            elif sub in (0x0C, 0x0D):  # v128.const, i8x16.shuffle
-                r.skip(16)
-            elif sub in SIMD_LANE:
-                r.skip(1)
-            elif sub in SIMD_MEMARG_LANE:
-                r.memarg()
-                r.skip(1)
-            elif sub > 0xFF:
-                raise ValueError(f"unknown SIMD opcode {sub} at byte {at}")
-        elif op in (0x12, 0x13) or op in (0x06, 0x07, 0x08, 0x09, 0x18, 0x19, 0x1F) or op > 0xD2:
-            raise ValueError(f"unsupported opcode 0x{op:02x} at byte {at}")
-        elif 0x45 <= op <= 0xC4 or op in (0x00, 0x01, 0x05, 0x0B, 0x0F, 0x1A, 0x1B, 0xD1):
-            pass
-        else:
-            raise ValueError(f"unknown opcode 0x{op:02x} at byte {at}")
-    if r.pos != end:
-        raise ValueError(f"function body ends at byte {r.pos}, expected {end}")
-    return swapped
 
 
 def swap(data: bytes, table: dict[int, int]) -> tuple[bytearray, int]:
-    if data[:8] != b"\0asm\x01\0\0\0":
-        raise ValueError("not a wasm module (version 1)")
+    """Rewrites the SIMD opcodes in `table`; returns the module and how many it rewrote."""
     out = bytearray(data)
-    r = Reader(data, 8)
     swapped = 0
-    while r.pos < len(data):
-        section = r.byte()
-        size = r.uleb()
-        end = r.pos + size
-        if section == 10:  # code
-            for _ in range(r.uleb()):
-                body_size = r.uleb()
-                body_end = r.pos + body_size
-                for _ in range(r.uleb()):  # local declarations: count, type
-                    r.uleb()
-                    r.sleb()
-                swapped += swap_in_body(r, body_end, table, out)
-        r.pos = end
+    for section in sections(data):
+        if section.id != CODE:
+            continue
+        for body in bodies(data, section):
+            for ins in instructions(data, body):
+                if ins.op != 0xFD:
+                    continue
+                if ins.sub in table:
+                    new = table[ins.sub]
+                    if ins.sub_end - ins.sub_at != 2 or new >> 14:
+                        raise ValueError(f"SIMD opcode {ins.sub} at byte {ins.at} is not a 2-byte LEB128")
+                    out[ins.sub_at:ins.sub_end] = bytes([(new & 0x7F) | 0x80, new >> 7])
+                    swapped += 1
+                elif ins.sub in RELAXED_SIMD or ins.sub in LEGACY_TO_FINAL or ins.sub in FINAL_TO_LEGACY:
+                    raise ValueError(f"relaxed SIMD opcode {ins.sub} at byte {ins.at} is not handled here")
     return out, swapped
 
 

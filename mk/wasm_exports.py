@@ -1,37 +1,21 @@
 """Prints the export names of a WebAssembly module, one per line, sorted (used by
 mk/wasm-opt.mk's `wasm-exports` check). Reads only the section headers and the export
-section; no dependency beyond the standard library."""
+section; no dependency beyond the standard library (and mk/wasmbin.py)."""
 
 import sys
 
-
-def leb128(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+from wasmbin import Reader, sections
 
 
 def exports(data: bytes) -> list[str]:
-    if data[:4] != b"\0asm":
-        raise ValueError("not a wasm module")
-    pos, names = 8, []
-    while pos < len(data):
-        section, pos = data[pos], pos + 1
-        size, pos = leb128(data, pos)
-        end = pos + size
-        if section == 7:  # the export section
-            count, p = leb128(data, pos)
-            for _ in range(count):
-                length, p = leb128(data, p)
-                names.append(data[p:p + length].decode())
-                p += length + 1  # the name, then the kind byte
-                _, p = leb128(data, p)  # the index
-        pos = end
+    names = []
+    for section in sections(data):
+        if section.id == 7:  # the export section
+            r = Reader(data, section.body, section.end)
+            for _ in range(r.uleb()):
+                names.append(r.name())
+                r.byte()  # the kind
+                r.uleb()  # the index
     return sorted(names)
 
 

@@ -9,13 +9,15 @@ Usage: wasm_imports.py MODULE.wasm TABLE.tsv [TABLE.tsv ...]
        wasm_imports.py --list MODULE.wasm
 
 A table line is `module<TAB>name<TAB>params<TAB>results` (types comma-separated, `-` for
-none); `#` starts a comment. Standard library only.
+none); `#` starts a comment. Standard library only (and mk/wasmbin.py).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from wasmbin import Reader, sections
 
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
 
@@ -24,82 +26,46 @@ class WasmError(ValueError):
     pass
 
 
-class Reader:
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
-        self.data, self.pos, self.end = data, pos, len(data) if end is None else end
-
-    def byte(self) -> int:
-        if self.pos >= self.end:
-            raise WasmError("unexpected end of section")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def u32(self) -> int:
-        result = shift = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-            if shift > 35:
-                raise WasmError("LEB128 too long")
-
-    def name(self) -> str:
-        n = self.u32()
-        if self.pos + n > self.end:
-            raise WasmError("name past the end of its section")
-        raw = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return raw.decode("utf-8")
-
-    def valtypes(self) -> tuple[str, ...]:
-        out = []
-        for _ in range(self.u32()):
-            b = self.byte()
-            if b not in VALTYPES:
-                raise WasmError(f"value type 0x{b:02x}")
-            out.append(VALTYPES[b])
-        return tuple(out)
+def valtypes(r: Reader) -> tuple[str, ...]:
+    out = []
+    for _ in range(r.uleb()):
+        b = r.byte()
+        if b not in VALTYPES:
+            raise WasmError(f"value type 0x{b:02x}")
+        out.append(VALTYPES[b])
+    return tuple(out)
 
 
 def imports(data: bytes) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
     """The module's imported functions: (module, name, params, results)."""
-    if data[:8] != b"\0asm\x01\0\0\0":
-        raise WasmError("not a wasm module (version 1)")
-    r = Reader(data, 8)
     types: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     found = []
-    while r.pos < r.end:
-        section = r.byte()
-        size = r.u32()
-        body = Reader(data, r.pos, r.pos + size)
-        r.pos += size
-        if section == 1:
-            for _ in range(body.u32()):
+    for section in sections(data):
+        body = Reader(data, section.body, section.end)
+        if section.id == 1:
+            for _ in range(body.uleb()):
                 if body.byte() != 0x60:
                     raise WasmError("type section entry is not a function type")
-                types.append((body.valtypes(), body.valtypes()))
-        elif section == 2:
-            for _ in range(body.u32()):
+                types.append((valtypes(body), valtypes(body)))
+        elif section.id == 2:
+            for _ in range(body.uleb()):
                 module, name, kind = body.name(), body.name(), body.byte()
                 if kind == 0:
-                    index = body.u32()
+                    index = body.uleb()
                     if index >= len(types):
                         raise WasmError(f"{module}.{name}: type index {index} out of range")
                     found.append((module, name, *types[index]))
                 elif kind == 1:  # table: reftype + limits
                     body.byte()
                     flags = body.byte()
-                    body.u32()
+                    body.uleb()
                     if flags & 1:
-                        body.u32()
+                        body.uleb()
                 elif kind == 2:  # memory: limits
                     flags = body.byte()
-                    body.u32()
+                    body.uleb()
                     if flags & 1:
-                        body.u32()
+                        body.uleb()
                 elif kind == 3:  # global: valtype + mutability
                     body.byte()
                     body.byte()
