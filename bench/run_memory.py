@@ -19,7 +19,18 @@ with an RSA-only key set; jwt-edge with the bench's RSA + P-256 key set (per-VM 
 Environment: BENCH_MEMORY_REPEAT (3: rounds, medians); BENCH_MEMORY_BASELINE_WASM (other builds
 of jwt-edge, comma-separated, e.g. an earlier commit's: each measured as a variant `baseline`
 (`baseline-1`, `baseline-2`, ... for several) with jwt-edge's key set and printed against
-jwt-edge: a module change's effect within one run).
+jwt-edge: a module change's effect within one run); BENCH_MEMORY_CPUS (4,16: noop and jwt-edge again
+with Envoy seeing that many processors, `noop@16`, `jwt-edge@16`; empty for none).
+
+Why the processor count: V8 compiles the module when the VM starts, on the main thread and on
+its platform's worker threads, one fewer than sysconf(_SC_NPROCESSORS_ONLN) reports, at most 16.
+Each compile thread allocates TurboFan's zones, and Envoy's tcmalloc keeps what they free (in
+its page heap and in each thread's cache). The bench machine has 2 cores, so 1 worker thread; a
+production node has more, and sysconf reports the node's processors whatever a container's CPU
+limit. bench/cpus/cpus.c (LD_PRELOAD, path in BENCH_CPUS_SHIM, built by `make bench-memory`)
+makes sysconf report BENCH_CPUS processors to Envoy and nothing else: the threads still share
+the two pinned cores, so the figures are the memory of that many compile threads, not a
+faster machine's timing.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from harness.keys import jwks
 
 REPEAT = int(os.environ.get("BENCH_MEMORY_REPEAT", 3))
 BASELINES = [p for p in os.environ.get("BENCH_MEMORY_BASELINE_WASM", "").split(",") if p]
+CPUS = [int(c) for c in os.environ.get("BENCH_MEMORY_CPUS", "4,16").split(",") if c.strip()]
 MiB = 1024 * 1024
 
 
@@ -73,10 +85,22 @@ def allocator(envoy: bl.Envoy) -> dict[str, float]:
 RELEASE = {"memory_allocator_manager": {"bytes_to_release": 64 * MiB, "memory_release_interval": "1s"}}
 
 
+def cpus_wrapper(cpus: int) -> tuple[str, ...]:
+    """The command Envoy runs under to see `cpus` processors (module docstring)."""
+    shim = os.environ.get("BENCH_CPUS_SHIM", "")
+    if not shim or not Path(shim).is_file():
+        raise SystemExit(f"BENCH_MEMORY_CPUS needs the shim built by `make bench-memory` "
+                         f"(BENCH_CPUS_SHIM={shim!r} is not a file); or set BENCH_MEMORY_CPUS=")
+    return ("env", f"LD_PRELOAD={shim}", f"BENCH_CPUS={cpus}")
+
+
 def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
-    filters, bootstrap = filters if isinstance(filters, tuple) else (filters, {})
+    filters, opts = filters if isinstance(filters, tuple) else (filters, {})
+    bootstrap = {k: v for k, v in opts.items() if k != "cpus"}
+    wrapper = cpus_wrapper(opts["cpus"]) if "cpus" in opts else ()
     config = {**bl.envoy_config(filters), **bootstrap}
-    with bl.Envoy(config, bl.WORK / "memory" / name, concurrency=1, cpus="0,1") as envoy:
+    with bl.Envoy(config, bl.WORK / "memory" / name, concurrency=1, cpus="0,1",
+                  wrapper=wrapper) as envoy:
         time.sleep(1.0)
         for tok in tokens:
             r = bl.client.request(envoy.url("/"), headers=bl.client.bearer(tok))
@@ -108,6 +132,10 @@ def main() -> None:
         "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
                              RELEASE),
     }
+    for n in CPUS:
+        variants[f"noop@{n}"] = (rb.http_filters("noop", both, None), {"cpus": n})
+        variants[f"jwt-edge@{n}"] = ([bl.jwt_edge_filter(rb.filter_json(both, None),
+                                                         rb.MODULES["jwt_edge"])], {"cpus": n})
     baselines = {("baseline" if len(BASELINES) == 1 else f"baseline-{i + 1}"): Path(p)
                  for i, p in enumerate(BASELINES)}
     for name, path in baselines.items():
@@ -131,6 +159,7 @@ def main() -> None:
     for v, m in med.items():
         print(f"{v:<29} | " + " | ".join(f"{m[c]:12.1f}" for c in cols))
     pairs = [("jwt-edge", "noop"), ("jwt-edge+release", "noop+release")]
+    pairs += [(f"jwt-edge@{n}", f"noop@{n}") for n in CPUS]
     for name in baselines:
         pairs += [(name, "noop"), ("jwt-edge", name)]
     for a, b in pairs:
