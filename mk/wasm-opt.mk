@@ -25,20 +25,28 @@
 # tcmalloc keeps the freed zones. Capped at 200 bytes: largest zone 10.5 MB, the next ones <=
 # 5.1 MB; Envoy 1.40 with one worker, 3 rounds, 132.0 -> 121.5 MiB VmRSS (do-nothing filter
 # 87.1), for +1.7 KB of module.
+# Session 11: most of what remained was V8's own inlining. Without Liftoff's call counts V8
+# inlines any direct call that fits twice the caller's size, which nearly doubled the machine
+# code (Node 24: 1.43 -> 2.65 MB) and the zone memory of the compilation. mk/indirect_calls.py
+# makes the calls of the code that never runs per request (configuration, JWKS and discovery
+# reading, regex compilation, the root context) indirect, which V8 does not inline; it reads
+# the function names, which -g keeps through wasm-opt and wasm-metadce, and removes them.
 WASM_OPT ?= wasm-opt
 WASM_OPT_PASSES ?= --one-caller-inline-max-function-size=200 --duplicate-function-elimination --remove-unused-module-elements \
 	--dae-optimizing --inlining-optimizing --duplicate-function-elimination \
 	--remove-unused-module-elements --memory-packing --directize --simplify-globals-optimizing
 # wasm-opt validates against the features it is told about. These are the ones rustc enables
-# for wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1`; `strip = true` removes the
-# target_features section that --detect-features would read) plus simd128, which
+# for wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1`; listed rather than read from
+# the target_features section by --detect-features, which older builds stripped) plus simd128, which
 # src/crypto/bigmod.rs turns on for one function, and relaxed SIMD (src/crypto/bigmod_f64.rs).
 # A feature used but missing here makes wasm-opt fail with a validation error naming it, not
 # produce a wrong module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
 	--enable-simd --enable-relaxed-simd
-WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) --strip-debug --strip-producers $(WASM_OPT_PASSES)
+# -g keeps the function names (the only debug information left: .cargo/config.toml strips the
+# rest) through wasm-opt and wasm-metadce for mk/indirect_calls.py, which removes them.
+WASM_OPT_FLAGS = $(WASM_OPT_FEATURES) -g --strip-dwarf --strip-producers $(WASM_OPT_PASSES)
 # Binaryen before 109 reads relaxed SIMD only in its prototype encoding: mk/relaxed_simd.py
 # swaps `f64x2.relaxed_madd` to it before wasm-opt and wasm-metadce, and back after (two
 # bytes in place each).
@@ -88,7 +96,8 @@ is missing and there is no apt-get to install it: install binaryen, or set WASM_
 binaryen $(WASM_OPT_MIN_VERSION) or newer is needed" >&2; exit 1; }
 
 # $(call wasm_optimise,MODULE[,EXTRA_EXPORTS]): replaces MODULE, as Cargo just wrote it, by its
-# wasm-opt form, trimmed by wasm-metadce to $(WASM_EXPORTS) plus EXTRA_EXPORTS.
+# wasm-opt form, trimmed by wasm-metadce to $(WASM_EXPORTS) plus EXTRA_EXPORTS, its cold code's
+# calls made indirect and its names removed by mk/indirect_calls.py.
 # Cargo writes MODULE as a hard link to its own copy under deps/, and writes it again on every
 # build, even one with nothing to compile. So the optimised module is renamed into place
 # (writing through the link would change Cargo's copy too), and it is kept as MODULE.opt with
@@ -99,7 +108,7 @@ define wasm_optimise
 	if ! cmp -s "$$m" "$$m.opt"; then \
 		graph='$(call metadce_graph,$(WASM_EXPORTS) $(2))'; \
 		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) $$graph \
-$$(sha256sum < $(CURDIR)/mk/relaxed_simd.py | cut -d' ' -f1)"; \
+$$(cat $(CURDIR)/mk/relaxed_simd.py $(CURDIR)/mk/wasmbin.py $(CURDIR)/mk/indirect_calls.py | sha256sum | cut -d' ' -f1)"; \
 		if [ ! -f "$$m.opt" ] || [ "$$(cat "$$m.opt-key" 2>/dev/null)" != "$$key" ]; then \
 			echo "$(WASM_OPT) $$m"; \
 			v="$$($(WASM_OPT) --version | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')"; \
@@ -112,13 +121,15 @@ $$(sha256sum < $(CURDIR)/mk/relaxed_simd.py | cut -d' ' -f1)"; \
 			$(WASM_OPT) $(WASM_OPT_FLAGS) "$$in" -o "$$m.opt.tmp"; \
 			rm -f "$$m.legacy.tmp"; \
 			echo "$$graph" > "$$m.graph.json"; \
-			$(WASM_METADCE) $(WASM_OPT_FEATURES) -q --graph-file "$$m.graph.json" "$$m.opt.tmp" \
+			$(WASM_METADCE) $(WASM_OPT_FEATURES) -g -q --graph-file "$$m.graph.json" "$$m.opt.tmp" \
 				-o "$$m.dce.tmp" > /dev/null; \
 			rm -f "$$m.opt.tmp" "$$m.graph.json"; \
 			if [ -n "$$swap" ]; then \
 				python3 $(CURDIR)/mk/relaxed_simd.py to-final "$$m.dce.tmp" "$$m.dce.tmp"; \
 			fi; \
-			mv -f "$$m.dce.tmp" "$$m.opt"; \
+			python3 $(CURDIR)/mk/indirect_calls.py "$$m.dce.tmp" "$$m.ind.tmp"; \
+			rm -f "$$m.dce.tmp"; \
+			mv -f "$$m.ind.tmp" "$$m.opt"; \
 			echo "$$key" > "$$m.opt-key"; \
 		fi; \
 		cp "$$m.opt" "$$m.tmp"; \
