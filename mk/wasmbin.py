@@ -221,3 +221,27 @@ def instructions(data: bytes | bytearray, body: Body) -> Iterator[Instr]:
         yield Instr(at, op, sub, sub_at, sub_end, r.pos)
     if r.pos != body.end:
         raise ValueError(f"function body ends at byte {r.pos}, expected {body.end}")
+
+
+def strip_custom(data: bytes | bytearray) -> bytes:
+    """The module without its custom sections (names, producers, target features)."""
+    out = bytearray(data[:8])
+    for s in sections(data):
+        if s.id != 0:
+            out += data[s.start:s.end]
+    return bytes(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "strip":
+        sys.exit("usage: wasmbin.py strip IN OUT")
+    with open(sys.argv[2], "rb") as f:
+        module = f.read()
+    try:
+        stripped = strip_custom(module)
+    except (ValueError, IndexError) as e:
+        sys.exit(f"wasmbin.py strip {sys.argv[2]}: {e}")
+    with open(sys.argv[3], "wb") as f:
+        f.write(stripped)
