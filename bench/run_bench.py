@@ -67,7 +67,11 @@ MODULES: dict[str, Path] = {}
 ISSUER = "https://idp.bench.test/"
 AUDIENCE = "bench-api"
 KEYS = {"rsa": ("rsa", "RS256"), "ec": ("p256", "ES256")}  # kid -> (kind, alg)
-ALG_KID = {alg: kid for kid, (_, alg) in KEYS.items()}
+# Keys only `make bench-instructions` uses (its ES384 and EdDSA workloads; PS256 signs with the
+# RSA key, whose JWK names no algorithm): kept out of the other benches' key set, whose
+# figures (per-VM key tables above all) stay comparable across sessions.
+EXTRA_KEYS = {"p384": ("p384", "ES384"), "ed": ("ed25519", "EdDSA")}
+ALG_KID = {**{alg: kid for kid, (_, alg) in {**KEYS, **EXTRA_KEYS}.items()}, "PS256": "rsa"}
 WRK_SCRIPT = bl.BENCH / "bench.lua"
 VARIANTS = ("passthrough", "noop", "noop-min", "jwt_authn", "jwt-edge")
 FLOORS = ("noop", "noop-min")
@@ -95,24 +99,28 @@ def snapshot_modules(with_micro: bool = True) -> dict[str, dict]:
 
 
 # -- keys and tokens (made once, under target/bench/) -----------------------------------
-def load_keys() -> dict[str, Key]:
-    """RSA-2048 (kid `rsa`) and P-256 (kid `ec`), generated on first use. New keys invalidate
-    any token pool."""
+def load_keys(extra: bool = False) -> dict[str, Key]:
+    """RSA-2048 (kid `rsa`) and P-256 (kid `ec`); with `extra`, P-384 (`p384`) and Ed25519
+    (`ed`) too; generated on first use. A new key invalidates the token pools it signs."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     kdir = bl.WORK / "keys"
     kdir.mkdir(parents=True, exist_ok=True)
     keys = {}
-    for kid, (kind, alg) in KEYS.items():
+    generate = {"rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+                "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+                "ed25519": ed25519.Ed25519PrivateKey.generate}
+    for kid, (kind, _) in {**KEYS, **(EXTRA_KEYS if extra else {})}.items():
         pem = kdir / f"{kid}.pem"
         if not pem.exists():
-            priv = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa"
-                    else ec.generate_private_key(ec.SECP256R1()))
+            priv = generate[kind]()
             pem.write_bytes(priv.private_bytes(serialization.Encoding.PEM,
                                                serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
-            pool_file(alg).unlink(missing_ok=True)
+            for alg in (a for a, k in ALG_KID.items() if k == kid):
+                pool_file(alg).unlink(missing_ok=True)
         keys[kid] = Key(kid, kind, serialization.load_pem_private_key(pem.read_bytes(), None))
     return keys
 

@@ -25,7 +25,8 @@ one before it.
 Variants: the cache-hit ladder of `make bench-ladder` (passthrough, noop, noop-min, the
 micro module's rungs floor .. counters, micro:jwt-edge, jwt-edge, jwt_authn, and the side
 rungs remove, set, get) with 16 repeated RS256 tokens and `jwt_cache_size` 100, then
-jwt-edge and jwt_authn on distinct RS256 and distinct ES256 tokens with caches off.
+jwt-edge and jwt_authn on distinct RS256, ES256, PS256, ES384 and EdDSA tokens with caches off
+(the last three with a P-384 and an Ed25519 key added to the key set).
 
 Environment: BENCH_INSTR_N (300 requests per variant), BENCH_INSTR_WARM (100),
 BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50),
@@ -57,8 +58,11 @@ WARM = int(os.environ.get("BENCH_INSTR_WARM", 50 if QUICK else 100))
 READY_TIMEOUT_S = 1800.0
 WASM_PER_ENVOY = 4
 
-DISTINCT = ("jwt-edge rs256-distinct", "jwt_authn rs256-distinct",
-            "jwt-edge es256-distinct", "jwt_authn es256-distinct")
+# Distinct-token workloads: (filter) (alg)-distinct, every request a token never seen. RS256 and
+# ES256 use the throughput benchmark's key set (RSA + P-256); PS256 (the same RSA key), ES384
+# and EdDSA one with a P-384 and an Ed25519 key added.
+DISTINCT_ALGS = ("RS256", "ES256", "PS256", "ES384", "EdDSA")
+DISTINCT = tuple(f"{f} {alg.lower()}-distinct" for alg in DISTINCT_ALGS for f in ("jwt-edge", "jwt_authn"))
 VARIANTS = (*rl.LADDER, *DISTINCT)
 if os.environ.get("BENCH_INSTR_VARIANTS"):
     VARIANTS = tuple(v for v in os.environ["BENCH_INSTR_VARIANTS"].split(",") if v)
@@ -137,22 +141,27 @@ def main() -> None:
     started = time.time()
     modules = rb.snapshot_modules()
     rl.snapshot_baseline(modules)
-    keys = rb.load_keys()
-    jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
+    keys = rb.load_keys(extra=True)
+    jwks_text = json.dumps(jwks([keys[k] for k in rb.KEYS]), separators=(",", ":"))
+    jwks_extra = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
     # Distinct workloads: every request of a variant carries a token it has not seen.
     per_variant = 2 * WARM + N
     pools = {}
-    for alg in ("RS256", "ES256"):
-        rb.ensure_pool(keys, alg, per_variant)
-        pools[alg] = rb.pool_file(alg).read_text().split()[:per_variant]
+    for alg in DISTINCT_ALGS:
+        if any(v.endswith(f" {alg.lower()}-distinct") for v in VARIANTS) or alg == "RS256":
+            rb.ensure_pool(keys, alg, per_variant)
+            pools[alg] = rb.pool_file(alg).read_text().split()[:per_variant]
     repeated = pools["RS256"][:rb.REPEATED_TOKENS]
 
+    def alg_of(variant: str) -> str | None:
+        return next((a for a in DISTINCT_ALGS if variant.endswith(f" {a.lower()}-distinct")), None)
+
     def tokens_of(variant: str) -> list[str]:
-        if variant.endswith("rs256-distinct"):
-            return pools["RS256"]
-        if variant.endswith("es256-distinct"):
-            return pools["ES256"]
-        return repeated
+        alg = alg_of(variant)
+        return pools[alg] if alg else repeated
+
+    def jwks_of(variant: str) -> str:
+        return jwks_text if alg_of(variant) in (None, "RS256", "ES256") else jwks_extra
 
     workdir = bl.WORK / "instructions"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +172,7 @@ def main() -> None:
                f"--callgrind-out-file={workdir}/callgrind.out.%p")
     rows = {}
     for group in groups(VARIANTS):
-        config = bl.envoy_config_multi({v: filters(v, jwks_text) for v in group})
+        config = bl.envoy_config_multi({v: filters(v, jwks_of(v)) for v in group})
         t0 = time.monotonic()
         with bl.Envoy(config, workdir, concurrency=1, cpus="0,1", wrapper=wrapper,
                       ready_timeout_s=READY_TIMEOUT_S) as envoy:
