@@ -58,10 +58,11 @@ COLD_PATHS = (
 # Request-path functions that run each of their parts once (or a few times) per token: their
 # own calls are made indirect too, or V8 would copy every part into them (every signature
 # algorithm into VerifyKey::verify: a 12 KB function compiled as ~50 KB of code), but they
-# and what they call stay hot. Distinct RS256 and ES256 tokens cost the same instructions
-# per request either way (`make bench-instructions`: 998.8K / 727.9K before, 998.3K /
-# 725.2K after); the calls left in its loops are a PSS mask's hashing, SHA-512's blocks for
-# EdDSA and a constant-time comparison's bytes.
+# and what they call stay hot. Distinct tokens cost the same instructions per request either
+# way (`make bench-instructions`, session 10's module / this one: RS256 998.6K / 998.9K,
+# ES256 727.7K / 725.2K, PS256 1045.2K / 1045.3K, ES384 1815.3K / 1812.9K, EdDSA 1758.5K /
+# 1758.3K); the calls left in its loops are a PSS mask's hashing, SHA-512's blocks for EdDSA
+# and a constant-time comparison's bytes.
 DISPATCHERS = ("jwt_edge::crypto::verify::VerifyKey::verify",)
 # Exports the host calls only when a VM starts or (re)configures, or on a timer.
 COLD_EXPORTS = ("_initialize", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_tick")
