@@ -21,7 +21,6 @@ pub enum StrictJsonError {
     Duplicate,
 }
 
-/// Parses `bytes` as one JSON object with unique member names.
 /// `value` as compact JSON (serde_json's escaping: only what JSON requires). Everything in the
 /// module that writes JSON goes through this one serializer: `Value`'s `Display` would compile
 /// two more copies of serde_json's `Value` serializer into the module (compact and pretty,
@@ -31,6 +30,7 @@ pub fn to_compact<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// Parses `bytes` as one JSON object with unique member names.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Seed { depth: 0 }.deserialize(&mut de).map_err(|e| {

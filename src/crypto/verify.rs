@@ -522,6 +522,8 @@ impl RsaKey {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// SMALL_ORDER_R is exactly the canonical encodings of curve25519-dalek's eight torsion
     /// points.
     #[test]
@@ -585,8 +587,6 @@ mod tests {
             .verify(Algorithm::EdDsa, message, &honest.to_bytes())
             .is_ok());
     }
-
-    use super::*;
 
     #[test]
     fn hmac_length_rules() {
