@@ -39,6 +39,7 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import benchlib as bl
@@ -94,11 +95,16 @@ def cpus_wrapper(cpus: int) -> tuple[str, ...]:
     return ("env", f"LD_PRELOAD={shim}", f"BENCH_CPUS={cpus}")
 
 
-def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
-    filters, opts = filters if isinstance(filters, tuple) else (filters, {})
-    bootstrap = {k: v for k, v in opts.items() if k != "cpus"}
-    wrapper = cpus_wrapper(opts["cpus"]) if "cpus" in opts else ()
-    config = {**bl.envoy_config(filters), **bootstrap}
+@dataclass
+class Variant:
+    filters: list[dict]
+    bootstrap: dict = field(default_factory=dict)  # merged into Envoy's bootstrap
+    cpus: int | None = None  # processors Envoy sees (cpus_wrapper), or the machine's
+
+
+def one(name: str, v: Variant, tokens: list[str]) -> dict:
+    wrapper = cpus_wrapper(v.cpus) if v.cpus else ()
+    config = {**bl.envoy_config(v.filters), **v.bootstrap}
     with bl.Envoy(config, bl.WORK / "memory" / name, concurrency=1, cpus="0,1",
                   wrapper=wrapper) as envoy:
         time.sleep(1.0)
@@ -106,7 +112,7 @@ def one(name: str, filters: list[dict], tokens: list[str]) -> dict:
             r = bl.client.request(envoy.url("/"), headers=bl.client.bearer(tok))
             if r.status != 200:
                 raise RuntimeError(f"{name}: {r.status} {r.body[:200]!r}")
-        time.sleep(3.0 if bootstrap else 1.0)
+        time.sleep(3.0 if v.bootstrap else 1.0)
         return {"rss": envoy.rss_mib(), **smaps_by_kind(envoy.proc.pid),
                 **{f"alloc_{k}": v for k, v in allocator(envoy).items()}}
 
@@ -118,34 +124,35 @@ def main() -> None:
     rsa_only = json.dumps(jwks([keys["rsa"]]), separators=(",", ":"))
     rb.ensure_pool(keys, "RS256", 8)
     tokens = rb.pool_file("RS256").read_text().split()[:8]
+    noop = rb.http_filters("noop", both, None)
+    jwt_edge = [bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])]
     variants = {
-        "passthrough": [],
-        "noop": rb.http_filters("noop", both, None),
-        "noop-min": rb.http_filters("noop-min", both, None),
-        "floor-rsa": [bl.plain_wasm_filter("ladder", rb.MODULES["micro"],
-                                           json.dumps(rb.filter_json(rsa_only, None)),
-                                           {"JWT_EDGE_BENCH": "ladder:floor"})],
-        "jwt-edge-rsa": [bl.jwt_edge_filter(rb.filter_json(rsa_only, None), rb.MODULES["jwt_edge"])],
-        "jwt-edge": [bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
+        "passthrough": Variant([]),
+        "noop": Variant(noop),
+        "noop-min": Variant(rb.http_filters("noop-min", both, None)),
+        "floor-rsa": Variant([bl.plain_wasm_filter("ladder", rb.MODULES["micro"],
+                                                   json.dumps(rb.filter_json(rsa_only, None)),
+                                                   {"JWT_EDGE_BENCH": "ladder:floor"})]),
+        "jwt-edge-rsa": Variant([bl.jwt_edge_filter(rb.filter_json(rsa_only, None),
+                                                    rb.MODULES["jwt_edge"])]),
+        "jwt-edge": Variant(jwt_edge),
         # The same, with Envoy told to hand free heap back to the OS (RELEASE above).
-        "noop+release": (rb.http_filters("noop", both, None), RELEASE),
-        "jwt-edge+release": ([bl.jwt_edge_filter(rb.filter_json(both, None), rb.MODULES["jwt_edge"])],
-                             RELEASE),
+        "noop+release": Variant(noop, RELEASE),
+        "jwt-edge+release": Variant(jwt_edge, RELEASE),
     }
     for n in CPUS:
-        variants[f"noop@{n}"] = (rb.http_filters("noop", both, None), {"cpus": n})
-        variants[f"jwt-edge@{n}"] = ([bl.jwt_edge_filter(rb.filter_json(both, None),
-                                                         rb.MODULES["jwt_edge"])], {"cpus": n})
+        variants[f"noop@{n}"] = Variant(noop, cpus=n)
+        variants[f"jwt-edge@{n}"] = Variant(jwt_edge, cpus=n)
     baselines = {("baseline" if len(BASELINES) == 1 else f"baseline-{i + 1}"): Path(p)
                  for i, p in enumerate(BASELINES)}
     for name, path in baselines.items():
-        variants[name] = [bl.jwt_edge_filter(rb.filter_json(both, None), path)]
+        variants[name] = Variant([bl.jwt_edge_filter(rb.filter_json(both, None), path)])
         print(f"{name}: {path} ({path.stat().st_size} bytes)", flush=True)
     print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for rnd in range(REPEAT):
-        for name, filters in variants.items():
-            r = one(name, filters, tokens)
+        for name, variant in variants.items():
+            r = one(name, variant, tokens)
             rows[name].append(r)
             print(f"  round {rnd + 1}/{REPEAT} {name:<17} RSS {r['rss']:6.1f} MiB", flush=True)
     med = {v: {k: bl.median([r[k] for r in rs]) for k in rs[0]} for v, rs in rows.items()}

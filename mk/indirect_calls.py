@@ -96,15 +96,13 @@ def demangle(symbol: str) -> str:
 
 class Module:
     def __init__(self, data: bytes) -> None:
-        self.data = data
         self.sections = sections(data)
         self.func_types: list[int] = []  # every function's type index, imports first
         self.imported = 0
         self.exports: dict[str, int] = {}
         self.in_table: set[int] = set()
         self.names: dict[int, str] = {}
-        self.tables = 0
-        self.table_limits: tuple[int, int, int | None] | None = None  # flags, min, max
+        self.table_limits: tuple[int, int] | None = None  # limits flags, min
         for s in self.sections:
             r = Reader(data, s.body)
             if s.id == 2:
@@ -130,6 +128,9 @@ class Module:
         self.bodies = bodies(data, self.code)
         if len(self.bodies) + self.imported != len(self.func_types):
             raise ValueError("the function and code sections disagree")
+        # (start, end, callee) of each `call` in each body, decoded once.
+        self.calls = [[(ins.at, ins.end, Reader(data, ins.at + 1).uleb())
+                       for ins in instructions(data, b) if ins.op == 0x10] for b in self.bodies]
 
     def _imports(self, r: Reader) -> None:
         for _ in range(r.uleb()):
@@ -153,16 +154,15 @@ class Module:
                 raise ValueError(f"unknown import kind {kind}")
 
     def _table(self, r: Reader) -> None:
-        self.tables = r.uleb()
-        if self.tables != 1:
-            raise ValueError(f"expected one table (rustc's), found {self.tables}")
+        tables = r.uleb()
+        if tables != 1:
+            raise ValueError(f"expected one table (rustc's), found {tables}")
         if r.byte() != FUNCREF:
             raise ValueError("the table is not a funcref table")
         flags = r.byte()
         if flags not in (0, 1):
             raise ValueError(f"unsupported table limits flags {flags}")
-        low = r.uleb()
-        self.table_limits = (flags, low, r.uleb() if flags & 1 else None)
+        self.table_limits = (flags, r.uleb())  # a max, if any, becomes the new min
 
     def _elements(self, r: Reader) -> None:
         for _ in range(r.uleb()):
@@ -189,11 +189,7 @@ class Module:
 
     def direct_calls(self, index: int) -> list[tuple[int, int, int]]:
         """(start, end, callee) of each `call` in function `index`'s body."""
-        out = []
-        for ins in instructions(self.data, self.bodies[index - self.imported]):
-            if ins.op == 0x10:
-                out.append((ins.at, ins.end, Reader(self.data, ins.at + 1).uleb()))
-        return out
+        return self.calls[index - self.imported]
 
 
 def on_path(name: str, paths: tuple[str, ...]) -> bool:
@@ -227,7 +223,7 @@ def rewrite(data: bytes) -> tuple[bytes, dict[str, int]]:
         raise ValueError("the module has no function names: build it with its names section")
     if m.table_limits is None:
         raise ValueError("the module has no function table")
-    flags, low, high = m.table_limits
+    flags, low = m.table_limits
     cold = cold_functions(m)
     dispatchers = {i for i, name in m.names.items() if on_path(name, DISPATCHERS)} - cold
     slots: dict[int, int] = {}
@@ -253,8 +249,6 @@ def rewrite(data: bytes) -> tuple[bytes, dict[str, int]]:
             raw = uleb(len(out)) + bytes(out)
         new_bodies.append(raw)
     grown = low + len(slots)
-    if high is not None and high < low:
-        raise ValueError("table limits with max below min")
     table = uleb(1) + bytes([FUNCREF, flags]) + uleb(grown) + (uleb(grown) if flags & 1 else b"")
     segment = uleb(0) + b"\x41" + sleb(low) + b"\x0b" + uleb(len(slots))
     segment += b"".join(uleb(f) for f in sorted(slots, key=slots.get))
