@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def make_handler(name: str):
     class Handler(BaseHTTPRequestHandler):
+        # Buffered: the status line, headers and body leave in one write when the handler
+        # returns, so a backend killed mid-request never sends headers without their body.
+        wbufsize = 1 << 16
+
         def _handle(self):
             length = int(self.headers.get("content-length") or 0)
             if length:
@@ -53,11 +58,20 @@ def main() -> None:
     parser.add_argument("--name", default="backend-1")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args.name))
+    server.daemon_threads = False  # so that server_close() waits for them
+    # `docker stop` sends SIGTERM: stop accepting, answer the requests already accepted, exit.
+    # (Connections still in the listen backlog are reset, which Envoy retries elsewhere; a
+    # response cut after its headers could not be retried.) shutdown() waits for
+    # serve_forever, which runs on this thread, so it runs on another.
+    signal.signal(signal.SIGTERM,
+                  lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"{args.name} on {args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()  # joins the handler threads (block_on_close)
 
 
 if __name__ == "__main__":
