@@ -275,47 +275,6 @@ macro_rules! split_product {
     }};
 }
 
-/// Adds Σ x_j·y_(c-j) for j in [low, end) to the lane sums `hi` and `lo` (and the count to
-/// `products`), where `x` is stored forward and `y` reversed (pointers to their padded limbs:
-/// L + 2·[`PAD`] `f64`s, which `mont` checks once). An odd count gets one more product at
-/// j = low - 1, which reads a zero pad limb: x_-1 when low = 0, else y_L (low = c + 1 - L).
-/// A macro, like `split_product!`: `mont` runs it twice per column, and the sums must stay
-/// in locals. It was a function (not inlined at LLVM's threshold 0) taking an [`Acc`] through
-/// memory: RSAVP1 took 41.3 µs in Node 20's V8 (11.3), 33.4 µs with this macro; the sums as
-/// fields of an `Acc` local took 53 µs, a 4-way unrolled loop 36 µs. In Envoy 1.40's V8
-/// (14.6, which inlines small direct callees when compiling without Liftoff) the time hardly
-/// moves (38.4 -> 38.1 µs, `make bench-micro`) but the instructions do: 998.9K -> 944.4K per
-/// distinct RS256 request in Envoy (`make bench-instructions`). Engines that do not inline
-/// across Wasm functions (wasmtime's Cranelift by default) gain as Node 20 does.
-macro_rules! column_dot {
-    ($hi:ident, $lo:ident, $products:ident, $x:expr, $y:expr, $low:expr, $end:expr, $c:expr,
-     $limbs:expr, $c_hi:expr, $c_lo:expr) => {{
-        let (low, end, c, limbs): (usize, usize, usize, usize) = ($low, $end, $c, $limbs);
-        if end > low {
-            let start = low.wrapping_sub((end - low) % 2);
-            let pairs = end.wrapping_sub(start) / 2;
-            let xi = PAD.wrapping_add(start);
-            // y_(c-j) is at PAD + L - 1 - (c - j).
-            let yi = (PAD + limbs - 1).wrapping_add(start).wrapping_sub(c);
-            debug_assert!(
-                in_bounds(xi, pairs, limbs + 2 * PAD) && in_bounds(yi, pairs, limbs + 2 * PAD),
-                "column {c}: run outside the padded limbs"
-            );
-            let (mut xp, mut yp): (*const f64, *const f64) = ($x, $y);
-            // SAFETY (offsets and loads): start ≥ low - 1 ≥ -1 and end ≤ L, so PAD - 1 ≤ xi
-            // and xi + 2·pairs ≤ PAD + L; c - j ≤ L for j ≥ start, so yi ≥ PAD - 1, and
-            // yi + 2·pairs ≤ PAD + L: inside the L + 2·PAD limbs `mont` checked.
-            (xp, yp) = unsafe { (xp.add(xi), yp.add(yi)) };
-            for _ in 0..pairs {
-                let (a, b) = unsafe { (lanes::load(xp), lanes::load(yp)) };
-                mul_acc(a, b, &mut $hi, &mut $lo, $c_hi, $c_lo);
-                (xp, yp) = (xp.wrapping_add(2), yp.wrapping_add(2));
-            }
-            $products += 2 * pairs as u64;
-        }
-    }};
-}
-
 /// Whether `2·pairs` limbs from index `start` fit in a buffer of `len` limbs.
 fn in_bounds(start: usize, pairs: usize, len: usize) -> bool {
     start < len && start + 2 * pairs <= len
@@ -538,20 +497,106 @@ impl RsaPublicF64 {
         let mut k_prev = 0i64;
         let (c_hi, c_lo) = consts();
         let (x, y, qp, np) = (a.fwd.as_ptr(), b.rev.as_ptr(), q.as_ptr(), n.as_ptr());
+        let zero = lanes::splat_bits(0);
+        // Each column's two dot products run here, over raw pointers into the four operands
+        // (their lengths checked once above), in one loop over their common pairs. History,
+        // RSAVP1 (s^65537, 2048-bit) in Envoy 1.40's V8 14.6 (`make bench-micro`) and Node
+        // 20's V8 11.3: a function per run, not inlined, taking the sums through memory:
+        // 38.6 / 41.3 µs; the runs inline, one after the other: 37.3 / 33.4 µs (sums as
+        // fields of a struct local: 53 µs in Node 20, a 4-way unrolled loop: 36); one loop
+        // over both runs: 35.1 / 31.8 µs.
         for c in 0..2 * l {
-            let (mut hi, mut lo) = (lanes::splat_bits(0), lanes::splat_bits(0));
-            let mut products = 0u64;
-            // Column c sums x_j·y_(c-j) for j from `low`.
+            // Column c sums x_j·y_(c-j) for j in [low, end_a) and the reduction q_j·n_(c-j)
+            // for j in [low, end_q) (q_c is not chosen yet), in one loop over their common
+            // pairs. Both runs start at `start`: low, or low - 1 when the x·y run is odd,
+            // where x_-1 (low = 0) or y_L (low = c + 1 - L) is a zero pad limb, and so is
+            // q_-1 or n_L. The q·n run is rounded up to whole pairs at its end instead: q_j
+            // is zero for j ≥ c (not chosen yet) and j = L (pad).
             let low = (c + 1).saturating_sub(l);
-            let end = if square { c.div_ceil(2) } else { l.min(c + 1) };
-            column_dot!(hi, lo, products, x, y, low, end, c, l, c_hi, c_lo);
-            if square {
-                hi = lanes::ishl1(hi);
-                lo = lanes::ishl1(lo);
-                products *= 2;
+            let end_a = if square { c.div_ceil(2) } else { l.min(c + 1) };
+            let end_q = l.min(c);
+            let start = if end_a > low {
+                low.wrapping_sub((end_a - low) % 2)
+            } else {
+                low
+            };
+            let pairs_a = if end_a > low {
+                end_a.wrapping_sub(start) / 2
+            } else {
+                0
+            };
+            let pairs_q = if end_q > low {
+                end_q.wrapping_sub(start).div_ceil(2)
+            } else {
+                0
+            };
+            let xi = PAD.wrapping_add(start);
+            // y_(c-j) is at PAD + L - 1 - (c - j).
+            let yi = (PAD + l - 1).wrapping_add(start).wrapping_sub(c);
+            debug_assert!(
+                in_bounds(xi, pairs_a.max(pairs_q), len)
+                    && in_bounds(yi, pairs_a.max(pairs_q), len),
+                "column {c}: runs outside the padded limbs"
+            );
+            let (mut ha, mut la, mut hq, mut lq) = (zero, zero, zero, zero);
+            // SAFETY: start ≥ low - 1 ≥ -1 and both runs end at most at L (the q·n run's
+            // rounding reads j = end_q ≤ L at most), so PAD - 1 ≤ xi and xi + 2·pairs ≤
+            // PAD + L + 1; c - j ≥ -1 and ≤ L for the j read, so yi ≥ PAD - 1 and
+            // yi + 2·pairs ≤ PAD + L + 1: inside the L + 2·PAD limbs checked above.
+            unsafe {
+                let (mut xa, mut ya, mut xq, mut yq) =
+                    (x.add(xi), y.add(yi), qp.add(xi), np.add(yi));
+                let common = pairs_a.min(pairs_q);
+                for _ in 0..common {
+                    mul_acc(
+                        lanes::load(xa),
+                        lanes::load(ya),
+                        &mut ha,
+                        &mut la,
+                        c_hi,
+                        c_lo,
+                    );
+                    mul_acc(
+                        lanes::load(xq),
+                        lanes::load(yq),
+                        &mut hq,
+                        &mut lq,
+                        c_hi,
+                        c_lo,
+                    );
+                    (xa, ya, xq, yq) = (xa.add(2), ya.add(2), xq.add(2), yq.add(2));
+                }
+                for _ in common..pairs_a {
+                    mul_acc(
+                        lanes::load(xa),
+                        lanes::load(ya),
+                        &mut ha,
+                        &mut la,
+                        c_hi,
+                        c_lo,
+                    );
+                    (xa, ya) = (xa.add(2), ya.add(2));
+                }
+                for _ in common..pairs_q {
+                    mul_acc(
+                        lanes::load(xq),
+                        lanes::load(yq),
+                        &mut hq,
+                        &mut lq,
+                        c_hi,
+                        c_lo,
+                    );
+                    (xq, yq) = (xq.add(2), yq.add(2));
+                }
             }
-            // The reduction q_j·n_(c-j), j < c (q_c is not chosen yet).
-            column_dot!(hi, lo, products, qp, np, low, l.min(c), c, l, c_hi, c_lo);
+            let mut products_a = 2 * pairs_a as u64;
+            if square {
+                ha = lanes::ishl1(ha);
+                la = lanes::ishl1(la);
+                products_a *= 2;
+            }
+            let (hi, lo) = (lanes::iadd(ha, hq), lanes::iadd(la, lq));
+            let products = products_a + 2 * pairs_q as u64;
             let acc = Acc { hi, lo, products };
             let (mut k, mut lo) = acc.finish();
             if square && c % 2 == 0 {
