@@ -539,6 +539,11 @@ impl RsaPublicF64 {
                     && in_bounds(yi, pairs_a.max(pairs_q), len),
                 "column {c}: runs outside the padded limbs"
             );
+            debug_assert!(if SQUARE {
+                pairs_a <= pairs_q
+            } else {
+                pairs_q <= pairs_a
+            });
             let (mut ha, mut la, mut hq, mut lq) = (zero, zero, zero, zero);
             // SAFETY: start ≥ low - 1 ≥ -1 and both runs end at most at L (the q·n run's
             // rounding reads j = end_q ≤ L at most), so PAD - 1 ≤ xi and xi + 2·pairs ≤
@@ -547,7 +552,9 @@ impl RsaPublicF64 {
             unsafe {
                 let (mut xa, mut ya, mut xq, mut yq) =
                     (x.add(xi), y.add(yi), qp.add(xi), np.add(yi));
-                let common = pairs_a.min(pairs_q);
+                // The product run is the longer one for a multiplication (its end is c + 1
+                // or L, the reduction's c or L), the shorter for a square (its end is c/2).
+                let common = if SQUARE { pairs_a } else { pairs_q };
                 for _ in 0..common {
                     mul_acc(
                         lanes::load(xa),
@@ -567,27 +574,30 @@ impl RsaPublicF64 {
                     );
                     (xa, ya, xq, yq) = (xa.add(2), ya.add(2), xq.add(2), yq.add(2));
                 }
-                for _ in common..pairs_a {
-                    mul_acc(
-                        lanes::load(xa),
-                        lanes::load(ya),
-                        &mut ha,
-                        &mut la,
-                        c_hi,
-                        c_lo,
-                    );
-                    (xa, ya) = (xa.add(2), ya.add(2));
-                }
-                for _ in common..pairs_q {
-                    mul_acc(
-                        lanes::load(xq),
-                        lanes::load(yq),
-                        &mut hq,
-                        &mut lq,
-                        c_hi,
-                        c_lo,
-                    );
-                    (xq, yq) = (xq.add(2), yq.add(2));
+                if SQUARE {
+                    for _ in common..pairs_q {
+                        mul_acc(
+                            lanes::load(xq),
+                            lanes::load(yq),
+                            &mut hq,
+                            &mut lq,
+                            c_hi,
+                            c_lo,
+                        );
+                        (xq, yq) = (xq.add(2), yq.add(2));
+                    }
+                } else {
+                    for _ in common..pairs_a {
+                        mul_acc(
+                            lanes::load(xa),
+                            lanes::load(ya),
+                            &mut ha,
+                            &mut la,
+                            c_hi,
+                            c_lo,
+                        );
+                        (xa, ya) = (xa.add(2), ya.add(2));
+                    }
                 }
             }
             let mut products_a = 2 * pairs_a as u64;
