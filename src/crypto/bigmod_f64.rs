@@ -497,7 +497,7 @@ impl RsaPublicF64 {
         let mut carry = 0i64;
         let mut k_prev = 0i64;
         let (c_hi, c_lo) = consts();
-        let (x, y, qp, np) = (a.fwd.as_ptr(), b.rev.as_ptr(), q.as_ptr(), n.as_ptr());
+        let (x, y, np) = (a.fwd.as_ptr(), b.rev.as_ptr(), n.as_ptr());
         let zero = lanes::splat_bits(0);
         // Each column's two dot products run here, over raw pointers into the four operands
         // (their lengths checked once above), in one loop over their common pairs. History,
@@ -506,88 +506,60 @@ impl RsaPublicF64 {
         // 38.6 / 41.3 µs; the runs inline, one after the other: 37.3 / 33.4 µs (sums as
         // fields of a struct local: 53 µs in Node 20, a 4-way unrolled loop: 36); one loop
         // over both runs: 35.1 / 31.8 µs.
-        for c in 0..2 * l {
-            // Column c sums x_j·y_(c-j) for j in [low, end_a) and the reduction q_j·n_(c-j)
-            // for j in [low, end_q) (q_c is not chosen yet), in one loop over their common
-            // pairs. Both runs start at `start`: low, or low - 1 when the x·y run is odd,
-            // where x_-1 (low = 0) or y_L (low = c + 1 - L) is a zero pad limb, and so is
-            // q_-1 or n_L. The q·n run is rounded up to whole pairs at its end instead: q_j
-            // is zero for j ≥ c (not chosen yet) and j = L (pad).
-            let low = (c + 1).saturating_sub(l);
-            let end_a = if SQUARE { c.div_ceil(2) } else { l.min(c + 1) };
-            let end_q = l.min(c);
-            let start = if end_a > low {
-                low.wrapping_sub((end_a - low) % 2)
-            } else {
-                low
-            };
-            let pairs_a = if end_a > low {
-                end_a.wrapping_sub(start) / 2
-            } else {
-                0
-            };
-            let pairs_q = if end_q > low {
-                end_q.wrapping_sub(start).div_ceil(2)
-            } else {
-                0
-            };
-            let xi = PAD.wrapping_add(start);
-            // y_(c-j) is at PAD + L - 1 - (c - j).
-            let yi = (PAD + l - 1).wrapping_add(start).wrapping_sub(c);
-            debug_assert!(
-                in_bounds(xi, pairs_a.max(pairs_q), len)
-                    && in_bounds(yi, pairs_a.max(pairs_q), len),
-                "column {c}: runs outside the padded limbs"
-            );
-            debug_assert!(if SQUARE {
-                pairs_a <= pairs_q
-            } else {
-                pairs_q <= pairs_a
-            });
-            let (mut ha, mut la, mut hq, mut lq) = (zero, zero, zero, zero);
-            // SAFETY: start ≥ low - 1 ≥ -1 and both runs end at most at L (the q·n run's
-            // rounding reads j = end_q ≤ L at most), so PAD - 1 ≤ xi and xi + 2·pairs ≤
-            // PAD + L + 1; c - j ≥ -1 and ≤ L for the j read, so yi ≥ PAD - 1 and
-            // yi + 2·pairs ≤ PAD + L + 1: inside the L + 2·PAD limbs checked above.
-            unsafe {
-                let (mut xa, mut ya, mut xq, mut yq) =
-                    (x.add(xi), y.add(yi), qp.add(xi), np.add(yi));
-                // The product run is the longer one for a multiplication (its end is c + 1
-                // or L, the reduction's c or L), the shorter for a square (its end is c/2).
-                let common = if SQUARE { pairs_a } else { pairs_q };
-                for _ in 0..common {
-                    mul_acc(
-                        lanes::load(xa),
-                        lanes::load(ya),
-                        &mut ha,
-                        &mut la,
-                        c_hi,
-                        c_lo,
-                    );
-                    mul_acc(
-                        lanes::load(xq),
-                        lanes::load(yq),
-                        &mut hq,
-                        &mut lq,
-                        c_hi,
-                        c_lo,
-                    );
-                    (xa, ya, xq, yq) = (xa.add(2), ya.add(2), xq.add(2), yq.add(2));
-                }
-                if SQUARE {
-                    for _ in common..pairs_q {
-                        mul_acc(
-                            lanes::load(xq),
-                            lanes::load(yq),
-                            &mut hq,
-                            &mut lq,
-                            c_hi,
-                            c_lo,
-                        );
-                        (xq, yq) = (xq.add(2), yq.add(2));
-                    }
+        // Column c of a·b + q·n plus the carries into it: `low` is max(0, c + 1 - L), the
+        // product run ends at `end_a` (c/2 rounded up for a square, else min(c + 1, L)) and
+        // the reduction at `end_q` = min(c, L). A macro: the columns below L and from L on
+        // are two loops, where these bounds are simpler and no column asks which half it is in.
+        macro_rules! column {
+            ($c:expr, $low:expr, $end_a:expr, $end_q:expr) => {{
+                // Column c sums x_j·y_(c-j) for j in [low, end_a) and the reduction q_j·n_(c-j)
+                // for j in [low, end_q) (q_c is not chosen yet), in one loop over their common
+                // pairs. Both runs start at `start`: low, or low - 1 when the x·y run is odd,
+                // where x_-1 (low = 0) or y_L (low = c + 1 - L) is a zero pad limb, and so is
+                // q_-1 or n_L. The q·n run is rounded up to whole pairs at its end instead: q_j
+                // is zero for j ≥ c (not chosen yet) and j = L (pad).
+                let (c, low, end_a, end_q): (usize, usize, usize, usize) =
+                    ($c, $low, $end_a, $end_q);
+                let start = if end_a > low {
+                    low.wrapping_sub((end_a - low) % 2)
                 } else {
-                    for _ in common..pairs_a {
+                    low
+                };
+                let pairs_a = if end_a > low {
+                    end_a.wrapping_sub(start) / 2
+                } else {
+                    0
+                };
+                let pairs_q = if end_q > low {
+                    end_q.wrapping_sub(start).div_ceil(2)
+                } else {
+                    0
+                };
+                let xi = PAD.wrapping_add(start);
+                // y_(c-j) is at PAD + L - 1 - (c - j).
+                let yi = (PAD + l - 1).wrapping_add(start).wrapping_sub(c);
+                debug_assert!(
+                    in_bounds(xi, pairs_a.max(pairs_q), len)
+                        && in_bounds(yi, pairs_a.max(pairs_q), len),
+                    "column {c}: runs outside the padded limbs"
+                );
+                debug_assert!(if SQUARE {
+                    pairs_a <= pairs_q
+                } else {
+                    pairs_q <= pairs_a
+                });
+                let (mut ha, mut la, mut hq, mut lq) = (zero, zero, zero, zero);
+                // SAFETY: start ≥ low - 1 ≥ -1 and both runs end at most at L (the q·n run's
+                // rounding reads j = end_q ≤ L at most), so PAD - 1 ≤ xi and xi + 2·pairs ≤
+                // PAD + L + 1; c - j ≥ -1 and ≤ L for the j read, so yi ≥ PAD - 1 and
+                // yi + 2·pairs ≤ PAD + L + 1: inside the L + 2·PAD limbs checked above.
+                unsafe {
+                    let (mut xa, mut ya, mut xq, mut yq) =
+                        (x.add(xi), y.add(yi), q.as_ptr().add(xi), np.add(yi));
+                    // The product run is the longer one for a multiplication (its end is c + 1
+                    // or L, the reduction's c or L), the shorter for a square (its end is c/2).
+                    let common = if SQUARE { pairs_a } else { pairs_q };
+                    for _ in 0..common {
                         mul_acc(
                             lanes::load(xa),
                             lanes::load(ya),
@@ -596,35 +568,73 @@ impl RsaPublicF64 {
                             c_hi,
                             c_lo,
                         );
-                        (xa, ya) = (xa.add(2), ya.add(2));
+                        mul_acc(
+                            lanes::load(xq),
+                            lanes::load(yq),
+                            &mut hq,
+                            &mut lq,
+                            c_hi,
+                            c_lo,
+                        );
+                        (xa, ya, xq, yq) = (xa.add(2), ya.add(2), xq.add(2), yq.add(2));
+                    }
+                    if SQUARE {
+                        for _ in common..pairs_q {
+                            mul_acc(
+                                lanes::load(xq),
+                                lanes::load(yq),
+                                &mut hq,
+                                &mut lq,
+                                c_hi,
+                                c_lo,
+                            );
+                            (xq, yq) = (xq.add(2), yq.add(2));
+                        }
+                    } else {
+                        for _ in common..pairs_a {
+                            mul_acc(
+                                lanes::load(xa),
+                                lanes::load(ya),
+                                &mut ha,
+                                &mut la,
+                                c_hi,
+                                c_lo,
+                            );
+                            (xa, ya) = (xa.add(2), ya.add(2));
+                        }
                     }
                 }
-            }
-            let mut products_a = 2 * pairs_a as u64;
-            if SQUARE {
-                ha = lanes::ishl1(ha);
-                la = lanes::ishl1(la);
-                products_a *= 2;
-            }
-            let (hi, lo) = (lanes::iadd(ha, hq), lanes::iadd(la, lq));
-            let products = products_a + 2 * pairs_q as u64;
-            let acc = Acc { hi, lo, products };
-            let (mut k, mut lo) = acc.finish();
-            if SQUARE && c % 2 == 0 {
-                if let Some(&limb) = a.fwd.get(PAD + c / 2) {
-                    let (dk, dl) = split_product!(limb, limb);
-                    k += dk;
-                    lo += dl;
+                let mut products_a = 2 * pairs_a as u64;
+                if SQUARE {
+                    ha = lanes::ishl1(ha);
+                    la = lanes::ishl1(la);
+                    products_a *= 2;
                 }
-            }
-            let column = lo.wrapping_add(k_prev).wrapping_add(carry);
-            k_prev = k;
-            if c < l {
-                carry = self.reduce_column(column, c, q);
-            } else {
-                out.set(l, c - l, column as u64 & MASK);
-                carry = column >> LIMB_BITS;
-            }
+                let (hi, lo) = (lanes::iadd(ha, hq), lanes::iadd(la, lq));
+                let products = products_a + 2 * pairs_q as u64;
+                let acc = Acc { hi, lo, products };
+                let (mut k, mut lo) = acc.finish();
+                if SQUARE && c % 2 == 0 {
+                    if let Some(&limb) = a.fwd.get(PAD + c / 2) {
+                        let (dk, dl) = split_product!(limb, limb);
+                        k += dk;
+                        lo += dl;
+                    }
+                }
+
+                let column = lo.wrapping_add(k_prev).wrapping_add(carry);
+                k_prev = k;
+                column
+            }};
+        }
+        for c in 0..l {
+            let column = column!(c, 0, if SQUARE { c.div_ceil(2) } else { c + 1 }, c);
+            carry = self.reduce_column(column, c, q);
+        }
+        for c in l..2 * l {
+            let column = column!(c, c + 1 - l, if SQUARE { c.div_ceil(2) } else { l }, l);
+            out.set(l, c - l, column as u64 & MASK);
+            carry = column >> LIMB_BITS;
         }
     }
 
