@@ -406,32 +406,31 @@ impl RsaPublicF64 {
         let mut scratch = self.scratch();
         // s·R mod n (below 2n), raised to e - 1 in the domain, times plain s: the last
         // multiplication leaves the domain.
-        let mut x = Num::zero(self.limbs);
+        let (mut x, mut t) = (Num::zero(self.limbs), Num::zero(self.limbs));
         self.mont_mul(&base, &self.r2, &mut x, &mut scratch);
-        let x = self.pow(x, self.e - 1, &mut scratch);
-        let mut out = Num::zero(self.limbs);
-        self.mont_mul(&x, &base, &mut out, &mut scratch);
+        self.pow(&mut x, &mut t, self.e - 1, &mut scratch);
+        self.mont_mul(&x, &base, &mut t, &mut scratch);
         Some(limbs_to_be(
-            self.reduced(&out).into_iter(),
+            self.reduced(&t).into_iter(),
             self.n_bytes.len(),
             LIMB_BITS,
         ))
     }
 
-    /// x^exp in the Montgomery domain (x = Mont(b) gives Mont(b^exp)), for exp ≥ 1, by
-    /// left-to-right square-and-multiply.
-    fn pow(&self, x: Num, exp: u64, scratch: &mut Scratch) -> Num {
-        let base = x.clone();
-        let (mut x, mut t) = (x, Num::zero(self.limbs));
+    /// x = x^exp in the Montgomery domain (x = Mont(b) gives Mont(b^exp)), for exp ≥ 1, by
+    /// left-to-right square-and-multiply; `t` is scratch of x's size.
+    fn pow(&self, x: &mut Num, t: &mut Num, exp: u64, scratch: &mut Scratch) {
+        // The base is kept only when a multiplication needs it: e - 1 = 2^16 for e = 65537
+        // takes squarings alone (allocations are a visible part of a verification in V8).
+        let base = (exp.count_ones() > 1).then(|| x.clone());
         for bit in (0..63 - exp.leading_zeros()).rev() {
-            self.mont_sqr(&x, &mut t, scratch);
-            std::mem::swap(&mut x, &mut t);
-            if (exp >> bit) & 1 == 1 {
-                self.mont_mul(&x, &base, &mut t, scratch);
-                std::mem::swap(&mut x, &mut t);
+            self.mont_sqr(x, t, scratch);
+            std::mem::swap(x, t);
+            if let Some(base) = base.as_ref().filter(|_| (exp >> bit) & 1 == 1) {
+                self.mont_mul(x, base, t, scratch);
+                std::mem::swap(x, t);
             }
         }
-        x
     }
 
     /// The limbs of x (below 2n) reduced below n.
