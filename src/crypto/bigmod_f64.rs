@@ -561,47 +561,32 @@ impl RsaPublicF64 {
                     // The product run is the longer one for a multiplication (its end is c + 1
                     // or L, the reduction's c or L), the shorter for a square (its end is c/2).
                     let common = if SQUARE { pairs_a } else { pairs_q };
+                    // One pair of lanes of a run: x_j·y_(c-j) and the next, into (h, l).
+                    macro_rules! pair {
+                        ($x:ident, $y:ident, $h:ident, $l:ident) => {
+                            mul_acc(
+                                lanes::load($x),
+                                lanes::load($y),
+                                &mut $h,
+                                &mut $l,
+                                c_hi,
+                                c_lo,
+                            )
+                        };
+                    }
                     for _ in 0..common {
-                        mul_acc(
-                            lanes::load(xa),
-                            lanes::load(ya),
-                            &mut ha,
-                            &mut la,
-                            c_hi,
-                            c_lo,
-                        );
-                        mul_acc(
-                            lanes::load(xq),
-                            lanes::load(yq),
-                            &mut hq,
-                            &mut lq,
-                            c_hi,
-                            c_lo,
-                        );
+                        pair!(xa, ya, ha, la);
+                        pair!(xq, yq, hq, lq);
                         (xa, ya, xq, yq) = (xa.add(2), ya.add(2), xq.add(2), yq.add(2));
                     }
                     if SQUARE {
                         for _ in common..pairs_q {
-                            mul_acc(
-                                lanes::load(xq),
-                                lanes::load(yq),
-                                &mut hq,
-                                &mut lq,
-                                c_hi,
-                                c_lo,
-                            );
+                            pair!(xq, yq, hq, lq);
                             (xq, yq) = (xq.add(2), yq.add(2));
                         }
                     } else {
                         for _ in common..pairs_a {
-                            mul_acc(
-                                lanes::load(xa),
-                                lanes::load(ya),
-                                &mut ha,
-                                &mut la,
-                                c_hi,
-                                c_lo,
-                            );
+                            pair!(xa, ya, ha, la);
                             (xa, ya) = (xa.add(2), ya.add(2));
                         }
                     }
