@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import sys
-from wasmbin import CODE, Reader, bodies, instructions, sections, sleb, uleb
+from wasmbin import CODE, Reader, bodies, exports, imports, instructions, sections, sleb, uleb
 
 # Paths (modules, functions, types) whose functions run only when a configuration is loaded,
 # keys are fetched or the root context ticks: never once per request. A function is on a
@@ -104,19 +104,21 @@ class Module:
         self.names: dict[int, str] = {}
         self.table_limits: tuple[int, int] | None = None  # limits flags, min
         for s in self.sections:
-            r = Reader(data, s.body)
+            r = Reader(data, s.body, s.end)
             if s.id == 2:
-                self._imports(r)
+                for entry in imports(data, s):
+                    if entry.kind == 1:
+                        raise ValueError("an imported table: this tool adds slots only to its own")
+                    if entry.type_index is not None:
+                        self.func_types.append(entry.type_index)
+                        self.imported += 1
             elif s.id == 3:
                 self.func_types += [r.uleb() for _ in range(r.uleb())]
             elif s.id == 4:
                 self._table(r)
             elif s.id == 7:
-                for _ in range(r.uleb()):
-                    name = r.name()
-                    kind, index = r.byte(), r.uleb()
-                    if kind == 0:
-                        self.exports[name] = index
+                self.exports.update((name, index) for name, kind, index in exports(data, s)
+                                    if kind == 0)
             elif s.id == 9:
                 self._elements(r)
             elif s.id == 0 and r.name() == "name":
@@ -131,27 +133,6 @@ class Module:
         # (start, end, callee) of each `call` in each body, decoded once.
         self.calls = [[(ins.at, ins.end, Reader(data, ins.at + 1).uleb())
                        for ins in instructions(data, b) if ins.op == 0x10] for b in self.bodies]
-
-    def _imports(self, r: Reader) -> None:
-        for _ in range(r.uleb()):
-            r.name()
-            r.name()
-            kind = r.byte()
-            if kind == 0:
-                self.func_types.append(r.uleb())
-                self.imported += 1
-            elif kind == 1:
-                raise ValueError("an imported table: this tool adds slots only to its own")
-            elif kind == 2:
-                flags = r.byte()
-                r.uleb()
-                if flags & 1:
-                    r.uleb()
-            elif kind == 3:
-                r.byte()
-                r.byte()
-            else:
-                raise ValueError(f"unknown import kind {kind}")
 
     def _table(self, r: Reader) -> None:
         tables = r.uleb()

@@ -4,19 +4,12 @@ section; no dependency beyond the standard library (and mk/wasmbin.py)."""
 
 import sys
 
-from wasmbin import Reader, sections
+import wasmbin
 
 
 def exports(data: bytes) -> list[str]:
-    names = []
-    for section in sections(data):
-        if section.id == 7:  # the export section
-            r = Reader(data, section.body, section.end)
-            for _ in range(r.uleb()):
-                names.append(r.name())
-                r.byte()  # the kind
-                r.uleb()  # the index
-    return sorted(names)
+    return sorted(name for section in wasmbin.sections(data) if section.id == 7  # exports
+                  for name, _, _ in wasmbin.exports(data, section))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import wasmbin
 from wasmbin import Reader, sections
 
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
@@ -48,29 +49,13 @@ def imports(data: bytes) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...
                     raise WasmError("type section entry is not a function type")
                 types.append((valtypes(body), valtypes(body)))
         elif section.id == 2:
-            for _ in range(body.uleb()):
-                module, name, kind = body.name(), body.name(), body.byte()
-                if kind == 0:
-                    index = body.uleb()
-                    if index >= len(types):
-                        raise WasmError(f"{module}.{name}: type index {index} out of range")
-                    found.append((module, name, *types[index]))
-                elif kind == 1:  # table: reftype + limits
-                    body.byte()
-                    flags = body.byte()
-                    body.uleb()
-                    if flags & 1:
-                        body.uleb()
-                elif kind == 2:  # memory: limits
-                    flags = body.byte()
-                    body.uleb()
-                    if flags & 1:
-                        body.uleb()
-                elif kind == 3:  # global: valtype + mutability
-                    body.byte()
-                    body.byte()
-                else:
-                    raise WasmError(f"import kind {kind}")
+            for entry in wasmbin.imports(data, section):
+                if entry.type_index is None:
+                    continue
+                if entry.type_index >= len(types):
+                    raise WasmError(f"{entry.module}.{entry.name}: type index "
+                                    f"{entry.type_index} out of range")
+                found.append((entry.module, entry.name, *types[entry.type_index]))
     return found
 
 

@@ -1,6 +1,7 @@
 """Reading a wasm module's binary: sections and the instructions of function bodies.
 
-Shared by the build's post-link steps (mk/relaxed_simd.py, mk/indirect_calls.py). The decoder
+Shared by the build's post-link steps and checks (mk/relaxed_simd.py, mk/indirect_calls.py,
+mk/wasm_imports.py, mk/wasm_exports.py). The decoder
 knows the instructions rustc emits for wasm32-wasip1 with the features mk/wasm-opt.mk lists
 (MVP, sign extension, saturating conversions, bulk memory, reference types, multi-value,
 SIMD and relaxed SIMD); any other opcode stops it with an error naming the byte, never a
@@ -221,6 +222,45 @@ def instructions(data: bytes | bytearray, body: Body) -> Iterator[Instr]:
         yield Instr(at, op, sub, sub_at, sub_end, r.pos)
     if r.pos != body.end:
         raise ValueError(f"function body ends at byte {r.pos}, expected {body.end}")
+
+
+@dataclass
+class Import:
+    module: str
+    name: str
+    kind: int  # 0 function, 1 table, 2 memory, 3 global
+    type_index: int | None  # a function's type; None for the other kinds
+
+
+def imports(data: bytes | bytearray, section: Section) -> list[Import]:
+    """The entries of an import section, in order."""
+    r = Reader(data, section.body, section.end)
+    out = []
+    for _ in range(r.uleb()):
+        module, name, kind = r.name(), r.name(), r.byte()
+        type_index = None
+        if kind == 0:
+            type_index = r.uleb()
+        elif kind in (1, 2):  # a table (its reference type first) or a memory: limits
+            if kind == 1:
+                r.byte()
+            flags = r.byte()
+            r.uleb()
+            if flags & 1:
+                r.uleb()
+        elif kind == 3:  # a global: value type, mutability
+            r.byte()
+            r.byte()
+        else:
+            raise ValueError(f"{module}.{name}: unknown import kind {kind}")
+        out.append(Import(module, name, kind, type_index))
+    return out
+
+
+def exports(data: bytes | bytearray, section: Section) -> list[tuple[str, int, int]]:
+    """The entries of an export section, in order: (name, kind, index)."""
+    r = Reader(data, section.body, section.end)
+    return [(r.name(), r.byte(), r.uleb()) for _ in range(r.uleb())]
 
 
 def strip_custom(data: bytes | bytearray) -> bytes:
