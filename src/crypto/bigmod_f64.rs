@@ -216,23 +216,15 @@ mod lanes {
 
 use lanes::V;
 
-/// The lane sums of one column: bit patterns of `hi` (k-sums, for the next column) and of
-/// `lo + C_LO` (lo-sums, for this column), and how many lane products went in.
-struct Acc {
-    hi: V,
-    lo: V,
-    products: u64,
-}
-
-impl Acc {
-    /// (Σk, Σlo) over the products added, as integers (Σlo may be negative).
-    #[inline]
-    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    fn finish(&self) -> (i64, i64) {
-        let k = lanes::hsum(self.hi).wrapping_sub(self.products.wrapping_mul(C_HI_BITS));
-        let lo = lanes::hsum(self.lo).wrapping_sub(self.products.wrapping_mul(C_LO_BITS));
-        (k as i64, lo as i64)
-    }
+/// (Σk, Σlo) of one column as integers (Σlo may be negative), from its lane sums: the bit
+/// patterns of `hi` (k-sums, for the next column) and of `lo + C_LO` (lo-sums, for this
+/// column) over `products` lane products.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn column_sums(hi: V, lo: V, products: u64) -> (i64, i64) {
+    let k = lanes::hsum(hi).wrapping_sub(products.wrapping_mul(C_HI_BITS));
+    let lo = lanes::hsum(lo).wrapping_sub(products.wrapping_mul(C_LO_BITS));
+    (k as i64, lo as i64)
 }
 
 /// (C_HI, C_LO) in both lanes.
@@ -242,7 +234,8 @@ fn consts() -> (V, V) {
     (lanes::splat_bits(C_HI_BITS), lanes::splat_bits(C_LO_BITS))
 }
 
-/// Adds the two lane products a·b to `acc` (the four steps of the module doc).
+/// Adds the two lane products a·b to the sums `hi_acc` and `lo_acc` (the four steps of the
+/// module doc).
 #[inline]
 #[cfg_attr(
     target_arch = "wasm32",
@@ -599,8 +592,7 @@ impl RsaPublicF64 {
                 }
                 let (hi, lo) = (lanes::iadd(ha, hq), lanes::iadd(la, lq));
                 let products = products_a + 2 * pairs_q as u64;
-                let acc = Acc { hi, lo, products };
-                let (mut k, mut lo) = acc.finish();
+                let (mut k, mut lo) = column_sums(hi, lo, products);
                 if SQUARE && c % 2 == 0 {
                     if let Some(&limb) = a.fwd.get(PAD + c / 2) {
                         let (dk, dl) = split_product!(limb, limb);
