@@ -71,7 +71,7 @@ KEYS = {"rsa": ("rsa", "RS256"), "ec": ("p256", "ES256")}  # kid -> (kind, alg)
 # RSA key, whose JWK names no algorithm): kept out of the other benches' key set, whose
 # figures (per-VM key tables above all) stay comparable across sessions.
 EXTRA_KEYS = {"p384": ("p384", "ES384"), "ed": ("ed25519", "EdDSA")}
-ALG_KID = {**{alg: kid for kid, (_, alg) in {**KEYS, **EXTRA_KEYS}.items()}, "PS256": "rsa"}
+ALG_KID = {alg: kid for kid, (_, alg) in (KEYS | EXTRA_KEYS).items()} | {"PS256": "rsa"}
 WRK_SCRIPT = bl.BENCH / "bench.lua"
 VARIANTS = ("passthrough", "noop", "noop-min", "jwt_authn", "jwt-edge")
 FLOORS = ("noop", "noop-min")

@@ -48,7 +48,18 @@ from harness.keys import jwks
 
 REPEAT = int(os.environ.get("BENCH_MEMORY_REPEAT", 3))
 BASELINES = [p for p in os.environ.get("BENCH_MEMORY_BASELINE_WASM", "").split(",") if p]
-CPUS = [int(c) for c in os.environ.get("BENCH_MEMORY_CPUS", "4,16").split(",") if c.strip()]
+
+
+def processor_counts(text: str) -> list[int]:
+    """BENCH_MEMORY_CPUS: counts above 0, comma-separated; empty for none."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        raise SystemExit(f"BENCH_MEMORY_CPUS={text!r}: want processor counts above 0, "
+                         "comma-separated (e.g. 4,16), or empty for none")
+    return [int(p) for p in parts]
+
+
+CPUS = processor_counts(os.environ.get("BENCH_MEMORY_CPUS", "4,16"))
 MiB = 1024 * 1024
 
 
