@@ -24,7 +24,7 @@ one before it.
 
 Variants: the cache-hit ladder of `make bench-ladder` (passthrough, noop, noop-min, the
 micro module's rungs floor .. counters, micro:jwt-edge, jwt-edge, jwt_authn, and the side
-rungs remove, set, get) with 16 repeated RS256 tokens and `jwt_cache_size` 100, then
+rungs remove, set, add, get) with 16 repeated RS256 tokens and `jwt_cache_size` 100, then
 jwt-edge and jwt_authn on distinct RS256, ES256, PS256, ES384 and EdDSA tokens with caches off
 (the last three with a P-384 and an Ed25519 key added to the key set).
 

@@ -19,7 +19,7 @@ Variants, each a step on top of the one before (bench/micro/src/ladder.rs):
   micro:jwt-edge                       jwt-edge's own root context in the micro module
   jwt-edge                             the shipped module
   jwt_authn                            Envoy's native filter with its cache
-  remove, set, get                     side rungs: `floor` plus one host call
+  remove, set, add, get                side rungs: `floor` plus one host call
   baseline                             (only with BENCH_BASELINE_WASM) another jwt-edge module,
                                        e.g. an earlier commit's build, with the same config:
                                        an A/B of two builds in one process
@@ -53,7 +53,7 @@ import run_bench as rb  # noqa: E402
 from harness.keys import jwks  # noqa: E402
 
 RUNGS = ("floor", "clock", "headers", "extract", "cache", "decide", "write", "counters")
-SIDE = ("remove", "set", "get")
+SIDE = ("remove", "set", "add", "get")
 LADDER = ("passthrough", "noop", "noop-min", *RUNGS, "micro:jwt-edge", "jwt-edge", "jwt_authn", *SIDE)
 BASELINE = os.environ.get("BENCH_BASELINE_WASM")
 if BASELINE:

@@ -101,6 +101,8 @@ pub struct FakeHost {
     /// What `connection.sha256_peer_certificate_digest` holds, and how often it was read.
     pub peer_certificate_digest: RefCell<Option<String>>,
     pub peer_certificate_reads: Cell<u32>,
+    /// `add_request_header` calls (the adapter adds a header it knows is absent).
+    pub header_adds: Cell<u32>,
     pub calls: RefCell<Vec<Call>>,
     next_token: Cell<u32>,
     /// The response the next `call_response_*` reads: status and body.
@@ -133,6 +135,7 @@ impl FakeHost {
             route_name: RefCell::new(None),
             peer_certificate_digest: RefCell::new(None),
             peer_certificate_reads: Cell::new(0),
+            header_adds: Cell::new(0),
             calls: RefCell::new(Vec::new()),
             next_token: Cell::new(1),
             call_response: RefCell::new((String::new(), Vec::new())),
@@ -272,6 +275,18 @@ impl Host for FakeHost {
                 value: value.to_owned(),
                 hidden: false,
             });
+        });
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        self.header_adds.set(self.header_adds.get() + 1);
+        // Both hosts append, whatever the map already holds.
+        self.with_current(|s| {
+            s.entries.push(Entry {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                hidden: false,
+            })
         });
     }
 

@@ -29,6 +29,10 @@ pub trait Host: SharedData {
     fn peer_certificate_digest(&self) -> Option<String>;
     /// Replaces a request header.
     fn set_request_header(&self, name: &str, value: &str);
+    /// Adds a request header the request does not carry: the caller knows it is absent, so
+    /// the host need not look for copies to replace (Envoy's replace removes every copy of
+    /// the name, then adds).
+    fn add_request_header(&self, name: &str, value: &str);
     /// Removes a request header (every value).
     fn remove_request_header(&self, name: &str);
     /// Publishes `value` under `name` for the current stream through the property API

@@ -156,12 +156,44 @@ impl Host for ProxyHost {
             .and_then(|b| String::from_utf8(b).ok())
     }
 
+    // The raw imports for header changes: the SDK's `hostcalls::set_map_value` and
+    // `add_map_value` panic on any status but Ok, and a panic traps the VM. A host that
+    // refuses a change is logged and the decision stands (as for properties).
     fn set_request_header(&self, name: &str, value: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        // SAFETY: both pointers and lengths describe live byte slices for the whole call; the
+        // host copies them and writes nothing back.
+        let status = unsafe {
+            proxy_replace_header_map_value(
+                MAP_REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        };
+        header_change_status("replace", name, status);
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        // SAFETY: as in `set_request_header`.
+        let status = unsafe {
+            proxy_add_header_map_value(
+                MAP_REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        };
+        header_change_status("add", name, status);
     }
 
     fn remove_request_header(&self, name: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        // SAFETY: as in `set_request_header`.
+        let status = unsafe {
+            proxy_remove_header_map_value(MAP_REQUEST_HEADERS, name.as_ptr(), name.len())
+        };
+        header_change_status("remove", name, status);
     }
 
     fn set_property(&self, name: &str, value: &[u8]) {
@@ -249,6 +281,15 @@ impl Host for ProxyHost {
 /// proxy-wasm's `HttpRequestHeaders` map type.
 const MAP_REQUEST_HEADERS: u32 = 0;
 
+/// Logs a header change the host refused (a status other than 0, Ok). The name is the
+/// filter's own (an identity header, `authorization` or a configured token header), never a
+/// value.
+fn header_change_status(change: &str, name: &str, status: u32) {
+    if status != 0 {
+        log::warn!("host refused to {change} request header {name}: status {status}");
+    }
+}
+
 #[link(wasm_import_module = "env")]
 extern "C" {
     /// proxy-wasm ABI 0.2.1 `proxy_get_header_map_pairs`; returns a `WasmResult` (0: Ok).
@@ -257,6 +298,27 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+
+    /// proxy-wasm ABI 0.2.1 `proxy_replace_header_map_value`; returns a `WasmResult` (0: Ok).
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+
+    /// proxy-wasm ABI 0.2.1 `proxy_add_header_map_value`; returns a `WasmResult` (0: Ok).
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+
+    /// proxy-wasm ABI 0.2.1 `proxy_remove_header_map_value`; returns a `WasmResult` (0: Ok).
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
 
     /// proxy-wasm ABI 0.2.1 `proxy_set_property`; returns a `WasmResult` (0: Ok).
     fn proxy_set_property(

@@ -131,7 +131,7 @@ impl FilterState {
         let (plan, commands) = self
             .sources
             .decide(&self.auth, host, now, stream, req, retry);
-        let action = apply(host, &plan);
+        let action = apply(host, &plan, &headers);
         drop(plan);
         self.headers = headers;
         self.run(host, now, commands);
@@ -177,12 +177,37 @@ impl FilterState {
     }
 }
 
-/// Carries out a plan on the current stream, verbatim.
-fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
+/// Carries out a plan on the current stream, verbatim. `headers` are the request headers the
+/// plan was decided on: a header the request does not carry (and that no earlier op set) is
+/// added rather than replaced, which spares the host a search for copies to remove (issue
+/// #13). A set header is only ever an identity header or `:path`, written for a token read
+/// from these very headers, so a failed read cannot make an existing copy look absent.
+fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Action {
+    // Names this plan removed (false) or set (true) so far: they override `headers`.
+    let mut changed: Vec<(&str, bool)> = Vec::new();
     for op in plan.header_ops() {
         match op {
-            HeaderOp::Remove(name) => host.remove_request_header(name),
-            HeaderOp::Set(name, value) => host.set_request_header(name, value),
+            HeaderOp::Remove(name) => {
+                host.remove_request_header(name);
+                changed.push((name, false));
+            }
+            HeaderOp::Set(name, value) => {
+                let present = match changed
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    Some(&(_, present)) => present,
+                    None => headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
+                };
+                // A pseudo-header (`:path`) is always replaced, whatever the host listed.
+                if present || name.starts_with(':') {
+                    host.set_request_header(name, value);
+                } else {
+                    host.add_request_header(name, value);
+                }
+                changed.push((name, true));
+            }
         }
     }
     // Before the local reply: Envoy's access log reads the filter state the reply leaves.

@@ -885,3 +885,67 @@ fn the_fake_ngx_host_keeps_removed_headers_upstream() {
         "a no-op that answers Ok"
     );
 }
+
+/// Issue #13: an identity header the request does not carry is added (the host searches for
+/// no copies to replace), also after a forged copy was removed; `authorization`'s erasure on
+/// ngx_wasm_module and a `:path` rewrite replace what is there. Either way exactly one value
+/// reaches the upstream.
+#[test]
+fn absent_headers_are_added_and_present_ones_replaced() {
+    let good = format!("Bearer {}", token("rs256"));
+    let cfg = json!({
+        "providers": {"p": {
+            "issuer": "https://issuer.test",
+            "audiences": ["api"],
+            "remote_jwks": {"http_uri": {"uri": "https://idp.test/keys", "cluster": "idp", "timeout": "2s"}},
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "from_params": ["access_token"],
+            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]
+        }},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]
+    })
+    .to_string();
+    for ngx in [false, true] {
+        let shared = Rc::new(RefCell::new(SharedStore::default()));
+        let (host, mut state) = vm_with(&shared, &cfg, ngx);
+        state.on_tick(&host);
+        answer(&host, &mut state, "200", JWKS.as_bytes());
+        assert_eq!(
+            request(&host, &mut state, 1, "/a", &[("authorization", &good)]),
+            Action::Continue
+        );
+        assert_eq!(host.header_adds.get(), 1, "ngx={ngx}");
+        let s1 = host.stream(1);
+        assert_eq!(s1.upstream_values("x-jwt-sub"), ["alice"], "ngx={ngx}");
+        let erased: &[&str] = if ngx { &[""] } else { &[] };
+        assert_eq!(s1.upstream_values("authorization"), erased, "ngx={ngx}");
+
+        // The token in the query (Envoy: ngx_wasm_module refuses it, it cannot rewrite the
+        // path): the path is rewritten in place, never a second `:path`.
+        if !ngx {
+            let path = format!("/b?x=1&access_token={}", token("rs256"));
+            let action = request(&host, &mut state, 2, &path, &[]);
+            assert_eq!(action, Action::Continue, "{:?}", host.stream(2).reply);
+            assert_eq!(host.header_adds.get(), 2);
+            let s2 = host.stream(2);
+            assert_eq!(s2.upstream_values(":path"), ["/b?x=1"]);
+            assert_eq!(s2.upstream_values("x-jwt-sub"), ["alice"]);
+        }
+    }
+    // Envoy: forged copies, in any case, are removed, then ours is added: one value.
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm_with(&shared, &cfg, false);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    let forged = [
+        ("x-jwt-sub", "admin"),
+        ("x-jwt-sub", "root"),
+        ("authorization", &good),
+    ];
+    assert_eq!(
+        request(&host, &mut state, 3, "/a", &forged),
+        Action::Continue
+    );
+    assert_eq!(host.header_adds.get(), 1);
+    assert_eq!(host.stream(3).upstream_values("x-jwt-sub"), ["alice"]);
+}

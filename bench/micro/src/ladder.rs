@@ -18,8 +18,9 @@
 //! | `counters`  | the counters `FilterState::handle` increments on an accepted cache hit   |
 //!
 //! `JWT_EDGE_BENCH=jwt-edge` keeps jwt-edge's own root context (the shipped filter's code,
-//! in this module), and three side rungs time one host call alone on top of `floor`:
-//! `remove` (remove `authorization`), `set` (set `x-jwt-sub`), `get` (read `authorization`).
+//! in this module), and four side rungs time one host call alone on top of `floor`:
+//! `remove` (remove `authorization`), `set` (set `x-jwt-sub`), `add` (add `x-jwt-sub`, which
+//! the request does not carry), `get` (read `authorization`).
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -57,6 +58,7 @@ pub enum Rung {
     /// Side rungs: `floor` plus one host call.
     Remove,
     Set,
+    Add,
     Get,
 }
 
@@ -73,6 +75,7 @@ impl Rung {
             "counters" => Rung::Counters,
             "remove" => Rung::Remove,
             "set" => Rung::Set,
+            "add" => Rung::Add,
             "get" => Rung::Get,
             _ => return None,
         })
@@ -168,6 +171,10 @@ impl HttpContext for LadderStream {
             }
             Rung::Set => {
                 host.set_request_header("x-jwt-sub", "user-0");
+                return Action::Continue;
+            }
+            Rung::Add => {
+                host.add_request_header("x-jwt-sub", "user-0");
                 return Action::Continue;
             }
             Rung::Get => {
