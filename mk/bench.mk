@@ -9,6 +9,8 @@
 #   make bench-memory           Envoy's RSS with one worker, attributed
 #   make bench-instructions     instructions per request in Envoy (callgrind): the ladder and
 #                               the distinct-token workloads, exact on a busy machine
+#   make bench-profile          Envoy's CPU per request by the code it ran (perf): the envoy
+#                               binary, the module's code as V8 compiled it, kernel, libc
 #
 # Results go to bench/results/ (not committed). Traffic stays on 127.0.0.1.
 
@@ -16,11 +18,12 @@
 # BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_QUICK=1, BENCH_QUIET_WAIT (600 s), BENCH_TOKENS
 # (token pool per algorithm, 160000), BENCH_FILL (10000), BENCH_MEMORY=0 (skip memory part),
 # BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants);
-# bench-memory: BENCH_MEMORY_REPEAT (3), BENCH_MEMORY_BASELINE_WASM (other modules, same run).
+# bench-memory: BENCH_MEMORY_REPEAT (3), BENCH_MEMORY_BASELINE_WASM (other modules, same run);
+# bench-profile: BENCH_PROFILE (variant:workload runs), BENCH_PROFILE_HZ (2000).
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory \
-	bench-instructions
+	bench-instructions bench-profile
 
 # wrk and nginx (the upstream of the `upstream` mode) from Debian; `apt-get update` only when
 # one is missing.
@@ -75,3 +78,8 @@ bench-instructions: venv build bench-noop bench-micro-build
 	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
 		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
 	cd bench && $(BENCH_PYTHON) run_instructions.py
+
+# perf from Debian (linux-perf) when missing.
+bench-profile: venv build bench-tools bench-noop
+	command -v perf >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf; }
+	cd bench && $(BENCH_PYTHON) run_profile.py
