@@ -219,19 +219,25 @@ def throughput_run(rnd: int, mode: str, workload: str, variant: str, jwks_text: 
                    files[workload], files[f"{workload}:n"], upstream_port)
 
 
+def probe_and_warm(envoy: bl.Envoy, variant: str, token_file: Path, pool: int,
+                   workdir: Path) -> None:
+    """The pool's first token must pass (200); then a warm-up from the far end of the pool,
+    so that the measured run starts on unused tokens."""
+    first = token_file.read_text().split("\n", 1)[0]
+    probe = bl.client.request(envoy.url("/"), headers=bl.client.bearer(first))
+    if probe.status != 200:
+        raise RuntimeError(f"{variant}: probe answered {probe.status} {probe.body[:200]!r}\n"
+                           f"{bl.tail(envoy.log(), 30)}")
+    wrk(envoy.url("/"), WARMUP, token_file, max(0, pool - 30_000), workdir / "wrk-warmup.txt")
+
+
 def measure(rnd: int, mode: str, workload: str, variant: str, filters: list[dict], token_file: Path,
             pool: int, upstream_port: int | None) -> dict:
     """One measured run: a fresh Envoy with `filters`, a warm-up, then wrk for SECONDS."""
     config = bl.envoy_config(filters, upstream_port=upstream_port if mode == "upstream" else None)
     workdir = bl.WORK / "runs" / f"{mode}-{workload}-{variant}".replace(":", "-")
     with bl.Envoy(config, workdir, concurrency=1, cpus="0") as envoy:
-        first = token_file.read_text().split("\n", 1)[0]
-        probe = bl.client.request(envoy.url("/"), headers=bl.client.bearer(first))
-        if probe.status != 200:
-            raise RuntimeError(f"{variant}: probe answered {probe.status} {probe.body[:200]!r}\n"
-                               f"{bl.tail(envoy.log(), 30)}")
-        # Warm-up from the far end of the pool, so the measured run starts on unused tokens.
-        wrk(envoy.url("/"), WARMUP, token_file, max(0, pool - 30_000), workdir / "wrk-warmup.txt")
+        probe_and_warm(envoy, variant, token_file, pool, workdir)
         s0, c0, t0 = envoy.stats(), envoy.cpu_seconds(), time.monotonic()
         w = wrk(envoy.url("/"), SECONDS, token_file, 0, workdir / "wrk.txt")
         c1, t1 = envoy.cpu_seconds(), time.monotonic()

@@ -99,13 +99,7 @@ def profile(variant: str, workload: str, jwks_text: str, files: dict, workdir: P
     config = bl.envoy_config(rb.http_filters(variant, jwks_text, cache))
     token_file, pool = files[workload], files[f"{workload}:n"]
     with bl.Envoy(config, workdir, concurrency=1, cpus="0") as envoy:
-        first = token_file.read_text().split("\n", 1)[0]
-        probe = bl.client.request(envoy.url("/"), headers=bl.client.bearer(first))
-        if probe.status != 200:
-            raise RuntimeError(f"{variant}: probe answered {probe.status}\n"
-                               f"{bl.tail(envoy.log(), 30)}")
-        rb.wrk(envoy.url("/"), rb.WARMUP, token_file, max(0, pool - 30_000),
-               workdir / "wrk-warmup.txt")
+        rb.probe_and_warm(envoy, variant, token_file, pool, workdir)
         data = workdir / "perf.data"
         perf = subprocess.Popen(
             ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(HZ), "-p", str(envoy.proc.pid),

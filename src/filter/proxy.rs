@@ -160,36 +160,15 @@ impl Host for ProxyHost {
     // `add_map_value` panic on any status but Ok, and a panic traps the VM. A host that
     // refuses a change is logged and the decision stands (as for properties).
     fn set_request_header(&self, name: &str, value: &str) {
-        // SAFETY: both pointers and lengths describe live byte slices for the whole call; the
-        // host copies them and writes nothing back.
-        let status = unsafe {
-            proxy_replace_header_map_value(
-                MAP_REQUEST_HEADERS,
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            )
-        };
-        header_change_status("replace", name, status);
+        write_request_header::<false>(name, value);
     }
 
     fn add_request_header(&self, name: &str, value: &str) {
-        // SAFETY: as in `set_request_header`.
-        let status = unsafe {
-            proxy_add_header_map_value(
-                MAP_REQUEST_HEADERS,
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            )
-        };
-        header_change_status("add", name, status);
+        write_request_header::<true>(name, value);
     }
 
     fn remove_request_header(&self, name: &str) {
-        // SAFETY: as in `set_request_header`.
+        // SAFETY: as in `write_request_header`.
         let status = unsafe {
             proxy_remove_header_map_value(MAP_REQUEST_HEADERS, name.as_ptr(), name.len())
         };
@@ -280,6 +259,21 @@ impl Host for ProxyHost {
 
 /// proxy-wasm's `HttpRequestHeaders` map type.
 const MAP_REQUEST_HEADERS: u32 = 0;
+
+/// Replaces (`ADD` false) or adds a request header through the raw import.
+fn write_request_header<const ADD: bool>(name: &str, value: &str) {
+    let (k, v) = (name.as_ptr(), value.as_ptr());
+    // SAFETY: both pointers and lengths describe live byte slices for the whole call; the
+    // host copies them and writes nothing back.
+    let status = unsafe {
+        if ADD {
+            proxy_add_header_map_value(MAP_REQUEST_HEADERS, k, name.len(), v, value.len())
+        } else {
+            proxy_replace_header_map_value(MAP_REQUEST_HEADERS, k, name.len(), v, value.len())
+        }
+    };
+    header_change_status(if ADD { "add" } else { "replace" }, name, status);
+}
 
 /// Logs a header change the host refused (a status other than 0, Ok). The name is the
 /// filter's own (an identity header, `authorization` or a configured token header), never a
