@@ -183,30 +183,28 @@ impl FilterState {
 /// #13). A set header is only ever an identity header or `:path`, written for a token read
 /// from these very headers, so a failed read cannot make an existing copy look absent.
 fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Action {
-    // Names this plan removed (false) or set (true) so far: they override `headers`.
-    let mut changed: Vec<(&str, bool)> = Vec::new();
-    for op in plan.header_ops() {
+    for (i, op) in plan.header_ops().enumerate() {
         match op {
-            HeaderOp::Remove(name) => {
-                host.remove_request_header(name);
-                changed.push((name, false));
-            }
+            HeaderOp::Remove(name) => host.remove_request_header(name),
             HeaderOp::Set(name, value) => {
-                let present = match changed
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                {
-                    Some(&(_, present)) => present,
-                    None => headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
-                };
+                // The last earlier op on the name decides (removed, or set); else the request.
+                // A plan holds a handful of ops: scanning them again allocates nothing.
+                let earlier = plan
+                    .header_ops()
+                    .take(i)
+                    .filter_map(|op| match op {
+                        HeaderOp::Remove(n) => n.eq_ignore_ascii_case(name).then_some(false),
+                        HeaderOp::Set(n, _) => n.eq_ignore_ascii_case(name).then_some(true),
+                    })
+                    .last();
+                let present = earlier
+                    .unwrap_or_else(|| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)));
                 // A pseudo-header (`:path`) is always replaced, whatever the host listed.
                 if present || name.starts_with(':') {
                     host.set_request_header(name, value);
                 } else {
                     host.add_request_header(name, value);
                 }
-                changed.push((name, true));
             }
         }
     }
