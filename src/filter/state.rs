@@ -183,21 +183,16 @@ impl FilterState {
 /// #13). A set header is only ever an identity header or `:path`, written for a token read
 /// from these very headers, so a failed read cannot make an existing copy look absent.
 fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Action {
-    for (i, op) in plan.header_ops().enumerate() {
+    let mut changed = Changed::default();
+    for op in plan.header_ops() {
         match op {
-            HeaderOp::Remove(name) => host.remove_request_header(name),
+            HeaderOp::Remove(name) => {
+                host.remove_request_header(name);
+                changed.record(name, false);
+            }
             HeaderOp::Set(name, value) => {
-                // The last earlier op on the name decides (removed, or set); else the request.
-                // A plan holds a handful of ops: scanning them again allocates nothing.
-                let earlier = plan
-                    .header_ops()
-                    .take(i)
-                    .filter_map(|op| match op {
-                        HeaderOp::Remove(n) => n.eq_ignore_ascii_case(name).then_some(false),
-                        HeaderOp::Set(n, _) => n.eq_ignore_ascii_case(name).then_some(true),
-                    })
-                    .last();
-                let present = earlier
+                let present = changed
+                    .lookup(name)
                     .unwrap_or_else(|| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)));
                 // A pseudo-header (`:path`) is always replaced, whatever the host listed.
                 if present || name.starts_with(':') {
@@ -205,6 +200,7 @@ fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Acti
                 } else {
                     host.add_request_header(name, value);
                 }
+                changed.record(name, true);
             }
         }
     }
@@ -221,5 +217,68 @@ fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Acti
         Action::Continue
     } else {
         Action::Pause
+    }
+}
+
+/// The header names a plan removed (false) or set (true) so far, which override the request's
+/// headers. A plan holds a handful of ops: they fit in place, with no allocation per request;
+/// past [`Changed::CAP`] every name reads as present, so that headers are replaced (always
+/// right, only slower).
+#[derive(Default)]
+struct Changed<'p> {
+    names: [(&'p str, bool); Changed::CAP],
+    len: usize,
+    overflowed: bool,
+}
+
+impl<'p> Changed<'p> {
+    const CAP: usize = 8;
+
+    fn record(&mut self, name: &'p str, set: bool) {
+        match self.names.get_mut(self.len) {
+            Some(slot) => {
+                *slot = (name, set);
+                self.len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    /// Whether `name` is there after the ops so far; `None` if no op touched it.
+    fn lookup(&self, name: &str) -> Option<bool> {
+        if self.overflowed {
+            return Some(true);
+        }
+        let names = self.names.get(..self.len).unwrap_or(&[]);
+        names
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|&(_, set)| set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Changed;
+
+    #[test]
+    fn changed_names_in_place_and_past_capacity() {
+        let mut c = Changed::default();
+        assert_eq!(c.lookup("x-a"), None);
+        c.record("x-a", false);
+        c.record("X-B", true);
+        c.record("x-a", true);
+        assert_eq!(
+            (c.lookup("x-a"), c.lookup("x-b"), c.lookup("x-c")),
+            (Some(true), Some(true), None)
+        );
+        c.record("x-b", false);
+        assert_eq!(c.lookup("x-b"), Some(false));
+        for _ in 0..Changed::CAP {
+            c.record("x-d", false);
+        }
+        // Past the capacity nothing reads as absent: every header is replaced.
+        assert_eq!((c.lookup("x-b"), c.lookup("x-e")), (Some(true), Some(true)));
     }
 }
