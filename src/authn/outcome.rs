@@ -98,6 +98,10 @@ pub enum HeaderOp<'a> {
     Remove(&'a str),
     /// Replace the header's value (adding it when absent).
     Set(&'a str, &'a str),
+    /// Add a header the request does not carry once the ops before it ran: the host need
+    /// not search for copies to replace (Envoy's replace removes every copy of the name
+    /// first; issue #13: +0.95 µs against +1.80 per request).
+    Add(&'a str, &'a str),
 }
 
 /// The request as the host hands it over: headers with lower-case names, the host's route
@@ -330,6 +334,18 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// True when the request still carries header `name` after the strip and removal ops
+    /// of [`Plan::header_ops`]: it came with it, and neither op took it out.
+    fn still_carries(&self, name: &str, removed: &[String]) -> bool {
+        let stripped = self.strip_forged && self.auth.policy().is_identity_header(name);
+        !stripped
+            && !removed.iter().any(|r| r.eq_ignore_ascii_case(name))
+            && self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
     /// The local reply (its `status`, `headers` and `body`).
     pub fn reply(&self) -> Option<&Denial> {
         match &self.decision {
@@ -340,7 +356,8 @@ impl<'a> Plan<'a> {
 
     /// The header changes, in order: client copies of identity headers go (on every route,
     /// also while the request waits); then, for an accepted request, tokens that are not
-    /// forwarded, the identity headers, and the path without token query parameters.
+    /// forwarded, the identity headers (added when the request no longer carries them, else
+    /// replaced), and the path without token query parameters (replaced).
     pub fn header_ops(&self) -> impl Iterator<Item = HeaderOp<'_>> + '_ {
         let forged: &[(String, String)] = if self.strip_forged { self.headers } else { &[] };
         let policy = self.auth.policy();
@@ -363,7 +380,13 @@ impl<'a> Plan<'a> {
                 .into_iter()
                 .chain(std::iter::once(HeaderOp::Remove(h)))
         });
-        let sets = sets.iter().map(|(k, v)| HeaderOp::Set(k, v));
+        let sets = sets.iter().map(move |(k, v)| {
+            if self.still_carries(k, allow.map_or(&[][..], |a| &a.remove_headers)) {
+                HeaderOp::Set(k, v)
+            } else {
+                HeaderOp::Add(k, v)
+            }
+        });
         strip
             .chain(removes)
             .chain(sets)

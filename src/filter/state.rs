@@ -131,7 +131,7 @@ impl FilterState {
         let (plan, commands) = self
             .sources
             .decide(&self.auth, host, now, stream, req, retry);
-        let action = apply(host, &plan, &headers);
+        let action = apply(host, &plan);
         drop(plan);
         self.headers = headers;
         self.run(host, now, commands);
@@ -177,31 +177,13 @@ impl FilterState {
     }
 }
 
-/// Carries out a plan on the current stream, verbatim. `headers` are the request headers the
-/// plan was decided on: a header the request does not carry (and that no earlier op set) is
-/// added rather than replaced, which spares the host a search for copies to remove (issue
-/// #13). A set header is only ever an identity header or `:path`, written for a token read
-/// from these very headers, so a failed read cannot make an existing copy look absent.
-fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Action {
-    let mut changed = Changed::default();
+/// Carries out a plan on the current stream, verbatim.
+fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
     for op in plan.header_ops() {
         match op {
-            HeaderOp::Remove(name) => {
-                host.remove_request_header(name);
-                changed.record(name, false);
-            }
-            HeaderOp::Set(name, value) => {
-                let present = changed
-                    .lookup(name)
-                    .unwrap_or_else(|| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)));
-                // A pseudo-header (`:path`) is always replaced, whatever the host listed.
-                if present || name.starts_with(':') {
-                    host.set_request_header(name, value);
-                } else {
-                    host.add_request_header(name, value);
-                }
-                changed.record(name, true);
-            }
+            HeaderOp::Remove(name) => host.remove_request_header(name),
+            HeaderOp::Set(name, value) => host.set_request_header(name, value),
+            HeaderOp::Add(name, value) => host.add_request_header(name, value),
         }
     }
     // Before the local reply: Envoy's access log reads the filter state the reply leaves.
@@ -217,68 +199,5 @@ fn apply(host: &dyn Host, plan: &Plan<'_>, headers: &[(String, String)]) -> Acti
         Action::Continue
     } else {
         Action::Pause
-    }
-}
-
-/// The header names a plan removed (false) or set (true) so far, which override the request's
-/// headers. A plan holds a handful of ops: they fit in place, with no allocation per request;
-/// past [`Changed::CAP`] every name reads as present, so that headers are replaced (always
-/// right, only slower).
-#[derive(Default)]
-struct Changed<'p> {
-    names: [(&'p str, bool); Changed::CAP],
-    len: usize,
-    overflowed: bool,
-}
-
-impl<'p> Changed<'p> {
-    const CAP: usize = 8;
-
-    fn record(&mut self, name: &'p str, set: bool) {
-        match self.names.get_mut(self.len) {
-            Some(slot) => {
-                *slot = (name, set);
-                self.len += 1;
-            }
-            None => self.overflowed = true,
-        }
-    }
-
-    /// Whether `name` is there after the ops so far; `None` if no op touched it.
-    fn lookup(&self, name: &str) -> Option<bool> {
-        if self.overflowed {
-            return Some(true);
-        }
-        let names = self.names.get(..self.len).unwrap_or(&[]);
-        names
-            .iter()
-            .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|&(_, set)| set)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Changed;
-
-    #[test]
-    fn changed_names_in_place_and_past_capacity() {
-        let mut c = Changed::default();
-        assert_eq!(c.lookup("x-a"), None);
-        c.record("x-a", false);
-        c.record("X-B", true);
-        c.record("x-a", true);
-        assert_eq!(
-            (c.lookup("x-a"), c.lookup("x-b"), c.lookup("x-c")),
-            (Some(true), Some(true), None)
-        );
-        c.record("x-b", false);
-        assert_eq!(c.lookup("x-b"), Some(false));
-        for _ in 0..Changed::CAP {
-            c.record("x-d", false);
-        }
-        // Past the capacity nothing reads as absent: every header is replaced.
-        assert_eq!((c.lookup("x-b"), c.lookup("x-e")), (Some(true), Some(true)));
     }
 }

@@ -14,7 +14,7 @@
 //! | `extract`   | `RequestView`, `requirement_for`, `extract` (the token located and copied) |
 //! | `cache`     | `TokenCache::get`, a hit (misses verify and fill the cache)              |
 //! | `decide`    | `decide_cached` in place of the two steps above: claims, identities, the header list |
-//! | `write`     | the `Allow`'s header changes: remove `authorization`, set `x-jwt-sub`    |
+//! | `write`     | the `Allow`'s header changes: remove `authorization`, add `x-jwt-sub`    |
 //! | `counters`  | the counters `FilterState::handle` increments on an accepted cache hit   |
 //!
 //! `JWT_EDGE_BENCH=jwt-edge` keeps jwt-edge's own root context (the shipped filter's code,
@@ -261,8 +261,9 @@ impl LadderStream {
         for name in &allow.remove_headers {
             host.remove_request_header(name);
         }
+        // The bench's requests carry no identity header: jwt-edge adds it (`HeaderOp::Add`).
         for (name, value) in &allow.set_headers {
-            host.set_request_header(name, value);
+            host.add_request_header(name, value);
         }
         if rung == Rung::Write {
             return Action::Continue;

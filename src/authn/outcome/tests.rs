@@ -55,7 +55,7 @@ fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 /// What a plan says, as plain data.
 #[derive(Debug, PartialEq)]
 struct Seen {
-    ops: Vec<(String, Option<String>)>,
+    ops: Vec<Op>,
     counters: Vec<(String, i64)>,
     logs: Vec<String>,
     reply: Option<(u32, Option<String>, String)>,
@@ -98,8 +98,9 @@ fn run_logged(
     let ops = plan
         .header_ops()
         .map(|op| match op {
-            HeaderOp::Remove(n) => (n.to_owned(), None),
-            HeaderOp::Set(n, v) => (n.to_owned(), Some(v.to_owned())),
+            HeaderOp::Remove(n) => remove(n),
+            HeaderOp::Set(n, v) => set(n, v),
+            HeaderOp::Add(n, v) => add(n, v),
         })
         .collect();
     let mut counters = Vec::new();
@@ -123,12 +124,20 @@ fn run_logged(
     }
 }
 
-fn remove(n: &str) -> (String, Option<String>) {
-    (n.to_owned(), None)
+/// A header op as plain data: its kind, the name, the value.
+type Op = (&'static str, String, Option<String>);
+
+fn remove(n: &str) -> Op {
+    ("remove", n.to_owned(), None)
 }
 
-fn set(n: &str, v: &str) -> (String, Option<String>) {
-    (n.to_owned(), Some(v.to_owned()))
+fn set(n: &str, v: &str) -> Op {
+    ("set", n.to_owned(), Some(v.to_owned()))
+}
+
+/// A header the request no longer carries when the op runs ([`HeaderOp::Add`]).
+fn add(n: &str, v: &str) -> Op {
+    ("add", n.to_owned(), Some(v.to_owned()))
 }
 
 fn counters(names: &[&str]) -> Vec<(String, i64)> {
@@ -142,7 +151,7 @@ fn an_accepted_token_on_envoy() {
     assert_eq!(
         seen,
         Seen {
-            ops: vec![remove("authorization"), set("x-jwt-sub", "alice")],
+            ops: vec![remove("authorization"), add("x-jwt-sub", "alice")],
             counters: counters(&["jwt_edge.allowed", "jwt_edge.provider.p.allowed"]),
             logs: vec![
                 "DEBUG allowed: provider=p iss=https://issuer.test sub=alice kid=rsa-1".into()
@@ -168,7 +177,7 @@ fn an_accepted_token_on_ngx_is_emptied_before_it_is_removed() {
         [
             set("authorization", ""),
             remove("authorization"),
-            set("x-jwt-sub", "alice")
+            add("x-jwt-sub", "alice")
         ]
     );
     assert!(seen.allowed);
@@ -192,7 +201,7 @@ fn client_copies_of_identity_headers_are_stripped_on_envoy_on_every_route() {
             remove("x-jwt-sub"),
             remove("X_JWT_SUB"),
             remove("authorization"),
-            set("x-jwt-sub", "alice")
+            add("x-jwt-sub", "alice")
         ]
     );
     assert!(seen.allowed);
@@ -328,7 +337,7 @@ fn a_query_token_is_removed_on_envoy_and_refused_on_ngx() {
     assert_eq!(
         (envoy.ops, envoy.allowed),
         (
-            vec![set("x-jwt-sub", "alice"), set(":path", "/a?x=1")],
+            vec![add("x-jwt-sub", "alice"), set(":path", "/a?x=1")],
             true
         )
     );
@@ -402,7 +411,7 @@ fn report_only_lets_a_would_deny_through_without_identity() {
     assert_eq!(
         (ok.ops, ok.counters, ok.allowed),
         (
-            vec![remove("authorization"), set("x-jwt-sub", "alice")],
+            vec![remove("authorization"), add("x-jwt-sub", "alice")],
             counters(&["jwt_edge.allowed", "jwt_edge.provider.p.allowed"]),
             true
         )
