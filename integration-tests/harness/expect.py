@@ -11,7 +11,7 @@ from .client import Response
 UNAUTHORIZED = {"token_missing"}
 FORBIDDEN = {"audience_mismatch", "subject_mismatch", "insufficient_scope", "claim_mismatch"}
 UNAVAILABLE = {"jwks_unavailable", "revocation_unavailable", "dpop_replay_cache_full",
-               "dpop_nonce_unavailable"}
+               "dpop_nonce_unavailable", "header_change_refused"}
 # 401 with `DPoP ... error="invalid_dpop_proof"` (RFC 9449 §7.1).
 INVALID_DPOP_PROOF = {
     "dpop_proof_missing", "dpop_proof_multiple", "dpop_proof_malformed", "dpop_proof_typ",
@@ -53,6 +53,7 @@ DESCRIPTIONS = {
     "claim_mismatch": r"claim \S+ does not have a required value",
     "token_revoked": re.escape("token has been revoked"),
     "revocation_unavailable": re.escape("the revocation list is not available"),
+    "header_change_refused": re.escape("the proxy refused a header change the request needs"),
     "dpop_proof_missing": re.escape("the request has no DPoP proof"),
     "dpop_proof_multiple": re.escape("the request carries more than one DPoP proof"),
     "dpop_proof_malformed": r"the DPoP proof is malformed: .+",

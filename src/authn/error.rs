@@ -67,6 +67,10 @@ pub enum AuthError {
     /// The provider's remote revocation list is not available (never fetched, or too stale):
     /// a token that may be revoked is not accepted.
     RevocationUnavailable,
+    /// The host refused a header change an accepted request needs (a client's copy of an
+    /// identity header to remove, a token not to forward, the identity header itself): the
+    /// request does not go on unchanged.
+    HeaderChangeRefused,
     // Sender-constrained tokens (src/authn/sender/): RFC 9449 DPoP and RFC 8705 mTLS.
     /// DPoP is required and the request has no `DPoP` header.
     DpopProofMissing,
@@ -201,6 +205,7 @@ impl AuthError {
             AuthError::ClaimMismatch(_) => "claim_mismatch",
             AuthError::TokenRevoked => "token_revoked",
             AuthError::RevocationUnavailable => "revocation_unavailable",
+            AuthError::HeaderChangeRefused => "header_change_refused",
             AuthError::DpopProofMissing => "dpop_proof_missing",
             AuthError::DpopProofMultiple => "dpop_proof_multiple",
             AuthError::DpopProofMalformed(_) => "dpop_proof_malformed",
@@ -238,6 +243,7 @@ impl AuthError {
             | AuthError::ClaimMismatch(_) => Status::Forbidden,
             AuthError::JwksUnavailable
             | AuthError::RevocationUnavailable
+            | AuthError::HeaderChangeRefused
             | AuthError::DpopReplayCacheFull
             | AuthError::DpopNonceUnavailable => Status::Unavailable,
             AuthError::DpopNonceMissing | AuthError::DpopNonceInvalid => Status::UseDpopNonce,
@@ -402,6 +408,9 @@ impl fmt::Display for AuthError {
             }
             AuthError::TokenRevoked => f.write_str("token has been revoked"),
             AuthError::RevocationUnavailable => f.write_str("the revocation list is not available"),
+            AuthError::HeaderChangeRefused => {
+                f.write_str("the proxy refused a header change the request needs")
+            }
             AuthError::DpopProofMissing => f.write_str("the request has no DPoP proof"),
             AuthError::DpopProofMultiple => {
                 f.write_str("the request carries more than one DPoP proof")

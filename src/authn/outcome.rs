@@ -310,6 +310,19 @@ impl<'a> Plan<'a> {
         Plan { decision, ..self }
     }
 
+    /// The same request refused because the host did not make a header change its plan
+    /// needs (an allowed request must not reach the upstream with a client's identity header
+    /// or a token it should not carry): `503 header_change_refused`.
+    pub fn header_change_refused(self) -> Plan<'a> {
+        let view = RequestView::new(self.headers, self.route_name)
+            .with_client_certificate(self.client_certificate);
+        let refused = denial(self.auth.policy(), &view, AuthError::HeaderChangeRefused);
+        Plan {
+            decision: Decision::Deny(refused),
+            ..self
+        }
+    }
+
     /// The same request refused by provider `provider` with `error`: for an allowed request
     /// whose DPoP proof turns out to be a replay, or to lack a valid server nonce (extension:
     /// `dpop_nonce` is the fresh nonce for the reply's `DPoP-Nonce` header, RFC 9449 §8.1,

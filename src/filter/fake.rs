@@ -103,6 +103,8 @@ pub struct FakeHost {
     pub peer_certificate_reads: Cell<u32>,
     /// `add_request_header` calls (the adapter adds a header it knows is absent).
     pub header_adds: Cell<u32>,
+    /// Refuse every request-header change (a host answering other than Ok): nothing changes.
+    pub refuse_header_changes: Cell<bool>,
     pub calls: RefCell<Vec<Call>>,
     next_token: Cell<u32>,
     /// The response the next `call_response_*` reads: status and body.
@@ -136,6 +138,7 @@ impl FakeHost {
             peer_certificate_digest: RefCell::new(None),
             peer_certificate_reads: Cell::new(0),
             header_adds: Cell::new(0),
+            refuse_header_changes: Cell::new(false),
             calls: RefCell::new(Vec::new()),
             next_token: Cell::new(1),
             call_response: RefCell::new((String::new(), Vec::new())),
@@ -245,7 +248,10 @@ impl Host for FakeHost {
         self.peer_certificate_digest.borrow().clone()
     }
 
-    fn set_request_header(&self, name: &str, value: &str) {
+    fn set_request_header(&self, name: &str, value: &str) -> bool {
+        if self.refuse_header_changes.get() {
+            return false;
+        }
         let ngx = self.ngx;
         self.with_current(|s| {
             if !ngx {
@@ -275,10 +281,14 @@ impl Host for FakeHost {
                 value: value.to_owned(),
                 hidden: false,
             });
-        });
+        })
+        .is_some()
     }
 
-    fn add_request_header(&self, name: &str, value: &str) {
+    fn add_request_header(&self, name: &str, value: &str) -> bool {
+        if self.refuse_header_changes.get() {
+            return false;
+        }
         self.header_adds.set(self.header_adds.get() + 1);
         // Both hosts append, whatever the map already holds.
         self.with_current(|s| {
@@ -287,10 +297,14 @@ impl Host for FakeHost {
                 value: value.to_owned(),
                 hidden: false,
             })
-        });
+        })
+        .is_some()
     }
 
-    fn remove_request_header(&self, name: &str) {
+    fn remove_request_header(&self, name: &str) -> bool {
+        if self.refuse_header_changes.get() {
+            return false;
+        }
         let ngx = self.ngx;
         self.with_current(|s| {
             if ngx {
@@ -301,7 +315,8 @@ impl Host for FakeHost {
             } else {
                 s.entries.retain(|e| e.name != name);
             }
-        });
+        })
+        .is_some()
     }
 
     fn set_property(&self, name: &str, value: &[u8]) {

@@ -27,14 +27,14 @@ pub trait Host: SharedData {
     /// `connection.sha256_peer_certificate_digest`: lower-case hex, absent without a client
     /// certificate). `None` when the host has none or no such attribute.
     fn peer_certificate_digest(&self) -> Option<String>;
-    /// Replaces a request header.
-    fn set_request_header(&self, name: &str, value: &str);
+    /// Replaces a request header. `false`: the host refused.
+    fn set_request_header(&self, name: &str, value: &str) -> bool;
     /// Adds a request header the request does not carry: the caller knows it is absent, so
     /// the host need not look for copies to replace (Envoy's replace removes every copy of
-    /// the name, then adds).
-    fn add_request_header(&self, name: &str, value: &str);
-    /// Removes a request header (every value).
-    fn remove_request_header(&self, name: &str);
+    /// the name, then adds). `false`: the host refused.
+    fn add_request_header(&self, name: &str, value: &str) -> bool;
+    /// Removes a request header (every value). `false`: the host refused.
+    fn remove_request_header(&self, name: &str) -> bool;
     /// Publishes `value` under `name` for the current stream through the property API
     /// (`proxy_set_property`): Envoy keeps it as filter state `wasm.<name>`, ngx_wasm_module
     /// sets the NGINX variable of a `ngx.<var>` name. A host that refuses is ignored.

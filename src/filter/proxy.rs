@@ -157,22 +157,23 @@ impl Host for ProxyHost {
     }
 
     // The raw imports for header changes: the SDK's `hostcalls::set_map_value` and
-    // `add_map_value` panic on any status but Ok, and a panic traps the VM. A host that
-    // refuses a change is logged and the decision stands (as for properties).
-    fn set_request_header(&self, name: &str, value: &str) {
-        write_request_header::<false>(name, value);
+    // `add_map_value` panic on any status but Ok, and a panic traps the VM. A change the
+    // host refuses is reported to the adapter, which refuses the request
+    // (`header_change_refused`).
+    fn set_request_header(&self, name: &str, value: &str) -> bool {
+        write_request_header::<false>(name, value)
     }
 
-    fn add_request_header(&self, name: &str, value: &str) {
-        write_request_header::<true>(name, value);
+    fn add_request_header(&self, name: &str, value: &str) -> bool {
+        write_request_header::<true>(name, value)
     }
 
-    fn remove_request_header(&self, name: &str) {
+    fn remove_request_header(&self, name: &str) -> bool {
         // SAFETY: as in `write_request_header`.
         let status = unsafe {
             proxy_remove_header_map_value(MAP_REQUEST_HEADERS, name.as_ptr(), name.len())
         };
-        header_change_status("remove", name, status);
+        status == 0
     }
 
     fn set_property(&self, name: &str, value: &[u8]) {
@@ -260,8 +261,9 @@ impl Host for ProxyHost {
 /// proxy-wasm's `HttpRequestHeaders` map type.
 const MAP_REQUEST_HEADERS: u32 = 0;
 
-/// Replaces (`ADD` false) or adds a request header through the raw import.
-fn write_request_header<const ADD: bool>(name: &str, value: &str) {
+/// Replaces (`ADD` false) or adds a request header through the raw import; `true` when the
+/// host answered Ok.
+fn write_request_header<const ADD: bool>(name: &str, value: &str) -> bool {
     let (k, v) = (name.as_ptr(), value.as_ptr());
     // SAFETY: both pointers and lengths describe live byte slices for the whole call; the
     // host copies them and writes nothing back.
@@ -272,16 +274,7 @@ fn write_request_header<const ADD: bool>(name: &str, value: &str) {
             proxy_replace_header_map_value(MAP_REQUEST_HEADERS, k, name.len(), v, value.len())
         }
     };
-    header_change_status(if ADD { "add" } else { "replace" }, name, status);
-}
-
-/// Logs a header change the host refused (a status other than 0, Ok). The name is the
-/// filter's own (an identity header, `authorization` or a configured token header), never a
-/// value.
-fn header_change_status(change: &str, name: &str, status: u32) {
-    if status != 0 {
-        log::warn!("host refused to {change} request header {name}: status {status}");
-    }
+    status == 0
 }
 
 #[link(wasm_import_module = "env")]

@@ -131,8 +131,10 @@ impl FilterState {
         let (plan, commands) = self
             .sources
             .decide(&self.auth, host, now, stream, req, retry);
-        let action = apply(host, &plan);
-        drop(plan);
+        let (action, refused) = apply(host, plan);
+        if refused {
+            self.sources.refused(stream);
+        }
         self.headers = headers;
         self.run(host, now, commands);
         action
@@ -177,15 +179,31 @@ impl FilterState {
     }
 }
 
-/// Carries out a plan on the current stream, verbatim.
-fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
+/// Carries out a plan on the current stream, verbatim; `true` with it when the host refused
+/// a header change of an allowed request, which is then answered `503
+/// header_change_refused` instead: with a change missing, a client's copy of an identity
+/// header or a token not to forward could reach the upstream.
+fn apply(host: &dyn Host, plan: Plan<'_>) -> (Action, bool) {
+    let mut all_made = true;
     for op in plan.header_ops() {
-        match op {
-            HeaderOp::Remove(name) => host.remove_request_header(name),
-            HeaderOp::Set(name, value) => host.set_request_header(name, value),
-            HeaderOp::Add(name, value) => host.add_request_header(name, value),
+        let (made, change, name) = match op {
+            HeaderOp::Remove(name) => (host.remove_request_header(name), "remove", name),
+            HeaderOp::Set(name, value) => (host.set_request_header(name, value), "replace", name),
+            HeaderOp::Add(name, value) => (host.add_request_header(name, value), "add", name),
+        };
+        if !made {
+            // The header's name only: names are the configuration's or a client's, never a
+            // value.
+            log::error!("host refused to {change} request header {name}");
+            all_made = false;
         }
     }
+    let refused = !all_made && plan.allowed();
+    let plan = if refused {
+        plan.header_change_refused()
+    } else {
+        plan
+    };
     // Before the local reply: Envoy's access log reads the filter state the reply leaves.
     for (name, value) in plan.properties() {
         host.set_property(name, value.as_bytes());
@@ -195,9 +213,10 @@ fn apply(host: &dyn Host, plan: &Plan<'_>) -> Action {
     if let Some(reply) = plan.reply() {
         host.send_response(reply.status, &reply.headers, reply.body.as_bytes());
     }
-    if plan.allowed() {
+    let action = if plan.allowed() {
         Action::Continue
     } else {
         Action::Pause
-    }
+    };
+    (action, refused)
 }

@@ -949,3 +949,47 @@ fn absent_headers_are_added_and_present_ones_replaced() {
     assert_eq!(host.header_adds.get(), 1);
     assert_eq!(host.stream(3).upstream_values("x-jwt-sub"), ["alice"]);
 }
+
+/// A host that refuses a header change: an accepted request must not reach the upstream with
+/// a client's identity header or a token it should not carry, so it is answered `503
+/// header_change_refused` and its body is held; a refusal stays the refusal it was.
+#[test]
+fn a_refused_header_change_refuses_an_accepted_request() {
+    let good = format!("Bearer {}", token("rs256"));
+    let shared = Rc::new(RefCell::new(SharedStore::default()));
+    let (host, mut state) = vm(&shared);
+    state.on_tick(&host);
+    answer(&host, &mut state, "200", JWKS.as_bytes());
+    host.refuse_header_changes.set(true);
+    let refused = r#"{"error":"header_change_refused","error_description":"the proxy refused a header change the request needs"}"#;
+    // A valid token (its header to remove, the identity header to add), and a forged
+    // identity header on a route without a requirement (the copy to remove).
+    for (id, path, extra) in [
+        (1, "/a", vec![("authorization", good.as_str())]),
+        (2, "/public", vec![("x-jwt-sub", "admin")]),
+    ] {
+        assert_eq!(request(&host, &mut state, id, path, &extra), Action::Pause);
+        let reply = host.stream(id).reply.expect("refused");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (503, refused),
+            "{path}"
+        );
+        assert_eq!(
+            state.on_request_data(id),
+            Action::Pause,
+            "{path}: body held"
+        );
+    }
+    // No token: the 401 goes out as it was.
+    assert_eq!(request(&host, &mut state, 3, "/a", &[]), Action::Pause);
+    assert_eq!(host.stream(3).reply.expect("refused").status, 401);
+    assert_eq!(host.counter("jwt_edge.denied.header_change_refused"), 2);
+    // The host changes headers again: the same request goes on, as it should.
+    host.refuse_header_changes.set(false);
+    assert_eq!(
+        request(&host, &mut state, 4, "/a", &[("authorization", &good)]),
+        Action::Continue
+    );
+    assert_eq!(host.stream(4).upstream_values("x-jwt-sub"), ["alice"]);
+}
