@@ -25,7 +25,11 @@ BENCH_FILL distinct valid RS256 tokens on its own connection (exact connection b
 Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (2), BENCH_QUICK=1 (1 round of
 3 s, memory at 1-2 workers with 2,000 tokens), BENCH_TOKENS (token pool per algorithm,
 160,000), BENCH_FILL (10,000), BENCH_QUIET_WAIT (600), BENCH_MEMORY=0 (skip the memory part),
-BENCH_MODES (`direct,upstream`), BENCH_WORKLOADS (all, comma-separated names).
+BENCH_MODES (`direct,upstream`), BENCH_WORKLOADS (all, comma-separated names),
+BENCH_BASELINE_WASM (another jwt-edge module, run as the variant `baseline` beside jwt-edge in
+the same rounds: an A/B of two builds, printed as `jwt-edge / baseline`), BENCH_VARIANTS (a
+comma-separated subset of the variants, in order; the floors are needed for the columns over
+the floor).
 """
 
 from __future__ import annotations
@@ -74,6 +78,14 @@ EXTRA_KEYS = {"p384": ("p384", "ES384"), "ed": ("ed25519", "EdDSA")}
 ALG_KID = {alg: kid for kid, (_, alg) in (KEYS | EXTRA_KEYS).items()} | {"PS256": "rsa"}
 WRK_SCRIPT = bl.BENCH / "bench.lua"
 VARIANTS = ("passthrough", "noop", "noop-min", "jwt_authn", "jwt-edge")
+BASELINE = os.environ.get("BENCH_BASELINE_WASM")
+if BASELINE:
+    VARIANTS += ("baseline",)
+if os.environ.get("BENCH_VARIANTS"):
+    _unknown = [v for v in os.environ["BENCH_VARIANTS"].split(",") if v and v not in VARIANTS]
+    if _unknown:
+        sys.exit(f"BENCH_VARIANTS: unknown {_unknown}; variants: {', '.join(VARIANTS)}")
+    VARIANTS = tuple(v for v in os.environ["BENCH_VARIANTS"].split(",") if v)
 FLOORS = ("noop", "noop-min")
 # name -> (description, token file alg, verified-token cache size or None)
 WORKLOADS = {
@@ -93,6 +105,11 @@ def snapshot_modules(with_micro: bool = True) -> dict[str, dict]:
     paths = [("jwt_edge", bl.JWT_EDGE_WASM), ("noop", bl.NOOP_WASM), ("noop-min", bl.NOOP_MIN_WASM)]
     if with_micro:
         paths.append(("micro", bl.MICRO_WASM))
+    if BASELINE:  # under its own name: snapshots are named after the file
+        base = bl.WORK / "baseline.wasm"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.write_bytes(Path(BASELINE).read_bytes())
+        paths.append(("baseline", base))
     for name, path in paths:
         MODULES[name], modules[name] = bl.snapshot(path)
     return modules
@@ -191,6 +208,8 @@ def http_filters(variant: str, jwks_text: str, cache_size: int | None) -> list[d
         return [bl.jwt_authn_filter(filter_json(jwks_text, cache_size))]
     if variant == "jwt-edge":
         return [bl.jwt_edge_filter(filter_json(jwks_text, cache_size), MODULES["jwt_edge"])]
+    if variant == "baseline":
+        return [bl.jwt_edge_filter(filter_json(jwks_text, cache_size), MODULES["baseline"])]
     if variant in ("noop", "noop-min"):
         return [bl.plain_wasm_filter("noop", MODULES[variant])]
     raise ValueError(variant)
@@ -399,7 +418,8 @@ def summarise_one(runs: list[dict], variants: tuple[str, ...]) -> dict:
     ratios = {}
     for num, den in (("jwt-edge", "jwt_authn"), ("jwt_authn", "passthrough"),
                      ("jwt-edge", "passthrough"), ("noop", "passthrough"),
-                     ("noop-min", "noop"), ("jwt-edge", "noop")):
+                     ("noop-min", "noop"), ("jwt-edge", "noop"), ("jwt-edge", "baseline"),
+                     ("baseline", "jwt_authn")):
         if num not in variants or den not in variants:
             continue
         rr = {}

@@ -97,7 +97,8 @@ binaryen $(WASM_OPT_MIN_VERSION) or newer is needed" >&2; exit 1; }
 
 # $(call wasm_optimise,MODULE[,EXTRA_EXPORTS]): replaces MODULE, as Cargo just wrote it, by its
 # wasm-opt form, trimmed by wasm-metadce to $(WASM_EXPORTS) plus EXTRA_EXPORTS, its cold code's
-# calls made indirect and its names removed by mk/indirect_calls.py.
+# calls made indirect and its names removed by mk/indirect_calls.py, its small memory.copy and
+# memory.fill kept out of V8's C calls by mk/bulk_memory.py.
 # Cargo writes MODULE as a hard link to its own copy under deps/, and writes it again on every
 # build, even one with nothing to compile. So the optimised module is renamed into place
 # (writing through the link would change Cargo's copy too), and it is kept as MODULE.opt with
@@ -108,7 +109,8 @@ define wasm_optimise
 	if ! cmp -s "$$m" "$$m.opt"; then \
 		graph='$(call metadce_graph,$(WASM_EXPORTS) $(2))'; \
 		key="$$(sha256sum < "$$m" | cut -d' ' -f1) $(WASM_OPT_FLAGS) $$($(WASM_OPT) --version) $$graph \
-$$(cat $(CURDIR)/mk/relaxed_simd.py $(CURDIR)/mk/wasmbin.py $(CURDIR)/mk/indirect_calls.py | sha256sum | cut -d' ' -f1)"; \
+$$(cat $(CURDIR)/mk/relaxed_simd.py $(CURDIR)/mk/wasmbin.py $(CURDIR)/mk/indirect_calls.py \
+$(CURDIR)/mk/bulk_memory.py | sha256sum | cut -d' ' -f1)"; \
 		if [ ! -f "$$m.opt" ] || [ "$$(cat "$$m.opt-key" 2>/dev/null)" != "$$key" ]; then \
 			echo "$(WASM_OPT) $$m"; \
 			v="$$($(WASM_OPT) --version | sed -n 's/.*version \([0-9][0-9]*\).*/\1/p')"; \
@@ -129,7 +131,9 @@ $$(cat $(CURDIR)/mk/relaxed_simd.py $(CURDIR)/mk/wasmbin.py $(CURDIR)/mk/indirec
 			fi; \
 			python3 $(CURDIR)/mk/indirect_calls.py "$$m.dce.tmp" "$$m.ind.tmp"; \
 			rm -f "$$m.dce.tmp"; \
-			mv -f "$$m.ind.tmp" "$$m.opt"; \
+			python3 $(CURDIR)/mk/bulk_memory.py "$$m.ind.tmp" "$$m.bulk.tmp"; \
+			rm -f "$$m.ind.tmp"; \
+			mv -f "$$m.bulk.tmp" "$$m.opt"; \
 			echo "$$key" > "$$m.opt-key"; \
 		fi; \
 		cp "$$m.opt" "$$m.tmp"; \
