@@ -429,8 +429,8 @@ def summarise_one(runs: list[dict], variants: tuple[str, ...]) -> dict:
         ratios[f"{num} / {den}"] = rr
     base = per_round(runs, "passthrough")
     floors = [per_round(runs, f) for f in FLOORS if f in variants]
-    lowest = {n: min(f[n]["cpu_us_per_req"] for f in floors) for n in base
-              if floors and all(n in f for f in floors)}
+    lowest = {n: min(f[n]["cpu_us_per_req"] for f in floors) for n in (floors[0] if floors else {})
+              if all(n in f for f in floors)}
     extra, over_floor = {}, {}
     for v in variants:
         rv = per_round(runs, v)
@@ -485,8 +485,9 @@ def print_table(s: dict, distinct: bool) -> None:
         print(f"{name:<24} | {fmt_ratio(rr['rps']):>6} | {fmt_ratio(rr['p50_ms']):>6} | "
               f"{fmt_ratio(rr['p99_ms']):>6} | {fmt_ratio(rr['cpu_us_per_req']):>7}")
     e, f = s["extra_cpu_us"], s["over_lowest_floor_us"]
-    print("Envoy CPU µs/request over passthrough: "
-          + ", ".join(f"{v} {e[v]:.1f}" for v in s["variants"] if v != "passthrough"))
+    if "passthrough" in s["variants"]:
+        print("Envoy CPU µs/request over passthrough: "
+              + ", ".join(f"{v} {e[v]:.1f}" for v in s["variants"] if v != "passthrough"))
     print("Envoy CPU µs/request over the lowest floor (min of noop, noop-min, same round): "
           + ", ".join(f"{v} {f[v]:+.1f}" for v in s["variants"] if v not in FLOORS))
 
