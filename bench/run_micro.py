@@ -6,8 +6,15 @@ then R repetitions of N calls, timed with the host clock (`proxy_get_current_tim
 median repetition is reported in µs per call. The native binary (same crate, same profile)
 runs the same function timed with `Instant`, pinned to the same CPU.
 
+Then the same operations one per request (`GET /once?alg=ALG&op=OP`, RS256 and ES256): wrk
+(`-t1 -c16`, CPU 1) sends them for BENCH_MICRO_ONCE_SECONDS, so Envoy's work for the other
+requests runs between two calls, as in `make bench`; each request times its one call and
+`GET /once_report` gives the median. The difference from the loop is what a call pays for
+starting cold.
+
 Environment: BENCH_MICRO_N (200), BENCH_MICRO_REPS (5), BENCH_QUIET_WAIT (seconds to wait for a
-quiet machine, 600; 0 = do not wait), BENCH_QUICK=1 (n=50, reps=3, no wait).
+quiet machine, 600; 0 = do not wait), BENCH_QUICK=1 (n=50, reps=3, no wait),
+BENCH_MICRO_ONCE_SECONDS (3; 0 = skip the one-per-request part).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ N = int(os.environ.get("BENCH_MICRO_N", 50 if QUICK else 200))
 REPS = int(os.environ.get("BENCH_MICRO_REPS", 3 if QUICK else 5))
 QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
 ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+ONCE_SECONDS = int(os.environ.get("BENCH_MICRO_ONCE_SECONDS", 3))
+ONCE_ALGS = ("RS256", "ES256")
+ONCE_OPS = (("jwk", "jwk_verify_us"), ("token", "token_verify_us"), ("decide", "decide_us"))
 OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"),
        ("decide_us", "decide (no cache)"))
 
@@ -71,8 +81,31 @@ def wasm_reports(module) -> tuple[dict[str, dict], dict]:
             if resp.status != 200:
                 sys.exit(f"hostcalls: Envoy answered {resp.status}: {resp.body[:300]!r}")
             reps.append(resp.json())
-    hostcalls = {key: bl.median([r[key] for r in reps]) for key, _ in HOSTCALLS}
+        hostcalls = {key: bl.median([r[key] for r in reps]) for key, _ in HOSTCALLS}
+        out["once"] = once_reports(envoy) if ONCE_SECONDS > 0 else {}
     return out, hostcalls
+
+
+def once_reports(envoy) -> dict[str, float]:
+    """`alg/op` -> median µs of one call per request, under wrk's load (see the module doc)."""
+    medians = {}
+    for alg in ONCE_ALGS:
+        for op, _ in ONCE_OPS:
+            url = envoy.url(f"/once?alg={alg}&op={op}")
+            resp = bl.client.request(url, timeout=60)  # loads the cases, untimed
+            if resp.status != 200:
+                sys.exit(f"once {alg}/{op}: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            run = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{ONCE_SECONDS}s", url],
+                                 capture_output=True, text=True, timeout=ONCE_SECONDS + 60)
+            if run.returncode != 0 or "Non-2xx" in run.stdout or "Socket errors" in run.stdout:
+                sys.exit(f"once {alg}/{op}: wrk failed or saw errors:\n{run.stdout}{run.stderr}")
+            resp = bl.client.request(envoy.url("/once_report"), timeout=60)
+            if resp.status != 200:
+                sys.exit(f"once_report: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            report = resp.json()[f"{alg}/{op}"]
+            medians[f"{alg}/{op}"] = report["median_us"]
+            medians[f"{alg}/{op}:samples"] = report["samples"]
+    return medians
 
 
 def native_reports() -> dict[str, dict]:
@@ -129,6 +162,18 @@ def main() -> None:
           f"repetitions of {N * 10} calls")
     for key, label in HOSTCALLS:
         print(f"   {label:<40} {hostcalls[key]:6.3f}")
+
+    once = wasm["once"]
+    if once:
+        print(f"\n== one call per request in Envoy's V8 (wrk -c16 for {ONCE_SECONDS} s per line, median), "
+              f"against the loop above")
+        print(f"{'alg':<6} | {'operation':<20} | {'one/request µs':>14} | {'loop µs':>8} | {'extra µs':>8} | samples")
+        for alg in ONCE_ALGS:
+            for op, key in ONCE_OPS:
+                label = next(lbl for k, lbl in OPS if k == key)
+                one, loop = once[f"{alg}/{op}"], wasm[alg][key]
+                print(f"{alg:<6} | {label:<20} | {one:14.1f} | {loop:8.1f} | {one - loop:+8.1f} | "
+                      f"{once[f'{alg}/{op}:samples']}")
 
     bl.RESULTS.mkdir(exist_ok=True)
     out = bl.RESULTS / "micro-latest.json"

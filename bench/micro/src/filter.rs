@@ -1,7 +1,8 @@
 //! The proxy-wasm side: `GET /bench?alg=RS256&n=200[&reps=5]` runs the benchmark inside the
 //! request callback, timed with the host clock, and answers with its JSON report.
 //! `GET /hostcalls?n=2000` times the host calls jwt-edge makes per request, on the request's
-//! own headers.
+//! own headers. `GET /once?alg=ES256&op=decide` times one operation per request (`Once`),
+//! `GET /once_report` returns the medians.
 //!
 //! The jwt-edge library brings its own `proxy_wasm::main!` (`_initialize`), which installs
 //! jwt-edge's root context. A second `_initialize` would not link, so this module exports
@@ -55,6 +56,11 @@ impl RootContext for BenchRoot {
 }
 
 struct BenchRequest;
+
+thread_local! {
+    /// `/once`'s cases and samples (one VM per thread).
+    static ONCE: std::cell::RefCell<crate::Once> = const { std::cell::RefCell::new(crate::Once::new()) };
+}
 
 impl Context for BenchRequest {}
 
@@ -167,6 +173,13 @@ impl HttpContext for BenchRequest {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(200u32);
             verify_signature_cost(n).map(|v| v.to_string())
+        } else if route == "/once" {
+            let alg = query_param(query, "alg").unwrap_or("RS256");
+            let op = query_param(query, "op").unwrap_or("decide");
+            ONCE.with(|o| o.borrow_mut().time(alg, op, &host_now_ns))
+                .map(|()| "ok".to_string())
+        } else if route == "/once_report" {
+            Ok(ONCE.with(|o| o.borrow_mut().report()).to_string())
         } else if route == "/hostcalls" {
             let n = query_param(query, "n")
                 .and_then(|v| v.parse().ok())

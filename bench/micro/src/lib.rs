@@ -241,6 +241,87 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
     }))
 }
 
+/// One operation per request (`GET /once?alg=ES256&op=decide`): what the operation costs
+/// when, as in the throughput benchmark, Envoy's own work for other requests runs between two
+/// calls, against `run`'s back-to-back loop. The cases are loaded on a VM's first such
+/// request (`prepare`, untimed); each later request times one call and keeps the figure
+/// until `once_report` collects them.
+pub struct Once {
+    cases: Vec<(String, Case, DecideCase)>,
+    samples: Vec<(String, f64)>,
+}
+
+/// The operations `/once` times.
+pub const ONCE_OPS: [&str; 3] = ["jwk", "token", "decide"];
+/// Samples kept per VM before the oldest are dropped.
+const MAX_ONCE_SAMPLES: usize = 200_000;
+
+impl Once {
+    pub const fn new() -> Once {
+        Once {
+            cases: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Times one `op` on `alg`'s fixtures (loaded the first time, untimed: that request
+    /// records nothing).
+    pub fn time(&mut self, alg: &str, op: &str, now_ns: &dyn Fn() -> u64) -> Result<(), String> {
+        if !ONCE_OPS.contains(&op) {
+            return Err(format!("op must be one of {ONCE_OPS:?}"));
+        }
+        let Some((_, case, decide_case)) = self.cases.iter().find(|(a, _, _)| a == alg) else {
+            let case = Case::load(alg)?;
+            let decide_case = DecideCase::load(alg)?;
+            self.cases.push((alg.to_string(), case, decide_case));
+            return Ok(());
+        };
+        let start = now_ns();
+        let ok = match op {
+            "jwk" => case.jwk_verify(),
+            "token" => case.token_verify(),
+            _ => decide_case.decide(),
+        };
+        let elapsed = now_ns().saturating_sub(start);
+        if !ok {
+            return Err("verification failed".into());
+        }
+        if self.samples.len() >= MAX_ONCE_SAMPLES {
+            self.samples.clear();
+        }
+        self.samples
+            .push((format!("{alg}/{op}"), elapsed as f64 / 1000.0));
+        Ok(())
+    }
+
+    /// Per `alg/op`: the median µs and the number of samples; the samples are then dropped.
+    pub fn report(&mut self) -> Value {
+        let mut out = serde_json::Map::new();
+        let mut keys: Vec<String> = self.samples.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let mut v: Vec<f64> = self
+                .samples
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, x)| *x)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+            out.insert(key, json!({"median_us": median, "samples": v.len()}));
+        }
+        self.samples.clear();
+        Value::Object(out)
+    }
+}
+
+impl Default for Once {
+    fn default() -> Once {
+        Once::new()
+    }
+}
+
 /// The RS256 fixture key's modulus and exponent (big-endian), from `fixtures/jwks.json`.
 fn rsa_fixture_key() -> Result<(Vec<u8>, u64), String> {
     let jwks: Value = serde_json::from_str(JWKS).map_err(|e| e.to_string())?;
