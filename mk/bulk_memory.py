@@ -27,8 +27,8 @@ every copy it makes is within an allocation).
 
 from __future__ import annotations
 
-import sys
-from wasmbin import CODE, Reader, bodies, instructions, sections, sleb, uleb
+from wasmbin import (CODE, Reader, assemble, bodies, imports, instructions, rewrite_file, sections,
+                     sleb, uleb)
 
 # Bytes up to which the module's own code copies or fills; past it V8's C call is cheaper
 # than a loop of vector stores.
@@ -37,7 +37,6 @@ I32, V128 = 0x7F, 0x7B
 COPY = b"\xfc\x0a\x00\x00"  # memory.copy 0 0
 FILL = b"\xfc\x0b\x00"  # memory.fill 0
 SIG = b"\x60\x03\x7f\x7f\x7f\x00"  # (i32, i32, i32) -> ()
-SECTION_ORDER = (1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11)
 
 
 def get(i: int) -> bytes:
@@ -160,32 +159,7 @@ def rewrite(data: bytes, small: int = SMALL) -> tuple[bytes, dict[str, int]]:
         rest.uleb()
         type_payload = uleb(ntypes + 1) + data[rest.pos:by_id[1].end] + SIG
     # Functions: imports first, then the function section's.
-    imported = 0
-    if 2 in by_id:
-        r = Reader(data, by_id[2].body, by_id[2].end)
-        for _ in range(r.uleb()):
-            r.name()
-            r.name()
-            kind = r.byte()
-            if kind == 0:
-                r.uleb()
-                imported += 1
-            elif kind == 1:
-                r.byte()
-                flags = r.byte()
-                r.uleb()
-                if flags & 1:
-                    r.uleb()
-            elif kind == 2:
-                flags = r.byte()
-                r.uleb()
-                if flags & 1:
-                    r.uleb()
-            elif kind == 3:
-                r.byte()
-                r.byte()
-            else:
-                raise ValueError(f"unknown import kind {kind}")
+    imported = sum(1 for i in imports(data, by_id[2]) if i.kind == 0) if 2 in by_id else 0
     r = Reader(data, by_id[3].body, by_id[3].end)
     defined = r.uleb()
     func_payload = uleb(defined + 2) + data[r.pos:by_id[3].end] + uleb(sig) + uleb(sig)
@@ -222,29 +196,14 @@ def rewrite(data: bytes, small: int = SMALL) -> tuple[bytes, dict[str, int]]:
             raise ValueError("a custom section: run this after the names are removed")
         payloads[s.id] = bytes(out[s.body:s.end])
     payloads[1], payloads[3], payloads[CODE] = type_payload, func_payload, code_payload
-    if set(payloads) - set(SECTION_ORDER):
-        raise ValueError(f"unknown section ids {sorted(set(payloads) - set(SECTION_ORDER))}")
-    result = bytearray(data[:8])
-    for sid in SECTION_ORDER:
-        if sid in payloads:
-            result += bytes([sid]) + uleb(len(payloads[sid])) + payloads[sid]
-    return bytes(result), {"copy": counts[COPY], "fill": counts[FILL], "copy_index": copy_f}
+    return assemble(payloads), {"copy": counts[COPY], "fill": counts[FILL], "copy_index": copy_f}
 
 
 def main() -> None:
-    if len(sys.argv) != 3:
-        sys.exit("usage: bulk_memory.py IN OUT")
-    with open(sys.argv[1], "rb") as f:
-        data = f.read()
-    try:
-        out, stats = rewrite(data)
-    except (ValueError, IndexError) as e:
-        sys.exit(f"bulk_memory.py {sys.argv[1]}: {e}")
-    with open(sys.argv[2], "wb") as f:
-        f.write(out)
-    print(f"bulk_memory.py: {stats['copy']} memory.copy and {stats['fill']} memory.fill "
-          f"now call functions {stats['copy_index']} and {stats['copy_index'] + 1} "
-          f"(up to {SMALL} bytes in the module's own code)")
+    rewrite_file("bulk_memory.py", rewrite, lambda stats: (
+        f"{stats['copy']} memory.copy and {stats['fill']} memory.fill now call functions "
+        f"{stats['copy_index']} and {stats['copy_index'] + 1} (up to {SMALL} bytes in the "
+        f"module's own code)"))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ stays hot, as before: they can only err toward speed.
 from __future__ import annotations
 
 import re
-import sys
-from wasmbin import CODE, Reader, bodies, exports, imports, instructions, sections, sleb, uleb
+from wasmbin import (CODE, Reader, assemble, bodies, exports, imports, instructions, rewrite_file,
+                     sections, sleb, uleb)
 
 # Paths (modules, functions, types) whose functions run only when a configuration is loaded,
 # keys are fetched or the root context ticks: never once per request. A function is on a
@@ -67,8 +67,6 @@ DISPATCHERS = ("jwt_edge::crypto::verify::VerifyKey::verify",)
 # Exports the host calls only when a VM starts or (re)configures, or on a timer.
 COLD_EXPORTS = ("_initialize", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_tick")
 FUNCREF = 0x70
-
-SECTION_ORDER = (1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11)  # wasm's order of known sections
 
 
 def demangle(symbol: str) -> str:
@@ -251,32 +249,17 @@ def rewrite(data: bytes) -> tuple[bytes, dict[str, int]]:
         payloads[s.id] = payload
     if slots and 9 not in payloads:
         payloads[9] = uleb(1) + segment
-    out = bytearray(data[:8])
-    for sid in SECTION_ORDER:
-        if sid in payloads:
-            out += bytes([sid]) + uleb(len(payloads[sid])) + payloads[sid]
-    if set(payloads) - set(SECTION_ORDER):
-        raise ValueError(f"unknown section ids {sorted(set(payloads) - set(SECTION_ORDER))}")
+    out = assemble(payloads)
     cold_bytes = sum(b.end - b.start for n, b in enumerate(m.bodies) if m.imported + n in cold)
-    return bytes(out), {"functions": len(m.bodies), "cold": len(cold), "cold_bytes": cold_bytes,
+    return out, {"functions": len(m.bodies), "cold": len(cold), "cold_bytes": cold_bytes,
                         "dispatchers": len(dispatchers), "calls": calls, "slots": len(slots)}
 
 
 def main() -> None:
-    if len(sys.argv) != 3:
-        sys.exit("usage: indirect_calls.py IN OUT")
-    with open(sys.argv[1], "rb") as f:
-        data = f.read()
-    try:
-        out, stats = rewrite(data)
-    except (ValueError, IndexError, UnicodeDecodeError) as e:
-        sys.exit(f"indirect_calls.py {sys.argv[1]}: {e}")
-    with open(sys.argv[2], "wb") as f:
-        f.write(out)
-    print(f"indirect_calls.py: {stats['cold']} of {stats['functions']} functions cold "
-          f"({stats['cold_bytes']} bytes) and {stats['dispatchers']} dispatchers: "
-          f"{stats['calls']} calls made indirect through "
-          f"{stats['slots']} new table slots")
+    rewrite_file("indirect_calls.py", rewrite, lambda stats: (
+        f"{stats['cold']} of {stats['functions']} functions cold ({stats['cold_bytes']} bytes) "
+        f"and {stats['dispatchers']} dispatchers: {stats['calls']} calls made indirect through "
+        f"{stats['slots']} new table slots"))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ guess, since a wrong instruction boundary would make a post-link rewrite patch a
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 MAGIC = b"\0asm\x01\0\0\0"
 CODE = 10  # the code section's id
@@ -263,6 +264,39 @@ def exports(data: bytes | bytearray, section: Section) -> list[tuple[str, int, i
     return [(r.name(), r.byte(), r.uleb()) for _ in range(r.uleb())]
 
 
+SECTION_ORDER = (1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11)  # wasm's order of known sections
+
+
+def assemble(payloads: dict[int, bytes]) -> bytes:
+    """A module from the payloads of its known sections (id -> bytes), in wasm's order."""
+    unknown = set(payloads) - set(SECTION_ORDER)
+    if unknown:
+        raise ValueError(f"unknown section ids {sorted(unknown)}")
+    out = bytearray(MAGIC)
+    for sid in SECTION_ORDER:
+        if sid in payloads:
+            out += bytes([sid]) + uleb(len(payloads[sid])) + payloads[sid]
+    return bytes(out)
+
+
+def rewrite_file(tool: str, rewrite: Callable[[bytes], tuple[bytes, dict]],
+                 report: Callable[[dict], str]) -> None:
+    """The command line of a post-link step: `tool IN OUT` writes rewrite(IN) to OUT and
+    prints report(stats); a module it cannot rewrite exits with `tool IN: why`, writing
+    nothing."""
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: {tool} IN OUT")
+    with open(sys.argv[1], "rb") as f:
+        data = f.read()
+    try:
+        out, stats = rewrite(data)
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        sys.exit(f"{tool} {sys.argv[1]}: {e}")
+    with open(sys.argv[2], "wb") as f:
+        f.write(out)
+    print(f"{tool}: {report(stats)}")
+
+
 def strip_custom(data: bytes | bytearray) -> bytes:
     """The module without its custom sections (names, producers, target features)."""
     out = bytearray(data[:8])
@@ -273,8 +307,6 @@ def strip_custom(data: bytes | bytearray) -> bytes:
 
 
 if __name__ == "__main__":
-    import sys
-
     if len(sys.argv) != 4 or sys.argv[1] != "strip":
         sys.exit("usage: wasmbin.py strip IN OUT")
     with open(sys.argv[2], "rb") as f:
