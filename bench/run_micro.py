@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
 ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 ONCE_SECONDS = int(os.environ.get("BENCH_MICRO_ONCE_SECONDS", 3))
 ONCE_ALGS = ("RS256", "ES256")
-ONCE_OPS = (("jwk", "jwk_verify_us"), ("token", "token_verify_us"), ("decide", "decide_us"))
+ONCE_OPS = (("none", None), ("jwk", "jwk_verify_us"), ("token", "token_verify_us"),
+            ("decide", "decide_us"))
 OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"),
        ("decide_us", "decide (no cache)"))
 
@@ -95,10 +97,18 @@ def once_reports(envoy) -> dict[str, float]:
             resp = bl.client.request(url, timeout=60)  # loads the cases, untimed
             if resp.status != 200:
                 sys.exit(f"once {alg}/{op}: Envoy answered {resp.status}: {resp.body[:300]!r}")
+            cpu0 = envoy.worker_cpu_ns()
             run = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{ONCE_SECONDS}s", url],
                                  capture_output=True, text=True, timeout=ONCE_SECONDS + 60)
+            cpu1 = envoy.worker_cpu_ns()
             if run.returncode != 0 or "Non-2xx" in run.stdout or "Socket errors" in run.stdout:
                 sys.exit(f"once {alg}/{op}: wrk failed or saw errors:\n{run.stdout}{run.stderr}")
+            m = re.search(r"(\d+) requests in", run.stdout)
+            if not m:
+                sys.exit(f"once {alg}/{op}: no request count in wrk's output:\n{run.stdout}")
+            # The worker's CPU per request (the requests wrk counted; the report request is
+            # sent after cpu1).
+            medians[f"{alg}/{op}:cpu"] = (cpu1 - cpu0) / 1000 / int(m.group(1))
             resp = bl.client.request(envoy.url("/once_report"), timeout=60)
             if resp.status != 200:
                 sys.exit(f"once_report: Envoy answered {resp.status}: {resp.body[:300]!r}")
@@ -167,13 +177,18 @@ def main() -> None:
     if once:
         print(f"\n== one call per request in Envoy's V8 (wrk -c16 for {ONCE_SECONDS} s per line, median), "
               f"against the loop above")
-        print(f"{'alg':<6} | {'operation':<20} | {'one/request µs':>14} | {'loop µs':>8} | {'extra µs':>8} | samples")
+        print("   and Envoy's worker CPU per request: over the same request without a call (`none`),")
+        print("   what is not the call's own time is the rest of Envoy running slower after it")
+        print(f"{'alg':<6} | {'operation':<20} | {'one/request µs':>14} | {'loop µs':>8} | {'extra µs':>8} | "
+              f"{'CPU µs/req':>10} | {'Envoy extra':>11} | samples")
         for alg in ONCE_ALGS:
+            base = once[f"{alg}/none:cpu"]
             for op, key in ONCE_OPS:
-                label = next(lbl for k, lbl in OPS if k == key)
-                one, loop = once[f"{alg}/{op}"], wasm[alg][key]
+                label = next((lbl for k, lbl in OPS if k == key), "none (reply only)")
+                one, cpu = once[f"{alg}/{op}"], once[f"{alg}/{op}:cpu"]
+                loop = wasm[alg][key] if key else 0.0
                 print(f"{alg:<6} | {label:<20} | {one:14.1f} | {loop:8.1f} | {one - loop:+8.1f} | "
-                      f"{once[f'{alg}/{op}:samples']}")
+                      f"{cpu:10.1f} | {cpu - base - one:+11.1f} | {once[f'{alg}/{op}:samples']}")
 
     bl.RESULTS.mkdir(exist_ok=True)
     out = bl.RESULTS / "micro-latest.json"

@@ -251,8 +251,8 @@ pub struct Once {
     samples: Vec<(String, f64)>,
 }
 
-/// The operations `/once` times.
-pub const ONCE_OPS: [&str; 3] = ["jwk", "token", "decide"];
+/// The operations `/once` times; `none` runs nothing (the request's cost without a call).
+pub const ONCE_OPS: [&str; 4] = ["none", "jwk", "token", "decide"];
 /// Samples kept per VM before the oldest are dropped.
 const MAX_ONCE_SAMPLES: usize = 200_000;
 
@@ -269,6 +269,10 @@ impl Once {
     pub fn time(&mut self, alg: &str, op: &str, now_ns: &dyn Fn() -> u64) -> Result<(), String> {
         if !ONCE_OPS.contains(&op) {
             return Err(format!("op must be one of {ONCE_OPS:?}"));
+        }
+        if op == "none" {
+            self.samples.push((format!("{alg}/{op}"), 0.0));
+            return Ok(());
         }
         let Some((_, case, decide_case)) = self.cases.iter().find(|(a, _, _)| a == alg) else {
             let case = Case::load(alg)?;
