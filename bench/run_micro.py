@@ -35,7 +35,7 @@ QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", 0 if QUICK else 600))
 ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 ONCE_SECONDS = int(os.environ.get("BENCH_MICRO_ONCE_SECONDS", 3))
 ONCE_ALGS = ("RS256", "ES256")
-ONCE_OPS = (("none", None), ("jwk", "jwk_verify_us"), ("token", "token_verify_us"),
+ONCE_OPS = (("none", None), ("spin", None), ("jwk", "jwk_verify_us"), ("token", "token_verify_us"),
             ("decide", "decide_us"))
 OPS = (("jwk_verify_us", "select+Jwk::verify"), ("token_verify_us", "parse+verify (full)"),
        ("decide_us", "decide (no cache)"))
@@ -184,7 +184,8 @@ def main() -> None:
         for alg in ONCE_ALGS:
             base = once[f"{alg}/none:cpu"]
             for op, key in ONCE_OPS:
-                label = next((lbl for k, lbl in OPS if k == key), "none (reply only)")
+                label = next((lbl for k, lbl in OPS if k == key),
+                             {"none": "none (reply only)", "spin": "spin (registers)"}.get(op, op))
                 one, cpu = once[f"{alg}/{op}"], once[f"{alg}/{op}:cpu"]
                 loop = wasm[alg][key] if key else 0.0
                 print(f"{alg:<6} | {label:<20} | {one:14.1f} | {loop:8.1f} | {one - loop:+8.1f} | "
