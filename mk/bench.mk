@@ -57,7 +57,8 @@ bench: venv build bench-tools bench-noop bench-micro-build
 	@# The throughput runs just loaded the machine: no point waiting for the load to drop.
 	cd bench && BENCH_QUIET_WAIT=0 $(BENCH_PYTHON) run_micro.py
 
-bench-micro: venv bench-micro-build
+# bench-tools: wrk sends the one-call-per-request part (GET /once).
+bench-micro: venv bench-tools bench-micro-build
 	cd bench && $(BENCH_PYTHON) run_micro.py
 
 # The ablation ladder (bench/README.md): the cache-hit path one step at a time.
