@@ -33,7 +33,7 @@ from wasmbin import (CODE, Reader, assemble, bodies, imports, instructions, rewr
 # Bytes up to which the module's own code copies or fills; past it V8's C call is cheaper
 # than a loop of vector stores.
 SMALL = 1024
-I32, V128 = 0x7F, 0x7B
+V128 = 0x7B
 COPY = b"\xfc\x0a\x00\x00"  # memory.copy 0 0
 FILL = b"\xfc\x0b\x00"  # memory.fill 0
 SIG = b"\x60\x03\x7f\x7f\x7f\x00"  # (i32, i32, i32) -> ()
@@ -55,7 +55,7 @@ def const(n: int) -> bytes:
     return b"\x41" + sleb(n)
 
 
-ADD, SUB, GT_U, GE_U, LT_U, AND, OR, EQZ = b"\x6a", b"\x6b", b"\x4b", b"\x4f", b"\x49", b"\x71", b"\x72", b"\x45"
+ADD, SUB, GT_U, GE_U, LT_U, OR, EQZ = b"\x6a", b"\x6b", b"\x4b", b"\x4f", b"\x49", b"\x72", b"\x45"
 IF, LOOP, BLOCK, END, BR, BR_IF, RET = b"\x04\x40", b"\x03\x40", b"\x02\x40", b"\x0b", b"\x0c", b"\x0d", b"\x0f"
 MEM = b"\x00\x00"  # memarg: alignment hint 1 byte, offset 0
 V128_LOAD, V128_STORE, SPLAT = b"\xfd\x00" + MEM, b"\xfd\x0b" + MEM, b"\xfd\x0f"
@@ -76,10 +76,12 @@ def at_end(base: int, n: int, width: int) -> bytes:
 def copy_body(small: int) -> bytes:
     d, s, n = 0, 1, 2
     code = (
-        # Large, or overlapping (d < s + n and s < d + n): the instruction.
+        # Large, or overlapping: the instruction. The ranges overlap when d is in
+        # [s, s + n) or s in [d, d + n), i.e. d - s < n or s - d < n as unsigned differences
+        # (no sum that could wrap at the top of memory).
         get(n) + const(small) + GT_U
-        + get(d) + get(s) + get(n) + ADD + LT_U
-        + get(s) + get(d) + get(n) + ADD + LT_U + AND + OR
+        + get(d) + get(s) + SUB + get(n) + LT_U
+        + get(s) + get(d) + SUB + get(n) + LT_U + OR + OR
         + IF + get(d) + get(s) + get(n) + COPY + RET + END
         # 16 bytes or more: the last 16 first, then 16 at a time while more than 16 remain
         # (the ranges are disjoint, so the order does not matter and the overlap is harmless).
@@ -131,10 +133,12 @@ def fill_body(small: int) -> bytes:
 
 def rewrite(data: bytes, small: int = SMALL) -> tuple[bytes, dict[str, int]]:
     secs = sections(data)
-    ids = [s.id for s in secs if s.id != 0]
+    if any(s.id == 0 for s in secs):
+        raise ValueError("a custom section: run this after the names are removed")
+    ids = [s.id for s in secs]
     if len(ids) != len(set(ids)):
         raise ValueError("a known section appears twice")
-    by_id = {s.id: s for s in secs if s.id != 0}
+    by_id = {s.id: s for s in secs}
     for sid in (1, 3, CODE):
         if sid not in by_id:
             raise ValueError(f"the module has no section {sid}")
@@ -190,11 +194,7 @@ def rewrite(data: bytes, small: int = SMALL) -> tuple[bytes, dict[str, int]]:
     new_bodies = [copy_body(small), fill_body(small)]
     code_payload = (uleb(defined + 2) + bytes(out[r.pos:code.end])
                     + b"".join(uleb(len(b)) + b for b in new_bodies))
-    payloads: dict[int, bytes] = {}
-    for s in secs:
-        if s.id == 0:
-            raise ValueError("a custom section: run this after the names are removed")
-        payloads[s.id] = bytes(out[s.body:s.end])
+    payloads = {s.id: bytes(out[s.body:s.end]) for s in secs}
     payloads[1], payloads[3], payloads[CODE] = type_payload, func_payload, code_payload
     return assemble(payloads), {"copy": counts[COPY], "fill": counts[FILL], "copy_index": copy_f}
 
