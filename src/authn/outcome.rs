@@ -382,19 +382,19 @@ impl<'a> Plan<'a> {
             Decision::Allow(a) => Some(a),
             _ => None,
         };
-        let removes = allow.map_or(&[][..], |a| &a.remove_headers);
+        let removed = allow.map_or(&[][..], |a| &a.remove_headers);
         let sets = allow.map_or(&[][..], |a| &a.set_headers);
         let path = allow.and_then(|a| a.new_path.as_deref());
         // See `HostProfile::NGX_WASM_MODULE` for why an empty value goes in first there.
         let erase_first = !self.auth.profile.header_removal_trusted;
-        let removes = removes.iter().flat_map(move |h| {
+        let removes = removed.iter().flat_map(move |h| {
             erase_first
                 .then_some(HeaderOp::Set(h, ""))
                 .into_iter()
                 .chain(std::iter::once(HeaderOp::Remove(h)))
         });
         let sets = sets.iter().map(move |(k, v)| {
-            if self.still_carries(k, allow.map_or(&[][..], |a| &a.remove_headers)) {
+            if self.still_carries(k, removed) {
                 HeaderOp::Set(k, v)
             } else {
                 HeaderOp::Add(k, v)
