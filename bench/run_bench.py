@@ -81,11 +81,12 @@ VARIANTS = ("passthrough", "noop", "noop-min", "jwt_authn", "jwt-edge")
 BASELINE = os.environ.get("BENCH_BASELINE_WASM")
 if BASELINE:
     VARIANTS += ("baseline",)
-if os.environ.get("BENCH_VARIANTS"):
-    _unknown = [v for v in os.environ["BENCH_VARIANTS"].split(",") if v and v not in VARIANTS]
-    if _unknown:
-        sys.exit(f"BENCH_VARIANTS: unknown {_unknown}; variants: {', '.join(VARIANTS)}")
-    VARIANTS = tuple(v for v in os.environ["BENCH_VARIANTS"].split(",") if v)
+_CHOSEN = tuple(v for v in os.environ.get("BENCH_VARIANTS", "").split(",") if v)
+if _CHOSEN:
+    if set(_CHOSEN) - set(VARIANTS):
+        sys.exit(f"BENCH_VARIANTS: unknown {sorted(set(_CHOSEN) - set(VARIANTS))}; "
+                 f"variants: {', '.join(VARIANTS)}")
+    VARIANTS = _CHOSEN
 FLOORS = ("noop", "noop-min")
 # name -> (description, token file alg, verified-token cache size or None)
 WORKLOADS = {
@@ -140,6 +141,30 @@ def load_keys(extra: bool = False) -> dict[str, Key]:
                 pool_file(alg).unlink(missing_ok=True)
         keys[kid] = Key(kid, kind, serialization.load_pem_private_key(pem.read_bytes(), None))
     return keys
+
+
+def repeated_pool(keys: dict[str, Key]) -> Path:
+    """The repeated-token workload's file: the RS256 pool's first REPEATED_TOKENS tokens."""
+    ensure_pool(keys, "RS256", REPEATED_TOKENS)
+    tokens = pool_file("RS256").read_text().split()[:REPEATED_TOKENS]
+    path = bl.WORK / f"tokens-RS256-repeated{REPEATED_TOKENS}.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    return path
+
+
+def token_files(keys: dict[str, Key], workloads) -> dict:
+    """Per workload its token file, and under `<workload>:n` how many tokens it holds; a
+    distinct-token pool is made (or extended to POOL tokens) only for a workload asked for."""
+    files: dict = {}
+    for w in workloads:
+        _, alg, cache = WORKLOADS[w]
+        if cache is None:
+            ensure_pool(keys, alg, POOL)
+            files[w] = pool_file(alg)
+        else:
+            files[w] = repeated_pool(keys)
+        files[f"{w}:n"] = sum(1 for line in open(files[w]) if line.strip())
+    return files
 
 
 def pool_file(alg: str) -> Path:
@@ -542,16 +567,9 @@ def main() -> None:
     git_at_start = bl.git_state()
     keys = load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
-    files: dict = {}
-    for alg in ("RS256", "ES256"):
-        ensure_pool(keys, alg, POOL)
-    files["rs256-distinct"], files["es256-distinct"] = pool_file("RS256"), pool_file("ES256")
+    ensure_pool(keys, "RS256", POOL)  # the memory part's tokens too
+    files = token_files(keys, WORKLOADS)
     rs_tokens = pool_file("RS256").read_text().split()
-    repeated = bl.WORK / f"tokens-RS256-repeated{REPEATED_TOKENS}.txt"
-    repeated.write_text("\n".join(rs_tokens[:REPEATED_TOKENS]) + "\n")
-    files["rs256-cached16"] = repeated
-    for w in WORKLOADS:
-        files[f"{w}:n"] = sum(1 for line in open(files[w]) if line.strip())
 
     print("checking that the machine is quiet (1-min load average < 1.0) ...", flush=True)
     quiet = bl.wait_for_quiet(QUIET_WAIT)

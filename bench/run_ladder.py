@@ -115,10 +115,8 @@ def main() -> None:
     snapshot_baseline(modules)
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
-    rb.ensure_pool(keys, "RS256", rb.REPEATED_TOKENS)
-    tokens = rb.pool_file("RS256").read_text().split()[:rb.REPEATED_TOKENS]
-    token_file = bl.WORK / f"tokens-RS256-repeated{rb.REPEATED_TOKENS}.txt"
-    token_file.write_text("\n".join(tokens) + "\n")
+    token_file = rb.repeated_pool(keys)
+    first_token = token_file.read_text().split("\n", 1)[0]
 
     quiet = bl.wait_for_quiet(rb.QUIET_WAIT)
     up_start = os.popen("uptime").read().strip()
@@ -132,7 +130,7 @@ def main() -> None:
             with bl.Envoy(config, bl.WORK / "ladder" / mode, concurrency=1, cpus="0") as envoy:
                 for v in LADDER:
                     r = bl.client.request(f"http://127.0.0.1:{envoy.ports[v]}/",
-                                          headers=bl.client.bearer(tokens[0]))
+                                          headers=bl.client.bearer(first_token))
                     if r.status != 200:
                         raise RuntimeError(f"{v}: probe answered {r.status} {r.body[:200]!r}\n"
                                            f"{bl.tail(envoy.log(), 30)}")

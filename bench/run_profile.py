@@ -135,19 +135,7 @@ def main() -> None:
     modules = rb.snapshot_modules(with_micro=False)
     keys = rb.load_keys()
     jwks_text = json.dumps(jwks(list(keys.values())), separators=(",", ":"))
-    files: dict = {}
-    for alg, workload in (("RS256", "rs256-distinct"), ("ES256", "es256-distinct")):
-        if any(w == workload for _, w in runs):
-            rb.ensure_pool(keys, alg, rb.POOL)
-        files[workload] = rb.pool_file(alg)
-    if any(w == "rs256-cached16" for _, w in runs):
-        rb.ensure_pool(keys, "RS256", rb.REPEATED_TOKENS)
-        repeated = bl.WORK / f"tokens-RS256-repeated{rb.REPEATED_TOKENS}.txt"
-        tokens = rb.pool_file("RS256").read_text().split()[:rb.REPEATED_TOKENS]
-        repeated.write_text("\n".join(tokens) + "\n")
-        files["rs256-cached16"] = repeated
-    for _, w in runs:
-        files[f"{w}:n"] = sum(1 for line in open(files[w]) if line.strip())
+    files = rb.token_files(keys, dict.fromkeys(w for _, w in runs))
 
     results = []
     for variant, workload in runs:

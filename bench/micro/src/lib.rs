@@ -243,9 +243,9 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
 
 /// One operation per request (`GET /once?alg=ES256&op=decide`): what the operation costs
 /// when, as in the throughput benchmark, Envoy's own work for other requests runs between two
-/// calls, against `run`'s back-to-back loop. The cases are loaded on a VM's first such
-/// request (`prepare`, untimed); each later request times one call and keeps the figure
-/// until `once_report` collects them.
+/// calls, against `run`'s back-to-back loop. An algorithm's cases are loaded by its first
+/// verifying request (untimed, no figure); each later request times one call and keeps the
+/// figure until `report` collects them.
 pub struct Once {
     cases: Vec<(String, Case, DecideCase)>,
     samples: Vec<(String, f64)>,
@@ -257,7 +257,7 @@ pub struct Once {
 pub const ONCE_OPS: [&str; 5] = ["none", "spin", "jwk", "token", "decide"];
 /// `spin`'s iterations (~40 µs in Envoy's V8 on the machines measured).
 const SPIN: u32 = 40_000;
-/// Samples kept per VM before the oldest are dropped.
+/// Samples kept per VM; past this they are all dropped and collection starts again.
 const MAX_ONCE_SAMPLES: usize = 200_000;
 
 impl Once {
@@ -275,7 +275,7 @@ impl Once {
             return Err(format!("op must be one of {ONCE_OPS:?}"));
         }
         if op == "none" {
-            self.samples.push((format!("{alg}/{op}"), 0.0));
+            self.record(alg, op, 0);
             return Ok(());
         }
         if op == "spin" {
@@ -288,9 +288,7 @@ impl Once {
                 x ^= x << 17;
             }
             black_box(x);
-            let elapsed = now_ns().saturating_sub(start);
-            self.samples
-                .push((format!("{alg}/{op}"), elapsed as f64 / 1000.0));
+            self.record(alg, op, now_ns().saturating_sub(start));
             return Ok(());
         }
         let Some((_, case, decide_case)) = self.cases.iter().find(|(a, _, _)| a == alg) else {
@@ -309,12 +307,17 @@ impl Once {
         if !ok {
             return Err("verification failed".into());
         }
+        self.record(alg, op, elapsed);
+        Ok(())
+    }
+
+    /// Keeps one figure (`elapsed_ns`), dropping the kept ones past [`MAX_ONCE_SAMPLES`].
+    fn record(&mut self, alg: &str, op: &str, elapsed_ns: u64) {
         if self.samples.len() >= MAX_ONCE_SAMPLES {
             self.samples.clear();
         }
         self.samples
-            .push((format!("{alg}/{op}"), elapsed as f64 / 1000.0));
-        Ok(())
+            .push((format!("{alg}/{op}"), elapsed_ns as f64 / 1000.0));
     }
 
     /// Per `alg/op`: the median µs and the number of samples; the samples are then dropped.
