@@ -31,9 +31,8 @@ jwt-edge and jwt_authn on distinct RS256, ES256, PS256, ES384 and EdDSA tokens w
 Environment: BENCH_INSTR_N (300 requests per variant), BENCH_INSTR_WARM (100),
 BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50),
 BENCH_BASELINE_WASM (another jwt-edge module: the `baseline` variant, as in run_ladder.py),
-BENCH_INSTR_VALGRIND_ARGS (more callgrind options, e.g. `--cache-sim=yes`: the dumps in
-target/bench/instructions/ then also hold simulated cache misses; the table counts only
-instructions).
+BENCH_INSTR_CACHE=1 (simulated cache misses too: see CACHE below), BENCH_INSTR_VALGRIND_ARGS
+(more callgrind options; the dumps stay in target/bench/instructions/).
 """
 
 from __future__ import annotations
@@ -68,6 +67,16 @@ if os.environ.get("BENCH_INSTR_VARIANTS"):
     VARIANTS = tuple(v for v in os.environ["BENCH_INSTR_VARIANTS"].split(",") if v)
 STEP_FROM = {**rl.STEP_FROM, "jwt-edge": "micro:jwt-edge"}
 KINDS = ("envoy C++", "tcmalloc", "V8 code", "libc", "other")
+# BENCH_INSTR_CACHE=1: callgrind also simulates a cache like one core of the AMD EPYC machines
+# this was measured on (32 KiB L1i and L1d, a 512 KiB 8-way L2 as the last level; no
+# prefetching), and a second table counts, per request, the lines each kind of code missed in
+# it: how much code and data a request runs through that the rest of the request had pushed
+# out (or never had in). Not time either: a real core prefetches and overlaps some misses.
+CACHE = os.environ.get("BENCH_INSTR_CACHE", "") not in ("", "0")
+CACHE_ARGS = ("--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64", "--LL=524288,8,64")
+# (event, column): instructions, then the simulated last-level misses: instruction fetches,
+# data reads, data writes.
+EVENTS = ("Ir", "ILmr", "DLmr", "DLmw") if CACHE else ("Ir",)
 
 
 def groups(variants: tuple[str, ...]) -> list[list[str]]:
@@ -104,16 +113,41 @@ def kind(obj: str, fn: str) -> str:
     return "other"
 
 
-def by_kind(dump: Path) -> dict[str, int]:
-    """Instructions of a callgrind dump, summed by `kind` (callgrind_annotate's flat list)."""
-    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--show=Ir", str(dump)],
-                         capture_output=True, text=True, check=True).stdout
-    totals = dict.fromkeys(KINDS, 0)
+def by_kind(dump: Path, events: tuple[str, ...] = ("Ir",)) -> dict[str, dict[str, int]]:
+    """Each of `events` in a callgrind dump, summed by `kind` (callgrind_annotate's flat list,
+    every function: threshold 100 %)."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", f"--show={','.join(events)}",
+                          str(dump)], capture_output=True, text=True, check=True).stdout
+    totals = {e: dict.fromkeys(KINDS, 0) for e in events}
+    count = r"(?:[\d,]+(?: \([ \d.]+%\))?|\.)"
     for line in out.splitlines():
-        m = re.match(r"^\s*([\d,]+) \([ \d.]+%\)\s+\S*?:(\S+) \[(.*)\]\s*$", line)
-        if m:
-            totals[kind(m.group(3), m.group(2))] += int(m.group(1).replace(",", ""))
+        m = re.match(rf"^\s*((?:{count}\s+){{{len(events)}}})(.*?) \[(.*)\]\s*$", line)
+        if not m or ":" not in m.group(2):
+            continue
+        where = kind(m.group(3), m.group(2).split(":", 1)[1])
+        values = re.sub(r"\([ \d.]+%\)", "", m.group(1)).split()
+        for event, value in zip(events, values):
+            totals[event][where] += 0 if value == "." else int(value.replace(",", ""))
     return totals
+
+
+def print_misses(rows: dict[str, dict]) -> None:
+    """The second table of BENCH_INSTR_CACHE=1: simulated L2 misses per request by kind."""
+    kinds = ("envoy C++", "tcmalloc", "V8 code", "libc")
+    print("\n== simulated L2 misses per request (callgrind: 32 KiB L1i/L1d, 512 KiB 8-way L2 as "
+          "the last level, no prefetching): code lines fetched (I) and data lines read and "
+          "written (D)")
+    head = f"{'variant':<26} | {'all':>6} | " + " | ".join(f"{k + ' I':>11} | {k + ' D':>11}"
+                                                         for k in kinds)
+    print(head)
+    print("-" * len(head))
+    for v, r in rows.items():
+        m = r["misses"]
+        code = {k: m["ILmr"][k] for k in KINDS}
+        data = {k: m["DLmr"][k] + m["DLmw"][k] for k in KINDS}
+        every = sum(code.values()) + sum(data.values())
+        print(f"{v:<26} | {every:6.0f} | "
+              + " | ".join(f"{code[k]:11.0f} | {data[k]:11.0f}" for k in kinds))
 
 
 def callgrind_control(pid: int, *args: str) -> None:
@@ -168,6 +202,7 @@ def main() -> None:
     for old in workdir.glob("callgrind.out*"):
         old.unlink()
     wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all", "--instr-atstart=no",
+               *(CACHE_ARGS if CACHE else ()),
                *os.environ.get("BENCH_INSTR_VALGRIND_ARGS", "").split(),
                f"--callgrind-out-file={workdir}/callgrind.out.%p")
     rows = {}
@@ -190,9 +225,13 @@ def main() -> None:
                 label = re.sub(r"[^\w-]", "_", v)
                 callgrind_control(pid, f"--dump={label}")
                 dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
-                counts = by_kind(dump)
+                events = by_kind(dump, EVENTS)
+                counts = events["Ir"]
                 rows[v] = {k: c / N for k, c in counts.items()}
                 rows[v]["total"] = sum(counts.values()) / N
+                if CACHE:
+                    rows[v]["misses"] = {e: {k: c / N for k, c in events[e].items()}
+                                         for e in EVENTS[1:]}
                 print(f"  {v:<26} {rows[v]['total']:10.0f} instructions/request", flush=True)
             callgrind_control(pid, "--instr=off")
 
@@ -214,6 +253,8 @@ def main() -> None:
               + " | ".join(f"{r[k] / 1000:9.1f}" for k in KINDS)
               + f" | {'' if over is None else f'{over / 1000:+10.1f}':>10}"
               + f" | {'' if step is None else f'{step / 1000:+7.1f}':>7} | {r['step_from'] or ''}")
+    if CACHE:
+        print_misses(rows)
     bl.RESULTS.mkdir(exist_ok=True)
     dest = bl.RESULTS / "instructions-latest.json"
     dest.write_text(json.dumps({
