@@ -11,6 +11,8 @@
 #                               the distinct-token workloads, exact on a busy machine
 #   make bench-profile          Envoy's CPU per request by the code it ran (perf): the envoy
 #                               binary, the module's code as V8 compiled it, kernel, libc
+#   make bench-footprint        the module's machine code one verification runs through, cold,
+#                               by function (Node's V8 under callgrind)
 #
 # Results go to bench/results/ (not committed). Traffic stays on 127.0.0.1.
 
@@ -19,11 +21,12 @@
 # (token pool per algorithm, 160000), BENCH_FILL (10000), BENCH_MEMORY=0 (skip memory part),
 # BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants);
 # bench-memory: BENCH_MEMORY_REPEAT (3), BENCH_MEMORY_BASELINE_WASM (other modules, same run);
-# bench-profile: BENCH_PROFILE (variant:workload runs), BENCH_PROFILE_HZ (2000).
+# bench-profile: BENCH_PROFILE (variant:workload runs), BENCH_PROFILE_HZ (2000); bench-instructions:
+# BENCH_INSTR_CACHE=1 (simulated L2 misses too); bench-footprint: FOOTPRINT_N, FOOTPRINT_ALGS.
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory \
-	bench-instructions bench-profile
+	bench-instructions bench-profile bench-footprint
 
 # wrk and nginx (the upstream of the `upstream` mode) from Debian; `apt-get update` only when
 # one is missing.
@@ -84,3 +87,15 @@ bench-instructions: venv build bench-noop bench-micro-build
 bench-profile: venv build bench-tools bench-noop
 	command -v perf >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf; }
 	cd bench && $(BENCH_PYTHON) run_profile.py
+
+# bench/micro/tests/footprint.rs as a wasm32-wasip1 binary, run by Node (NODE_RELAXED_SIMD:
+# mk/unit-wasm.mk) under valgrind. Its own target directory: a test build next to the micro
+# module's cdylib build would write the same file names (Cargo's output collision).
+FOOTPRINT_TARGET_DIR = $(abspath $(or $(CARGO_TARGET_DIR),bench/micro/target))/footprint
+bench-footprint: venv toolchain
+	command -v node >/dev/null || { echo "bench-footprint needs node (Node.js 18+) on PATH" >&2; exit 1; }
+	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
+	cd bench/micro && cargo test --release --target $(WASM_TARGET) --test footprint --no-run \
+		--target-dir $(FOOTPRINT_TARGET_DIR)
+	cd bench && NODE_FLAGS="$(NODE_RELAXED_SIMD)" $(BENCH_PYTHON) run_footprint.py
