@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::authn::b64;
 use crate::authn::error::AuthError;
-use base64::Engine;
 
 use crate::authn::policy::{ClaimFormat, ClaimRequirement, Provider};
 use crate::time::UnixMillis;
@@ -233,7 +233,7 @@ fn jwt_authn_value(v: &Value) -> Option<String> {
         Value::Number(n) => jwt_authn_number(n.as_f64()?),
         Value::Bool(b) => b.to_string(),
         Value::Array(_) | Value::Object(_) => {
-            base64::engine::general_purpose::STANDARD.encode(crate::authn::json::to_compact(v))
+            b64::encode_standard(crate::authn::json::to_compact(v).as_bytes())
         }
         Value::Null => return None,
     })

@@ -54,7 +54,8 @@ pub fn extract<'a>(req: &RequestView<'a>, p: &'a Provider) -> Result<Option<Foun
                 // for only when no token was read: a token read whole is token68 (no ','),
                 // and so is what surrounds it, unless the configured prefix has one.
                 let token = header_token(v, name, value_prefix, p);
-                if (!matches!(token, Ok(Some(_))) || value_prefix.contains(',')) && v.contains(',')
+                if (!matches!(token, Ok(Some(_))) || value_prefix.as_bytes().contains(&b','))
+                    && v.as_bytes().contains(&b',')
                 {
                     return Err(AuthError::MultipleTokens);
                 }
@@ -176,7 +177,10 @@ fn header_token<'v>(
 /// scheme, e.g. `Basic`). A value that starts with it but carries more than one
 /// space-separated word is malformed.
 fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, AuthError> {
-    let value = value.trim_matches([' ', '\t']);
+    // Byte loops, not `str::trim_matches` with char patterns: the same result (space and tab
+    // are ASCII) in a fraction of the machine code a token runs through cold (`make
+    // bench-footprint`: 29 lines of 64 bytes for this function before).
+    let value = trim_bytes(value, |b| b == b' ' || b == b'\t', true);
     if prefix.is_empty() {
         return check_token68(value).map(Some);
     }
@@ -202,7 +206,23 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
             return Ok(None);
         }
     }
-    check_token68(rest.trim_start_matches(' ')).map(Some)
+    check_token68(trim_bytes(rest, |b| b == b' ', false)).map(Some)
+}
+
+/// `s` without the ASCII bytes `strip` accepts at its start, and at its end too if `both`.
+fn trim_bytes(s: &str, strip: impl Fn(u8) -> bool, both: bool) -> &str {
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|&b| !strip(b)).unwrap_or(bytes.len());
+    let end = if both {
+        bytes
+            .iter()
+            .rposition(|&b| !strip(b))
+            .map_or(start, |i| i + 1)
+    } else {
+        bytes.len()
+    };
+    // The bytes stripped are ASCII: start and end are character boundaries.
+    s.get(start..end.max(start)).unwrap_or_default()
 }
 
 /// RFC 7235 token68 bytes, plus '.' between JWS segments, as a table: a token is scanned on

@@ -1,8 +1,6 @@
 //! `jwt-edge check-config`: the filter's own config parser, a summary, and warnings for
 //! settings that are legal but weaken what the filter guarantees.
 
-use base64::Engine as _;
-
 use super::args::{self, Args, Opt};
 use super::timefmt::span;
 use super::{describe, quoted, read_text, CliError, Output, Stdin};
@@ -253,10 +251,7 @@ pub fn warnings(raw: &raw::JwtAuthentication, policy: &Policy) -> Vec<Warning> {
         if let Some(local) = &p.local_jwks {
             let (field, doc) = match (&local.inline_string, &local.inline_bytes) {
                 (Some(s), _) => ("inline_string", Some(s.as_bytes().to_vec())),
-                (None, Some(b)) => (
-                    "inline_bytes",
-                    base64::engine::general_purpose::STANDARD.decode(b).ok(),
-                ),
+                (None, Some(b)) => ("inline_bytes", crate::authn::b64::decode_standard(b).ok()),
                 (None, None) => ("", None),
             };
             let load = doc.and_then(|d| {

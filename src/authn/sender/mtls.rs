@@ -14,8 +14,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use base64::Engine;
-
 use crate::authn::b64;
 use crate::authn::error::AuthError;
 
@@ -82,8 +80,7 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
     let (_, rest) = pem.split_once(PEM_BEGIN)?;
     let (body, _) = rest.split_once(PEM_END)?;
     let body: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
+    b64::decode_standard(&body)
         .ok()
         .filter(|der| !der.is_empty())
 }
@@ -125,7 +122,7 @@ mod tests {
     const DER: &[u8] = b"\x30\x82\x01\x0a certificate bytes for the test";
 
     fn pem() -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(DER);
+        let b64 = b64::encode_standard(DER);
         format!("{PEM_BEGIN}\n{}\n{}\n{PEM_END}\n", &b64[..20], &b64[20..])
     }
 

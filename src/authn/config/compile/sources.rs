@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
-
 use super::{join, non_empty, only_default, required, Result, MAX_FETCH_TIMEOUT_MS};
+use crate::authn::b64;
 use crate::authn::config::error::ConfigError;
 use crate::authn::config::raw;
 use crate::authn::jwk::{parse_jwks, JwksError, JwksOptions, SkippedKey};
@@ -366,8 +365,7 @@ pub(super) fn compile_local_jwks(
         (Some(s), None) => (s.as_bytes().to_vec(), join(path, "inline_string")),
         (None, Some(b)) => {
             let bpath = join(path, "inline_bytes");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b)
+            let bytes = b64::decode_standard(b)
                 .map_err(|e| ConfigError::new(&bpath, format!("not valid base64: {e}")))?;
             (bytes, bpath)
         }
