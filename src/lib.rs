@@ -10,6 +10,7 @@ pub mod authn;
 pub mod cli;
 pub mod crypto;
 pub mod filter;
+pub mod heap;
 pub mod metrics;
 pub mod sources;
 pub mod time;

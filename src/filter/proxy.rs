@@ -30,6 +30,11 @@ proxy_wasm::main! {{
     });
 }}
 
+/// The module's allocator: free lists of small blocks in front of wasi-libc's dlmalloc
+/// (src/heap.rs).
+#[global_allocator]
+static HEAP: crate::heap::SizeClasses = crate::heap::SizeClasses::new();
+
 thread_local! {
     static METRICS: RefCell<MetricIds> = RefCell::new(MetricIds::default());
     /// `metrics: false` in the configuration turns every metrics host call off.
