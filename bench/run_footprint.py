@@ -7,11 +7,12 @@ adds about as many misses in Envoy's own code as in the module's (the module's c
 Envoy's out, and is itself fetched cold on every request, since Envoy's work for the other
 requests runs in between). This names the module's side, function by function.
 
-bench/micro/tests/footprint.rs, compiled for wasm32-wasip1 with the micro module's library,
+bench/micro/src/bin/footprint.rs, compiled for wasm32-wasip1 with the micro module's library,
 runs under Node's V8 (`--no-liftoff --no-wasm-lazy-compilation`, TurboFan only, as in Envoy)
-inside valgrind's callgrind with the cache of `make bench-instructions` (32 KiB L1s, 512 KiB
-L2 as the last level). Each of FOOTPRINT_N rounds writes over 2 MiB first, so every round
-starts with nothing of the module's code in the cache, then runs one operation of
+inside valgrind's callgrind with a simulated cache: the 512 KiB L2 of `make
+bench-instructions` as the last level, a 1 KiB L1i (see CACHE). Each of FOOTPRINT_N rounds
+writes over 2 MiB first, so every round starts with nothing of the module's code in the
+L2, then runs one operation of
 `GET /once`: `jwk` (KeySet::select + Jwk::verify), `token` (UntrustedToken::parse + verify),
 `decide` (the whole decision, no cache), or `none` (the sweep alone, subtracted from the
 others). Node writes a perf map (`--perf-basic-prof`) giving each compiled Wasm function's
@@ -49,7 +50,10 @@ N = int(os.environ.get("FOOTPRINT_N", 30))
 ALGS = tuple(a for a in os.environ.get("FOOTPRINT_ALGS", "RS256,ES256").split(",") if a)
 TOP = int(os.environ.get("FOOTPRINT_TOP", 30))
 OPS = ("none", "jwk", "token", "decide")
-CACHE = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=524288,8,64")
+# A 1 KiB L1i: the sweep writes data only, so a 32 KiB L1i would keep the code of a small
+# operation from one round to the next and hide it from the L2 the sweep empties; with a tiny
+# one, every line of code a round runs reaches the L2 and misses there once.
+CACHE = ("--I1=1024,2,64", "--D1=32768,8,64", "--LL=524288,8,64")
 EVENTS = ("Ir", "ILmr", "DLmr", "DLmw")
 LINE = 64
 
@@ -58,11 +62,10 @@ def harness() -> Path:
     if os.environ.get("FOOTPRINT_WASM"):
         return Path(os.environ["FOOTPRINT_WASM"])
     # mk/bench.mk's FOOTPRINT_TARGET_DIR.
-    deps = bl.cargo_target_dir(bl.BENCH / "micro") / "footprint" / "wasm32-wasip1" / "release" / "deps"
-    found = sorted(deps.glob("footprint-*.wasm"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        sys.exit(f"no footprint harness under {deps}: run `make bench-footprint`")
-    return found[-1]
+    wasm = bl.cargo_target_dir(bl.BENCH / "micro") / "footprint" / "wasm32-wasip1" / "release" / "footprint.wasm"
+    if not wasm.exists():
+        sys.exit(f"{wasm} is missing: run `make bench-footprint`")
+    return wasm
 
 
 class PerfMap:
@@ -155,8 +158,7 @@ def run(wasm: Path, alg: str, op: str, workdir: Path) -> dict[str, dict]:
            "--dump-instr=yes", "--dump-line=no", "--cache-sim=yes", *CACHE,
            f"--callgrind-out-file={dump}", "node", "--perf-basic-prof", "--no-liftoff",
            "--no-wasm-lazy-compilation", *os.environ.get("NODE_FLAGS", "").split(),
-           str(bl.REPO / "mk" / "wasi-runner.mjs"), str(wasm), "--ignored", "--exact",
-           "footprint", "--test-threads=1"]
+           str(bl.REPO / "mk" / "wasi-runner.mjs"), str(wasm)]
     with (workdir / f"{alg}.{op}.log").open("w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=workdir)

@@ -88,14 +88,14 @@ bench-profile: venv build bench-tools bench-noop
 	command -v perf >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf; }
 	cd bench && $(BENCH_PYTHON) run_profile.py
 
-# bench/micro/tests/footprint.rs as a wasm32-wasip1 binary, run by Node (NODE_RELAXED_SIMD:
-# mk/unit-wasm.mk) under valgrind. Its own target directory: a test build next to the micro
-# module's cdylib build would write the same file names (Cargo's output collision).
+# bench/micro/src/bin/footprint.rs as a wasm32-wasip1 command, run by Node (NODE_RELAXED_SIMD:
+# mk/unit-wasm.mk) under valgrind. Its own target directory: the micro module's build
+# (`--lib`, then wasm-opt in place) stays as it is.
 FOOTPRINT_TARGET_DIR = $(abspath $(or $(CARGO_TARGET_DIR),bench/micro/target))/footprint
 bench-footprint: venv toolchain
 	command -v node >/dev/null || { echo "bench-footprint needs node (Node.js 18+) on PATH" >&2; exit 1; }
 	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
 		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
-	cd bench/micro && cargo test --release --target $(WASM_TARGET) --test footprint --no-run \
+	cd bench/micro && cargo build --release --target $(WASM_TARGET) --bin footprint \
 		--target-dir $(FOOTPRINT_TARGET_DIR)
 	cd bench && NODE_FLAGS="$(NODE_RELAXED_SIMD)" $(BENCH_PYTHON) run_footprint.py

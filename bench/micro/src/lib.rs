@@ -34,12 +34,6 @@ mod filter;
 #[cfg(target_arch = "wasm32")]
 mod ladder;
 
-/// The shipped module's allocator (jwt-edge's src/heap.rs, declared there in the adapter this
-/// crate leaves out).
-#[cfg(target_arch = "wasm32")]
-#[global_allocator]
-static HEAP: jwt_edge::heap::SizeClasses = jwt_edge::heap::SizeClasses::new();
-
 pub const JWKS: &str = include_str!("../fixtures/jwks.json");
 const TOKENS: &str = include_str!("../fixtures/tokens.json");
 

@@ -1,7 +1,7 @@
 //! The code one verification runs through, for `make bench-footprint` (bench/run_footprint.py).
 //!
-//! Not a test: an ignored entry point that bench/run_footprint.py runs as a wasm32-wasip1
-//! binary under Node's V8 inside valgrind (callgrind with a simulated cache). It loads one
+//! bench/run_footprint.py runs it as a wasm32-wasip1 command under Node's V8 inside valgrind
+//! (callgrind with a simulated cache; mk/wasi-runner.mjs gives it WASI). It loads one
 //! algorithm's fixtures, warms up, writes `$FOOTPRINT_DIR/ready`, waits for
 //! `$FOOTPRINT_DIR/go` (the driver turns callgrind's instrumentation on in between, so V8's
 //! compilation is not counted), then runs `FOOTPRINT_N` rounds of: write over a buffer four
@@ -12,6 +12,7 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use jwt_edge_bench_micro::{Case, DecideCase};
@@ -23,8 +24,16 @@ fn setting(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-#[test]
-#[ignore = "run by bench/run_footprint.py under valgrind"]
+fn main() -> ExitCode {
+    match footprint() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("footprint: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn footprint() -> Result<(), String> {
     let alg = setting("FOOTPRINT_ALG", "RS256");
     let op = setting("FOOTPRINT_OP", "decide");
