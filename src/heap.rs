@@ -17,6 +17,13 @@
 //! so a burst of small allocations (a large key set being read) does not stay reserved for
 //! small blocks only.
 //!
+//! A block is returned to the list of the size its `dealloc` names, as `GlobalAlloc` requires
+//! of every caller. That includes the buffers a host fills: the SDK's
+//! `proxy_on_memory_allocate` allocates the size the host asks for, and the SDK rebuilds the
+//! buffer with the size the host then reports, which Envoy (proxy-wasm-cpp-host's
+//! `copyToPointerSize`) and ngx_wasm_module report as the same number. (A host can write
+//! anywhere in the module's memory anyway: it is trusted with it.)
+//!
 //! A Wasm module without threads runs one thing at a time, which is what makes the unguarded
 //! lists sound: the `Sync` this needs as a `#[global_allocator]` is implemented for wasm32
 //! without the `atomics` feature only. Natively the type is used by its tests alone.
