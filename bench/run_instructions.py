@@ -31,7 +31,10 @@ jwt-edge and jwt_authn on distinct RS256, ES256, PS256, ES384 and EdDSA tokens w
 Environment: BENCH_INSTR_N (300 requests per variant), BENCH_INSTR_WARM (100),
 BENCH_INSTR_VARIANTS (comma-separated subset, in order), BENCH_QUICK=1 (N 100, WARM 50),
 BENCH_BASELINE_WASM (another jwt-edge module: the `baseline` variant, as in run_ladder.py),
-BENCH_INSTR_CACHE=1 (simulated cache misses too: see CACHE below), BENCH_INSTR_VALGRIND_ARGS
+BENCH_INSTR_CACHE=1 (simulated cache misses too: see CACHE below), BENCH_INSTR_ONCE (a
+comma-separated list of the micro filter's `GET /once` lines, `alg/op`, e.g.
+`RS256/none,RS256/spin,RS256/jwk,RS256/token,RS256/decide`: one operation per request, the
+session 14 control, counted the same way in an Envoy of their own), BENCH_INSTR_VALGRIND_ARGS
 (more callgrind options; the dumps stay in target/bench/instructions/).
 """
 
@@ -44,6 +47,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import benchlib as bl
 import run_bench as rb
@@ -150,25 +154,66 @@ def print_misses(rows: dict[str, dict]) -> None:
               + " | ".join(f"{code[k]:11.0f} | {data[k]:11.0f}" for k in kinds))
 
 
+def once_lines(wrapper: tuple[str, ...], workdir: Path) -> dict[str, dict]:
+    """BENCH_INSTR_ONCE: the micro filter's `/once` lines, counted like the variants."""
+    lines = [tuple(line.split("/")) for line in os.environ["BENCH_INSTR_ONCE"].split(",") if line]
+    config = bl.envoy_config([bl.plain_wasm_filter("jwt_edge_micro", bl.MICRO_WASM)])
+    out = {}
+    with bl.Envoy(config, workdir, concurrency=1, cpus="0,1", wrapper=wrapper,
+                  ready_timeout_s=READY_TIMEOUT_S) as envoy:
+        port = int(envoy.url("/").split(":")[2].split("/")[0])
+        pid = envoy.proc.pid
+
+        def send_once(path: str, count: int) -> None:
+            get(port, count, lambda _: (path, {}))
+
+        for alg, op in lines:  # the first request loads an algorithm's fixtures
+            send_once(f"/once?alg={alg}&op={op}", WARM)
+        callgrind_control(pid, "--instr=on")
+        for alg, op in lines:
+            path = f"/once?alg={alg}&op={op}"
+            send_once(path, WARM)
+            callgrind_control(pid, "--zero")
+            send_once(path, N)
+            callgrind_control(pid, f"--dump=once_{alg}_{op}")
+            dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
+            events = by_kind(dump, EVENTS)
+            name = f"once {alg}/{op}"
+            out[name] = {k: c / N for k, c in events["Ir"].items()}
+            out[name]["total"] = sum(events["Ir"].values()) / N
+            if CACHE:
+                out[name]["misses"] = {e: {k: c / N for k, c in events[e].items()}
+                                       for e in EVENTS[1:]}
+            print(f"  {name:<26} {out[name]['total']:10.0f} instructions/request", flush=True)
+        callgrind_control(pid, "--instr=off")
+    return out
+
+
 def callgrind_control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True,
                    timeout=600)
 
 
-def send(port: int, tokens: list[str], count: int, start: int) -> None:
-    """`count` requests on one keep-alive connection, cycling through `tokens` from `start`."""
+def get(port: int, count: int, request: Callable[[int], tuple[str, dict[str, str]]]) -> None:
+    """`count` GETs on one keep-alive connection, the i-th to the path and with the headers
+    `request(i)` gives; every answer must be 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     try:
         for i in range(count):
-            token = tokens[(start + i) % len(tokens)]
-            conn.request("GET", "/", headers={"authorization": f"Bearer {token}",
-                                              "user-agent": "bench-instructions"})
+            path, headers = request(i)
+            conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             body = resp.read()
             if resp.status != 200:
-                raise RuntimeError(f"port {port}: {resp.status} {body[:200]!r}")
+                raise RuntimeError(f"port {port}, {path}: {resp.status} {body[:200]!r}")
     finally:
         conn.close()
+
+
+def send(port: int, tokens: list[str], count: int, start: int) -> None:
+    """`count` requests cycling through `tokens` from `start`."""
+    get(port, count, lambda i: ("/", {"authorization": f"Bearer {tokens[(start + i) % len(tokens)]}",
+                                      "user-agent": "bench-instructions"}))
 
 
 def main() -> None:
@@ -253,6 +298,13 @@ def main() -> None:
               + " | ".join(f"{r[k] / 1000:9.1f}" for k in KINDS)
               + f" | {'' if over is None else f'{over / 1000:+10.1f}':>10}"
               + f" | {'' if step is None else f'{step / 1000:+7.1f}':>7} | {r['step_from'] or ''}")
+    if os.environ.get("BENCH_INSTR_ONCE"):
+        once = once_lines(wrapper, workdir)
+        print("\n== the micro filter's GET /once lines: instructions per request (thousands)")
+        for name, r in once.items():
+            print(f"{name:<26} | {r['total'] / 1000:7.1f} | "
+                  + " | ".join(f"{r[k] / 1000:9.1f}" for k in KINDS))
+        rows.update(once)
     if CACHE:
         print_misses(rows)
     bl.RESULTS.mkdir(exist_ok=True)

@@ -22,7 +22,8 @@
 # BENCH_MODES (direct,upstream), BENCH_WORKLOADS (all); bench-ladder: BENCH_LADDER (variants);
 # bench-memory: BENCH_MEMORY_REPEAT (3), BENCH_MEMORY_BASELINE_WASM (other modules, same run);
 # bench-profile: BENCH_PROFILE (variant:workload runs), BENCH_PROFILE_HZ (2000); bench-instructions:
-# BENCH_INSTR_CACHE=1 (simulated L2 misses too); bench-footprint: FOOTPRINT_N, FOOTPRINT_ALGS.
+# BENCH_INSTR_CACHE=1 (simulated L2 misses too), BENCH_INSTR_ONCE (micro /once lines);
+# bench-footprint: FOOTPRINT_N, FOOTPRINT_ALGS.
 BENCH_PYTHON = $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: bench bench-micro bench-tools bench-noop bench-micro-build bench-ladder bench-memory \
