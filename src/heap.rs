@@ -38,14 +38,14 @@ const SMALL: usize = 256;
 /// ... and above it multiples of this, up to [`LARGEST`].
 const WIDE_GRANULE: usize = 64;
 /// The largest size served from the lists.
-pub const LARGEST: usize = 1024;
+const LARGEST: usize = 1024;
 /// Number of classes: blocks of 16, 32, ..., 256 bytes, then 320, 384, ..., 1024.
 const CLASSES: usize = SMALL / GRANULE + (LARGEST - SMALL) / WIDE_GRANULE;
 /// The largest alignment served from the lists: what `System` gives any `malloc` in
 /// wasm32 (8); a layout asking more goes to `System`'s aligned path.
 const ALIGN: usize = 8;
 /// Blocks a class's list keeps at most.
-pub const KEEP: u16 = 32;
+const KEEP: u16 = 32;
 
 /// Per class: the first free block (each free block holds the address of the next in its
 /// first bytes) and the list's length.
@@ -97,12 +97,14 @@ impl SizeClasses {
         } else {
             SMALL + (class + 1 - small) * WIDE_GRANULE
         };
-        // At most 1,024 bytes with alignment 8: always a valid layout.
-        Layout::from_size_align(size, ALIGN).unwrap_or(Layout::new::<u64>())
+        // At most 1,024 bytes with alignment 8: always a valid layout. Were it not, the
+        // largest block (never smaller than a class's) rather than an undersized one.
+        Layout::from_size_align(size, ALIGN).unwrap_or(Layout::new::<[u64; LARGEST / 8]>())
     }
 
-    /// The number of blocks in each class's list (tests).
-    pub fn kept(&self) -> [u16; CLASSES] {
+    /// The number of blocks in each class's list.
+    #[cfg(test)]
+    fn kept(&self) -> [u16; CLASSES] {
         // SAFETY: single-threaded (see `Sync`); no reference into the lists is alive.
         unsafe { (*self.lists.get()).len }
     }

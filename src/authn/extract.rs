@@ -180,7 +180,7 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
     // Byte loops, not `str::trim_matches` with char patterns: the same result (space and tab
     // are ASCII) in a fraction of the machine code a token runs through cold (`make
     // bench-footprint`: 29 lines of 64 bytes for this function before).
-    let value = trim_bytes(value, |b| b == b' ' || b == b'\t', true);
+    let value = trim_bytes(value, |b| b == b' ' || b == b'\t');
     if prefix.is_empty() {
         return check_token68(value).map(Some);
     }
@@ -206,23 +206,20 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Result<Option<&'v str>, Aut
             return Ok(None);
         }
     }
-    check_token68(trim_bytes(rest, |b| b == b' ', false)).map(Some)
+    // `rest` ends where `value` does, past its last space: trimming both ends is its start.
+    check_token68(trim_bytes(rest, |b| b == b' ')).map(Some)
 }
 
-/// `s` without the ASCII bytes `strip` accepts at its start, and at its end too if `both`.
-fn trim_bytes(s: &str, strip: impl Fn(u8) -> bool, both: bool) -> &str {
+/// `s` without the ASCII bytes `strip` accepts at either end.
+fn trim_bytes(s: &str, strip: impl Fn(u8) -> bool) -> &str {
     let bytes = s.as_bytes();
     let start = bytes.iter().position(|&b| !strip(b)).unwrap_or(bytes.len());
-    let end = if both {
-        bytes
-            .iter()
-            .rposition(|&b| !strip(b))
-            .map_or(start, |i| i + 1)
-    } else {
-        bytes.len()
-    };
+    let end = bytes
+        .iter()
+        .rposition(|&b| !strip(b))
+        .map_or(start, |i| i + 1);
     // The bytes stripped are ASCII: start and end are character boundaries.
-    s.get(start..end.max(start)).unwrap_or_default()
+    s.get(start..end).unwrap_or_default()
 }
 
 /// RFC 7235 token68 bytes, plus '.' between JWS segments, as a table: a token is scanned on

@@ -209,13 +209,10 @@ impl VerifiedToken {
 /// The payload segment of a compact JWS exactly as received (for a token that parsed: the
 /// canonical base64url of its payload JSON).
 pub fn payload_segment(token: &str) -> &str {
-    split_at_dot(token)
-        .and_then(|(_, rest)| {
-            split_at_dot(rest)
-                .map(|(payload, _)| payload)
-                .or(Some(rest))
-        })
-        .unwrap_or_default()
+    let Some((_, rest)) = split_at_dot(token) else {
+        return "";
+    };
+    split_at_dot(rest).map_or(rest, |(payload, _)| payload)
 }
 
 /// `s` before and after its first `.`.
@@ -264,6 +261,15 @@ fn read_header(obj: &Map<String, Value>) -> Result<Header, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_segment_is_between_the_first_two_dots() {
+        assert_eq!(payload_segment("h.p.s"), "p");
+        assert_eq!(payload_segment("h..s"), "");
+        assert_eq!(payload_segment("h.p"), "p");
+        assert_eq!(payload_segment("h.p.s.x"), "p");
+        assert_eq!(payload_segment("hps"), "");
+    }
 
     fn seg(json: &str) -> String {
         b64::encode(json.as_bytes())
