@@ -161,7 +161,7 @@ def once_lines(wrapper: tuple[str, ...], workdir: Path) -> dict[str, dict]:
     out = {}
     with bl.Envoy(config, workdir, concurrency=1, cpus="0,1", wrapper=wrapper,
                   ready_timeout_s=READY_TIMEOUT_S) as envoy:
-        port = int(envoy.url("/").split(":")[2].split("/")[0])
+        port = envoy.port
         pid = envoy.proc.pid
 
         def send_once(path: str, count: int) -> None:
@@ -173,20 +173,27 @@ def once_lines(wrapper: tuple[str, ...], workdir: Path) -> dict[str, dict]:
         for alg, op in lines:
             path = f"/once?alg={alg}&op={op}"
             send_once(path, WARM)
-            callgrind_control(pid, "--zero")
-            send_once(path, N)
-            callgrind_control(pid, f"--dump=once_{alg}_{op}")
-            dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
-            events = by_kind(dump, EVENTS)
-            name = f"once {alg}/{op}"
-            out[name] = {k: c / N for k, c in events["Ir"].items()}
-            out[name]["total"] = sum(events["Ir"].values()) / N
-            if CACHE:
-                out[name]["misses"] = {e: {k: c / N for k, c in events[e].items()}
-                                       for e in EVENTS[1:]}
-            print(f"  {name:<26} {out[name]['total']:10.0f} instructions/request", flush=True)
+            out[f"once {alg}/{op}"] = counted(pid, workdir, f"once {alg}/{op}",
+                                              lambda: send_once(path, N))
         callgrind_control(pid, "--instr=off")
     return out
+
+
+def counted(pid: int, workdir: Path, label: str, requests: Callable[[], None]) -> dict:
+    """Callgrind's counts while `requests` sends its N requests, per request: by kind, in all
+    (`total`) and, with BENCH_INSTR_CACHE, the simulated misses (`misses`)."""
+    callgrind_control(pid, "--zero")
+    requests()
+    dump_name = re.sub(r"[^\w-]", "_", label)
+    callgrind_control(pid, f"--dump={dump_name}")
+    dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
+    events = by_kind(dump, EVENTS)
+    row: dict = {k: c / N for k, c in events["Ir"].items()}
+    row["total"] = sum(events["Ir"].values()) / N
+    if CACHE:
+        row["misses"] = {e: {k: c / N for k, c in events[e].items()} for e in EVENTS[1:]}
+    print(f"  {label:<26} {row['total']:10.0f} instructions/request", flush=True)
+    return row
 
 
 def callgrind_control(pid: int, *args: str) -> None:
@@ -265,19 +272,8 @@ def main() -> None:
             for v in group:
                 tokens = tokens_of(v)
                 send(envoy.ports[v], tokens, WARM, WARM)
-                callgrind_control(pid, "--zero")
-                send(envoy.ports[v], tokens, N, 2 * WARM)
-                label = re.sub(r"[^\w-]", "_", v)
-                callgrind_control(pid, f"--dump={label}")
-                dump = max(workdir.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime)
-                events = by_kind(dump, EVENTS)
-                counts = events["Ir"]
-                rows[v] = {k: c / N for k, c in counts.items()}
-                rows[v]["total"] = sum(counts.values()) / N
-                if CACHE:
-                    rows[v]["misses"] = {e: {k: c / N for k, c in events[e].items()}
-                                         for e in EVENTS[1:]}
-                print(f"  {v:<26} {rows[v]['total']:10.0f} instructions/request", flush=True)
+                rows[v] = counted(pid, workdir, v,
+                                  lambda: send(envoy.ports[v], tokens, N, 2 * WARM))
             callgrind_control(pid, "--instr=off")
 
     floors = [rows[f]["total"] for f in rb.FLOORS if f in rows]

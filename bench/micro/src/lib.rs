@@ -247,8 +247,34 @@ pub fn run(alg_name: &str, n: u32, reps: u32, now_ns: &dyn Fn() -> u64) -> Resul
 /// verifying request (untimed, no figure); each later request times one call and keeps the
 /// figure until `report` collects them.
 pub struct Once {
-    cases: Vec<(String, Case, DecideCase)>,
+    cases: Vec<(String, Fixtures)>,
     samples: Vec<(String, f64)>,
+}
+
+/// One algorithm's inputs for the operations timed one at a time (`/once`, and
+/// `make bench-footprint`'s harness).
+pub struct Fixtures {
+    case: Case,
+    decide: DecideCase,
+}
+
+impl Fixtures {
+    pub fn load(alg: &str) -> Result<Fixtures, String> {
+        Ok(Fixtures {
+            case: Case::load(alg)?,
+            decide: DecideCase::load(alg)?,
+        })
+    }
+
+    /// Runs `op` (`jwk`, `token` or `decide`): whether it verified; `None` for another op.
+    pub fn run(&self, op: &str) -> Option<bool> {
+        match op {
+            "jwk" => Some(self.case.jwk_verify()),
+            "token" => Some(self.case.token_verify()),
+            "decide" => Some(self.decide.decide()),
+            _ => None,
+        }
+    }
 }
 
 /// The operations `/once` times; `none` runs nothing (the request's cost without a call),
@@ -291,20 +317,14 @@ impl Once {
             self.record(alg, op, now_ns().saturating_sub(start));
             return Ok(());
         }
-        let Some((_, case, decide_case)) = self.cases.iter().find(|(a, _, _)| a == alg) else {
-            let case = Case::load(alg)?;
-            let decide_case = DecideCase::load(alg)?;
-            self.cases.push((alg.to_string(), case, decide_case));
+        let Some((_, fixtures)) = self.cases.iter().find(|(a, _)| a == alg) else {
+            self.cases.push((alg.to_string(), Fixtures::load(alg)?));
             return Ok(());
         };
         let start = now_ns();
-        let ok = match op {
-            "jwk" => case.jwk_verify(),
-            "token" => case.token_verify(),
-            _ => decide_case.decide(),
-        };
+        let ok = fixtures.run(op);
         let elapsed = now_ns().saturating_sub(start);
-        if !ok {
+        if ok != Some(true) {
             return Err("verification failed".into());
         }
         self.record(alg, op, elapsed);

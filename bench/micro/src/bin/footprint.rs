@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use jwt_edge_bench_micro::{Case, DecideCase};
+use jwt_edge_bench_micro::Fixtures;
 
 /// Bytes written between two operations: 4x the simulated 512 KiB cache.
 const SWEEP: usize = 2 << 20;
@@ -41,15 +41,9 @@ fn footprint() -> Result<(), String> {
         .parse()
         .map_err(|_| "FOOTPRINT_N must be a number".to_string())?;
     let dir = PathBuf::from(setting("FOOTPRINT_DIR", "/tmp"));
-    let case = Case::load(&alg)?;
-    let decide = DecideCase::load(&alg)?;
-    let run = |op: &str| match op {
-        "none" => true,
-        "jwk" => case.jwk_verify(),
-        "token" => case.token_verify(),
-        "decide" => decide.decide(),
-        _ => false,
-    };
+    let fixtures = Fixtures::load(&alg)?;
+    // `none`: the sweep alone, the baseline run_footprint.py subtracts.
+    let run = |op: &str| op == "none" || fixtures.run(op) == Some(true);
     for _ in 0..20 {
         if !run(&op) {
             return Err(format!("{alg} {op}: did not verify (or unknown op)"));
