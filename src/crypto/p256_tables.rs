@@ -11,15 +11,26 @@
 //!   V8 (the ignored `verify_timing` test). Issue #13 then moved the scalars, the key and
 //!   signature parsing and the table checks off p256 too: the module lost ~40 KB of p256,
 //!   primeorder, der and const-oid code.
-//! - G's table: 8-bit windows, 4,097 points, ~288 KiB, built once per VM (~25 ms in Node's
-//!   V8); each key's: 6-bit windows, 1,360 points, ~96 KiB (~3 ms). An entry is two field
-//!   elements of 9 × 32-bit limbs, 72 bytes. A verification is then at most 76 mixed
+//! - G's table: 8-bit windows, 4,097 points, ~288 KiB, built once per VM (~10-25 ms in Node's
+//!   V8); each key's: 7-bit windows, 2,320 points, ~163 KiB (~5.4 ms). An entry is two field
+//!   elements of 9 × 32-bit limbs, 72 bytes. A verification is then at most 70 mixed
 //!   additions and no field inversion.
-//! - Why 6 bits for keys (measured on p256's arithmetic, wasm32 in Node 20's V8, p256 0.13
-//!   `verify_prehash` ~1,100 µs): 4 bits: ~190–230 µs, 3 ms per key; 6 bits: ~156 µs, 7 ms;
-//!   8 bits: ~142–163 µs, 21 ms. Past 6 bits the memory and the build (paid per key, per VM,
-//!   at every key-set load) triple for under 10 % (native instruction counts: −16 % from 4 to
-//!   6 bits, −9 % more from 6 to 8). G's table is paid once per VM, so it gets 8 bits.
+//! - Why 7 bits for keys. First chosen (6 bits) on p256's arithmetic, where a verification
+//!   cost ~156 µs and the additions' share was smaller. On [`p256_field`] the additions are
+//!   ~94 % of a verification (s⁻¹ ~3 µs of ~47), so each row less counts. Issue #13, session
+//!   16, wasm32 in Node 20's V8 (`--no-liftoff`, the ignored `verify_timing` test, best of
+//!   three runs) and instructions per request in Envoy (`make bench-instructions`, distinct
+//!   ES256 tokens, the whole process):
+//!
+//!   | key window | verification | key table | build per key | Envoy instructions |
+//!   |---|---|---|---|---|
+//!   | 6 bits | 47.1 µs | 97,920 B | 3.3 ms | 724.4K |
+//!   | **7 bits** | **43.6 µs** | 167,040 B | 5.4 ms | **686.7K** |
+//!   | 8 bits | 41.9 µs | 294,984 B | 9.4 ms | 659.0K |
+//!
+//!   8 bits saves 1.7 µs more but triples each key's memory (in every VM, for every key of a
+//!   set) and its build (on the worker's thread, at every key-set version); 7 bits costs
+//!   +69 KiB and +2 ms per key.
 //! - **Variable time, on purpose**, as everything in [`ecdsa`]: every input is public.
 
 use sha2::Sha256;
@@ -31,8 +42,8 @@ use crate::crypto::weierstrass;
 
 /// Window of G's table: 32 rows of 128 points and one of 1, ~288 KiB, once per VM.
 pub const G_WINDOW: u32 = 8;
-/// Window of each public key's table: 42 rows of 32 points and one of 16, ~96 KiB.
-pub const Q_WINDOW: u32 = 6;
+/// Window of each public key's table: 36 rows of 64 points and one of 16, ~163 KiB.
+pub const Q_WINDOW: u32 = 7;
 pub use crate::crypto::fixed_window::{MAX_WINDOW, MIN_WINDOW};
 
 /// Bytes of a coordinate or scalar.
@@ -72,11 +83,11 @@ impl Modulus for OrderN {
 /// A P-256 scalar (mod n).
 pub type Scalar = p384_field::Elem<OrderN>;
 
-/// Most heap bytes of key tables (G's excluded) alive at once in this VM: 21 keys at
-/// [`Q_WINDOW`] (~96 KiB each). A key set may hold hundreds of P-256 keys within its size
+/// Most heap bytes of key tables (G's excluded) alive at once in this VM: 12 keys at
+/// [`Q_WINDOW`] (~163 KiB each). A key set may hold hundreds of P-256 keys within its size
 /// limit; keys past the budget verify u2·Q by double-and-add (slower, same answers) rather
 /// than cost memory and load time. An old and a new key set are alive together during a swap,
-/// so sets of up to ~10 P-256 keys always get tables; with G's table the worst case stays
+/// so sets of up to 6 P-256 keys always get tables; with G's table the worst case stays
 /// under ~2.5 MiB per VM.
 pub const KEY_TABLE_BUDGET: usize = 2 << 20;
 

@@ -136,7 +136,7 @@ impl VerifyKey {
     }
 
     /// A P-256 key from the affine coordinates (JWK `x`, `y`, each exactly 32 bytes), with its
-    /// verification table precomputed (~96 KiB, see [`p256_tables`](crate::crypto::p256_tables)).
+    /// verification table precomputed (~163 KiB, see [`p256_tables`](crate::crypto::p256_tables)).
     pub fn ec_p256(x: &[u8], y: &[u8]) -> Result<VerifyKey, KeyError> {
         ec_key(x, y).map(VerifyKey::EcP256)
     }
