@@ -163,28 +163,44 @@ impl<F: Field> Jacobian<F> {
     /// `self + other`, "madd-2004-hmv" (8M + 3S) with the identity, doubling and inverse
     /// cases handled: the formula itself is only valid for `self ≠ ±other`, `self ≠ 0`.
     pub fn add_affine(&self, other: &Affine<F>) -> Jacobian<F> {
+        self.add_signed(other, false)
+    }
+
+    /// `self − other`, the same formula for (x, −y) without negating y: there S2 becomes −S2
+    /// and r = −S2 − Y1, so `t = S2 + Y1` is computed instead and the sign goes where r
+    /// appears unsquared, Y3 = r·(V − X3) − … = t·(X3 − V) − … (issue #13: a negation is a
+    /// field subtraction, ~20 ns in V8, paid by about half of a verification's additions).
+    pub fn sub_affine(&self, other: &Affine<F>) -> Jacobian<F> {
+        self.add_signed(other, true)
+    }
+
+    fn add_signed(&self, other: &Affine<F>, negate: bool) -> Jacobian<F> {
         if self.is_identity() {
-            return Jacobian::from(other);
+            return if negate {
+                Jacobian::from(&other.neg())
+            } else {
+                Jacobian::from(other)
+            };
         }
         let z1z1 = self.z.square();
         let u2 = other.x.mul(&z1z1);
         let s2 = other.y.mul(&z1z1.mul(&self.z));
         let h = u2.sub(&self.x);
-        let r = s2.sub(&self.y);
+        // r, or −r when negating.
+        let r = if negate {
+            s2.add(&self.y)
+        } else {
+            s2.sub(&self.y)
+        };
         if h.is_zero() {
-            // Same x: self = other (double) or self = −other (identity).
+            // Same x: self = the point added (double) or its inverse (identity).
             return if r.is_zero() {
                 self.double()
             } else {
                 Jacobian::IDENTITY
             };
         }
-        Jacobian::add_tail(&self.x, &self.y, &self.z, &h, &r)
-    }
-
-    /// `self − other`.
-    pub fn sub_affine(&self, other: &Affine<F>) -> Jacobian<F> {
-        self.add_affine(&other.neg())
+        Jacobian::add_tail(&self.x, &self.y, &self.z, &h, &r, negate)
     }
 
     /// `self + other`, "add-1998-cmo-2" (12M + 4S) with the identity, doubling and inverse
@@ -211,18 +227,19 @@ impl<F: Field> Jacobian<F> {
                 Jacobian::IDENTITY
             };
         }
-        Jacobian::add_tail(&u1, &s1, &self.z.mul(&other.z), &h, &r)
+        Jacobian::add_tail(&u1, &s1, &self.z.mul(&other.z), &h, &r, false)
     }
 
     /// What both addition formulas end with, from U1 = X1·Z2², S1 = Y1·Z2³, the product of
     /// the z coordinates, H = U2 − U1 and r = S2 − S1 (H ≠ 0): X3 = r² − H³ − 2·U1·H²,
-    /// Y3 = r·(U1·H² − X3) − S1·H³, Z3 = z·H.
-    fn add_tail(u1: &F, s1: &F, z: &F, h: &F, r: &F) -> Jacobian<F> {
+    /// Y3 = r·(U1·H² − X3) − S1·H³, Z3 = z·H. With `r_negated`, `r` holds −r.
+    fn add_tail(u1: &F, s1: &F, z: &F, h: &F, r: &F, r_negated: bool) -> Jacobian<F> {
         let hh = h.square();
         let hhh = hh.mul(h);
         let v = u1.mul(&hh);
         let x = r.square().sub(&hhh).sub(&v.double());
-        let y = r.mul(&v.sub(&x)).sub(&s1.mul(&hhh));
+        let difference = if r_negated { x.sub(&v) } else { v.sub(&x) };
+        let y = r.mul(&difference).sub(&s1.mul(&hhh));
         Jacobian { x, y, z: z.mul(h) }
     }
 
