@@ -113,9 +113,14 @@ impl Fe {
         }
     }
 
-    /// Whether the element is 0 mod p.
+    /// Whether the element is 0 mod p: its value is 0 or p, as every element is below 2p and
+    /// its limbs below 2^29 (one representation per value), without [`canonical`]'s
+    /// subtraction (issue #13: each mixed addition of a verification asks once).
+    ///
+    /// [`canonical`]: Fe::canonical
     pub fn is_zero(&self) -> bool {
-        self.canonical() == [0; LIMBS]
+        const P_LIMBS: [u32; LIMBS] = narrow(&P);
+        self.0 == [0; LIMBS] || self.0 == P_LIMBS
     }
 
     /// `self + other`.

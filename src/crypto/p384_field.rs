@@ -142,9 +142,13 @@ impl<M: Modulus> Elem<M> {
         canonical::<M>(&self.0)
     }
 
-    /// Whether the element is 0 mod m.
+    /// Whether the element is 0 mod m: its value is 0 or m, as every element is below 2m and
+    /// its limbs below 2^28 (one representation per value), without [`canonical`]'s
+    /// subtraction (issue #13: each mixed addition of a verification asks once).
+    ///
+    /// [`canonical`]: Elem::canonical
     pub fn is_zero(&self) -> bool {
-        self.canonical() == [0; LIMBS]
+        self.0 == [0; LIMBS] || self.0.iter().zip(&M::M).all(|(l, m)| u64::from(*l) == *m)
     }
 
     /// `self + other`.
@@ -585,6 +589,32 @@ mod tests {
             .unwrap()
             .invert()
             .is_none());
+    }
+
+    /// Zero has two representations below 2m, 0 and m; their neighbours are not zero.
+    fn zero_representations<M: Modulus>() {
+        let at = |limbs: [u64; LIMBS]| Elem::<M>(narrow(&limbs), PhantomData);
+        assert!(at([0; LIMBS]).is_zero());
+        assert!(at(M::M).is_zero());
+        let mut m_minus_one = M::M;
+        m_minus_one[0] -= 1;
+        let mut one = [0; LIMBS];
+        one[0] = 1;
+        for limbs in [m_minus_one, one] {
+            assert!(!at(limbs).is_zero());
+        }
+        // m + R mod m, through the addition (limbs kept below 2^28).
+        assert!(!at(M::M).add(&Elem::ONE).is_zero());
+        let x = Elem::<M>::ONE.double();
+        assert!(x.sub(&x).is_zero());
+        assert!(x.add(&x.neg()).is_zero());
+    }
+
+    #[test]
+    fn zero_in_both_representations() {
+        zero_representations::<FieldP>();
+        zero_representations::<OrderN>();
+        zero_representations::<crate::crypto::p256_tables::OrderN>();
     }
 
     #[test]
