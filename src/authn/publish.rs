@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::authn::authenticate::{Allow, AllowReason, Decision};
 use crate::authn::b64;
 use crate::authn::json::parse_object;
+use crate::authn::jws::segments;
 
 /// Longest name accepted for a published entry.
 pub const MAX_NAME_LEN: usize = 128;
@@ -102,7 +103,7 @@ pub fn outcome(decision: &Decision) -> Option<String> {
 /// The JOSE header of a compact JWS, re-serialised (`None` when it does not decode, which a
 /// token that verified cannot do).
 fn header_json(token: &str) -> Option<String> {
-    let segment = token.split('.').next()?;
+    let (segment, _, _) = segments(token)?;
     let bytes = b64::decode(segment)?;
     let header = parse_object(&bytes).ok()?;
     Some(compact(&header))

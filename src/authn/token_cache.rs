@@ -44,7 +44,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::authn::b64;
-use crate::authn::jws::{Header, VerifiedToken};
+use crate::authn::jws::{segments, Header, VerifiedToken};
 use crate::authn::policy::ProviderId;
 
 /// Bytes at the end of a token that its table index is computed from.
@@ -123,16 +123,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tails_equal = wa.remainder() == wb.remainder();
     tails_equal && wa.zip(wb).all(|(x, y)| word(x) == word(y))
-}
-
-/// The three segments of a compact JWS.
-fn segments(token: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = token.split('.');
-    let parts = (parts.next()?, parts.next()?, parts.next()?, parts.next());
-    match parts {
-        (h, p, s, None) => Some((h, p, s)),
-        _ => None,
-    }
 }
 
 /// The table's keys are already keyed hashes: hashing them again would only cost time.
